@@ -1,0 +1,231 @@
+//! The conversion of one STAC item into an [`ItemRow`] plus its footprint.
+
+use geo::BoundingRect;
+use geo_types::Geometry;
+use serde_json::{Map, Value as Json};
+
+use super::ItemRejection;
+use super::columns::{
+    KNOWN_TOP_LEVEL, convert, is_typed_property, property_columns, shown, top_level_columns,
+    top_level_json_columns,
+};
+use super::row::{ItemRow, Value, idx};
+use crate::schema::column_index;
+
+/// An item ready for fan-out: its row (without `grid_partition`) and its footprint.
+#[derive(Debug, Clone)]
+pub struct ParsedItem {
+    /// Column values.
+    pub row: ItemRow,
+    /// The footprint, lon/lat degrees.
+    pub geometry: Geometry<f64>,
+}
+
+/// Parses item JSON bytes.
+pub fn parse_item(bytes: &[u8]) -> Result<ParsedItem, ItemRejection> {
+    let json: Json =
+        serde_json::from_slice(bytes).map_err(|e| ItemRejection::InvalidJson(e.to_string()))?;
+    parse_item_value(&json)
+}
+
+/// Converts an already-parsed item.
+pub fn parse_item_value(json: &Json) -> Result<ParsedItem, ItemRejection> {
+    let item = json.as_object().ok_or(ItemRejection::NotAnObject)?;
+    if let Some(t) = item.get("type") {
+        if t.as_str() != Some("Feature") {
+            return Err(ItemRejection::NotAFeature(
+                t.as_str().map_or_else(|| shown(t), str::to_string),
+            ));
+        }
+    }
+    match item.get("id") {
+        Some(Json::String(s)) if !s.is_empty() => {}
+        _ => return Err(ItemRejection::MissingId),
+    }
+    let empty = Map::new();
+    let props = match item.get("properties") {
+        Some(Json::Object(p)) => p,
+        None | Some(Json::Null) => &empty,
+        Some(other) => {
+            return Err(ItemRejection::BadValue {
+                field: "properties",
+                expected: "object",
+                value: shown(other),
+            });
+        }
+    };
+
+    let mut row = ItemRow::empty();
+    for &(i, name, kind) in top_level_columns() {
+        if let Some(v) = item.get(name) {
+            row.set(i, convert(name, kind, v)?);
+        }
+    }
+    for &(i, name, _) in top_level_json_columns() {
+        if let Some(v) = item.get(name).filter(|v| !v.is_null()) {
+            row.set(i, Value::Text(v.to_string()));
+        }
+    }
+    for &(i, name, kind) in property_columns() {
+        if let Some(v) = props.get(name) {
+            row.set(i, convert(name, kind, v)?);
+        }
+    }
+    // Pre-1.0 items put `collection` inside properties.
+    if matches!(row.get_by_name("collection"), Some(Value::Null)) {
+        if let Some(Json::String(c)) = props.get("collection") {
+            row.set_by_name("collection", Value::Text(c.clone()));
+        }
+    }
+    row.set_by_name(
+        "extra_properties",
+        extras(props, |k| !is_typed_property(k) && k != "grid_partition"),
+    );
+    row.set_by_name("extra_fields", extras(item, |k| !KNOWN_TOP_LEVEL.contains(&k)));
+
+    let geometry = footprint(item.get("geometry"))?;
+    let bbox = geometry
+        .bounding_rect()
+        .ok_or_else(|| ItemRejection::InvalidGeometry("geometry has no coordinates".into()))?;
+    row.set(
+        idx::GEOMETRY_BBOX,
+        Value::Bbox([bbox.min().x, bbox.min().y, bbox.max().x, bbox.max().y]),
+    );
+    row.set(idx::GEOMETRY, Value::Bytes(to_wkb(&geometry)?));
+    debug_assert_eq!(column_index("geometry"), Some(idx::GEOMETRY));
+    Ok(ParsedItem { row, geometry })
+}
+
+/// The members of `obj` selected by `keep`, as JSON object text (null when there are none).
+fn extras(obj: &Map<String, Json>, keep: impl Fn(&str) -> bool) -> Value {
+    let picked: Map<String, Json> =
+        obj.iter().filter(|(k, _)| keep(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    if picked.is_empty() { Value::Null } else { Value::Text(Json::Object(picked).to_string()) }
+}
+
+fn footprint(v: Option<&Json>) -> Result<Geometry<f64>, ItemRejection> {
+    let v = match v {
+        None | Some(Json::Null) => return Err(ItemRejection::MissingGeometry),
+        Some(v) => v,
+    };
+    let gj = geojson::Geometry::from_json_value(v.clone())
+        .map_err(|e| ItemRejection::InvalidGeometry(e.to_string()))?;
+    let g: Geometry<f64> =
+        gj.try_into().map_err(|e: geojson::Error| ItemRejection::InvalidGeometry(e.to_string()))?;
+    check_coordinates(&g)?;
+    Ok(g)
+}
+
+fn check_coordinates(g: &Geometry<f64>) -> Result<(), ItemRejection> {
+    use geo::CoordsIter;
+    let mut n = 0usize;
+    for c in g.coords_iter() {
+        n += 1;
+        if !c.x.is_finite() || !c.y.is_finite() {
+            return Err(ItemRejection::InvalidGeometry(format!(
+                "non-finite coordinate ({}, {})",
+                c.x, c.y
+            )));
+        }
+        if c.y.abs() > 90.0 + 1e-6 {
+            return Err(ItemRejection::InvalidGeometry(format!(
+                "latitude {} outside [-90, 90] (coordinates must be lon, lat degrees)",
+                c.y
+            )));
+        }
+    }
+    if n == 0 {
+        return Err(ItemRejection::InvalidGeometry("geometry has no coordinates".into()));
+    }
+    Ok(())
+}
+
+fn to_wkb(g: &Geometry<f64>) -> Result<Vec<u8>, ItemRejection> {
+    let mut buf = Vec::with_capacity(256);
+    wkb::writer::write_geometry(&mut buf, g, &wkb::writer::WriteOptions::default())
+        .map_err(|e| ItemRejection::InvalidGeometry(format!("cannot encode as WKB: {e}")))?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn itslive_like() -> Json {
+        json!({
+            "type": "Feature", "stac_version": "1.1.0",
+            "stac_extensions": ["https://stac-extensions.github.io/projection/v2.0.0/schema.json"],
+            "id": "LC08_X_LC08_G0120V02_P056", "collection": "itslive-granules",
+            "bbox": [-33.3, 59.9, -29.3, 62.1],
+            "geometry": {"type": "Polygon", "coordinates": [[[-33.3, 59.9], [-29.3, 59.9], [-29.3, 62.1], [-33.3, 62.1], [-33.3, 59.9]]]},
+            "properties": {
+                "datetime": "2019-06-17T00:00:00Z", "start_datetime": "2019-05-24T13:00:00Z",
+                "end_datetime": "2019-07-11T13:00:00Z", "mid_datetime": "2019-06-17T00:00:00Z",
+                "created": "2020-09-01T00:00:00+02:00", "updated": "2020-09-01T00:00:00Z",
+                "platform": "LC08", "version": "002", "percent_valid_pixels": 56, "date_dt": 48.0,
+                "latitude": 61.0, "longitude": -31.3, "proj:code": "EPSG:32624",
+                "sat:orbit_state": "descending", "scene_1_id": "a", "scene_2_id": "b",
+                "scene_1_frame": "232011", "scene_2_frame": "232011", "cloud": 3
+            },
+            "links": [], "assets": {"data": {"href": "s3://x/y.nc", "roles": ["data"]}},
+            "foreign": true
+        })
+    }
+
+    #[test]
+    fn an_itslive_item_fills_every_typed_column() {
+        let p = parse_item_value(&itslive_like()).unwrap();
+        let r = &p.row;
+        assert_eq!(r.id(), "LC08_X_LC08_G0120V02_P056");
+        assert_eq!(r.get_by_name("date_dt"), Some(&Value::Long(48)));
+        assert_eq!(r.get_by_name("percent_valid_pixels"), Some(&Value::Long(56)));
+        assert_eq!(
+            r.get_by_name("mid_datetime"),
+            Some(&Value::Text("2019-06-17T00:00:00Z".into()))
+        );
+        assert_eq!(r.get_by_name("created"), Some(&Value::Micros(1_598_911_200_000_000)));
+        assert_eq!(r.get_by_name("bbox"), Some(&Value::Text("[-33.3,59.9,-29.3,62.1]".into())));
+        assert_eq!(r.get_by_name("links"), Some(&Value::Text("[]".into())));
+        assert_eq!(r.get_by_name("extra_properties"), Some(&Value::Text(r#"{"cloud":3}"#.into())));
+        assert_eq!(r.get_by_name("extra_fields"), Some(&Value::Text(r#"{"foreign":true}"#.into())));
+        assert_eq!(r.geometry_bbox(), Some([-33.3, 59.9, -29.3, 62.1]));
+        assert_eq!(r.wkb()[0..5], [1, 3, 0, 0, 0], "little-endian ISO WKB polygon");
+        assert_eq!(r.get_by_name("grid_partition"), Some(&Value::Null));
+    }
+
+    #[test]
+    fn unusable_items_are_rejected_with_the_reason() {
+        let mut no_geom = itslive_like();
+        no_geom["geometry"] = Json::Null;
+        assert_eq!(parse_item_value(&no_geom).unwrap_err(), ItemRejection::MissingGeometry);
+
+        let mut bad_dt = itslive_like();
+        bad_dt["properties"]["datetime"] = json!("yesterday");
+        assert_eq!(
+            parse_item_value(&bad_dt).unwrap_err().to_string(),
+            "'datetime' is not a valid timestamp: \"yesterday\""
+        );
+
+        let mut no_id = itslive_like();
+        no_id.as_object_mut().unwrap().remove("id");
+        assert_eq!(parse_item_value(&no_id).unwrap_err(), ItemRejection::MissingId);
+
+        assert!(matches!(parse_item(b"{not json"), Err(ItemRejection::InvalidJson(_))));
+        let fc = json!({"type": "FeatureCollection", "features": []});
+        assert_eq!(
+            parse_item_value(&fc).unwrap_err().to_string(),
+            "not a STAC item: type is 'FeatureCollection', expected 'Feature'"
+        );
+        let mut empty = itslive_like();
+        empty["geometry"] = json!({"type": "Polygon", "coordinates": []});
+        assert!(matches!(parse_item_value(&empty), Err(ItemRejection::InvalidGeometry(_))));
+    }
+
+    #[test]
+    fn a_null_datetime_is_allowed() {
+        let mut v = itslive_like();
+        v["properties"]["datetime"] = Json::Null;
+        assert_eq!(parse_item_value(&v).unwrap().row.datetime_micros(), None);
+    }
+}

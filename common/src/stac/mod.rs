@@ -1,0 +1,75 @@
+//! STAC item JSON → one typed table row (before fan-out to cells).
+//!
+//! Every column has one fixed type ([`crate::schema`]); values are converted by the rules in
+//! `docs/schema.md`. An item that cannot be used comes back as an [`ItemRejection`] that says
+//! why — never a panic and never a silent drop.
+
+mod columns;
+pub mod datetime;
+mod item;
+mod row;
+
+pub use item::{ParsedItem, parse_item, parse_item_value};
+pub use row::{ItemRow, Value};
+
+/// Why an item could not become a row.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ItemRejection {
+    /// The bytes are not JSON.
+    #[error("not valid JSON: {0}")]
+    InvalidJson(String),
+    /// JSON, but not an object.
+    #[error("not a JSON object")]
+    NotAnObject,
+    /// An object whose `type` is not `Feature` (e.g. a FeatureCollection).
+    #[error("not a STAC item: type is '{0}', expected 'Feature'")]
+    NotAFeature(String),
+    /// No usable `id`.
+    #[error("missing or empty 'id'")]
+    MissingId,
+    /// `geometry` absent or null.
+    #[error("item has no geometry")]
+    MissingGeometry,
+    /// `geometry` present but unusable.
+    #[error("invalid geometry: {0}")]
+    InvalidGeometry(String),
+    /// A timestamp field that does not parse.
+    #[error("'{field}' is not a valid timestamp: {value}")]
+    BadTimestamp {
+        /// Field name.
+        field: &'static str,
+        /// The value as found (JSON text).
+        value: String,
+    },
+    /// A value that does not fit its column's type.
+    #[error("'{field}' does not fit its {expected} column: {value}")]
+    BadValue {
+        /// Field name.
+        field: &'static str,
+        /// The column's type.
+        expected: &'static str,
+        /// The value as found (JSON text, truncated).
+        value: String,
+    },
+    /// The partitioner could not place the footprint.
+    #[error("cannot partition the footprint: {0}")]
+    Partition(String),
+}
+
+impl ItemRejection {
+    /// A short, stable category name for summaries ("invalid_json", "bad_value", …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ItemRejection::InvalidJson(_) => "invalid_json",
+            ItemRejection::NotAnObject => "not_an_object",
+            ItemRejection::NotAFeature(_) => "not_a_feature",
+            ItemRejection::MissingId => "missing_id",
+            ItemRejection::MissingGeometry => "missing_geometry",
+            ItemRejection::InvalidGeometry(_) => "invalid_geometry",
+            ItemRejection::BadTimestamp { .. } => "bad_timestamp",
+            ItemRejection::BadValue { .. } => "bad_value",
+            ItemRejection::Partition(_) => "partition",
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Third-party checkers (pyarrow, geopandas, DuckDB, PyIceberg) run from the project's venv.
+//!
+//! `scripts/setup-python.sh` (called by the test command) installs them into `.venv`. Outside CI
+//! a test whose checker is missing says so and returns; in CI (`CI=true`) a missing checker is a
+//! failure, never a skip.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// The root of the workspace (where `.venv` lives).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Whether we run in CI, where every checker is required.
+pub fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+}
+
+/// The venv's Python interpreter.
+#[derive(Debug, Clone)]
+pub struct Python {
+    exe: PathBuf,
+}
+
+impl Python {
+    /// The checker interpreter, or `None` (after a note on stderr) when it is not installed and
+    /// we are not in CI. Panics in CI when it is missing.
+    pub fn find(test: &str) -> Option<Python> {
+        let exe = std::env::var_os("EARTHCATALOG_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
+        if exe.is_file() {
+            return Some(Python { exe });
+        }
+        let msg = format!(
+            "{test}: python checkers not installed at {} (run scripts/setup-python.sh)",
+            exe.display()
+        );
+        if in_ci() {
+            panic!("{msg}");
+        }
+        eprintln!("SKIPPED {msg}");
+        None
+    }
+
+    /// Path of the interpreter.
+    pub fn exe(&self) -> &Path {
+        &self.exe
+    }
+
+    /// Runs `script` with `args` and returns its stdout; fails with stderr when it exits non-zero.
+    pub fn run(&self, script: &str, args: &[&str]) -> anyhow::Result<String> {
+        self.run_with_env(script, args, &[])
+    }
+
+    /// Like [`Python::run`], with extra environment variables.
+    pub fn run_with_env(
+        &self,
+        script: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<String> {
+        let out = Command::new(&self.exe)
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .with_context(|| format!("starting {}", self.exe.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "python check failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(stdout)
+    }
+
+    /// Runs `script` and parses its last stdout line as JSON.
+    pub fn run_json(&self, script: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let out = self.run(script, args)?;
+        let last = out.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        serde_json::from_str(last).with_context(|| format!("python output is not JSON: {out}"))
+    }
+}
+
+/// Python prelude that opens DuckDB with the extensions shipped in the venv (no download).
+pub const DUCKDB_PRELUDE: &str = r#"
+import os, sysconfig, duckdb
+_ext = os.path.join(sysconfig.get_paths()["purelib"], "duckdb_ext", "extensions")
+def duck():
+    con = duckdb.connect(config={"extension_directory": _ext, "autoinstall_known_extensions": "false"})
+    return con
+"#;
