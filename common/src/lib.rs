@@ -9,3 +9,11 @@ pub mod schema;
 pub mod stac;
 /// Resolving locations to object stores (S3 settings, source mapping, client cache).
 pub mod stores;
+/// Typed ids: runs and (cell, year) partitions.
+pub mod ids;
+/// Fan-out of items to cells and grouping by (cell, year).
+pub mod fanout;
+/// GeoParquet 1.1 data files.
+pub mod geoparquet;
+/// Deterministic ITS_LIVE-shaped sample items (benchmarks, demo data, tests).
+pub mod sample;

@@ -1,0 +1,127 @@
+//! Fan-out and grouping: one row per (item, cell), grouped by (cell, UTC year) and sorted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::ids::CellYear;
+use crate::stac::ItemRow;
+use crate::stac::datetime::utc_year;
+
+/// One output row: an item placed in one cell. Items are shared, not copied, across cells.
+#[derive(Debug, Clone)]
+pub struct CellRow {
+    /// The item's values.
+    pub item: Arc<ItemRow>,
+    /// The cell key written to `grid_partition`.
+    pub cell: Arc<str>,
+}
+
+impl CellRow {
+    /// The (cell, year) this row belongs to.
+    pub fn partition(&self) -> CellYear {
+        CellYear::new(self.cell.as_ref(), self.item.datetime_micros().and_then(utc_year))
+    }
+}
+
+/// One row per cell for `item`.
+pub fn fan_out(item: ItemRow, cells: &[String]) -> Vec<CellRow> {
+    let item = Arc::new(item);
+    cells.iter().map(|c| CellRow { item: item.clone(), cell: Arc::from(c.as_str()) }).collect()
+}
+
+/// Rows collected per (cell, year).
+#[derive(Debug, Default)]
+pub struct Groups {
+    groups: HashMap<CellYear, Vec<CellRow>>,
+    rows: usize,
+}
+
+impl Groups {
+    /// No rows yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds rows to their groups.
+    pub fn extend(&mut self, rows: impl IntoIterator<Item = CellRow>) {
+        for row in rows {
+            self.rows += 1;
+            self.groups.entry(row.partition()).or_default().push(row);
+        }
+    }
+
+    /// Number of rows added.
+    pub fn row_count(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of (cell, year) groups.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Whether no row was added.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The groups ordered by (cell, year), each sorted by (platform, datetime) — the order in
+    /// which data files are written.
+    pub fn into_sorted(self) -> Vec<(CellYear, Vec<CellRow>)> {
+        let mut out: Vec<_> = self.groups.into_iter().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, rows) in &mut out {
+            sort_rows(rows);
+        }
+        out
+    }
+}
+
+/// Sorts rows by (platform, datetime), missing values first, stably.
+pub fn sort_rows(rows: &mut [CellRow]) {
+    rows.sort_by(|a, b| {
+        (a.item.platform().unwrap_or(""), a.item.datetime_micros())
+            .cmp(&(b.item.platform().unwrap_or(""), b.item.datetime_micros()))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stac::Value;
+
+    fn item(id: &str, platform: &str, datetime: Option<i64>) -> ItemRow {
+        let mut r = ItemRow::empty();
+        r.set_by_name("id", Value::Text(id.into()));
+        r.set_by_name("platform", Value::Text(platform.into()));
+        if let Some(us) = datetime {
+            r.set_by_name("datetime", Value::Micros(us));
+        }
+        r
+    }
+
+    #[test]
+    fn rows_group_by_cell_and_utc_year_and_sort_by_platform_then_time() {
+        let y2019 = 1_560_000_000_000_000; // 2019-06-08
+        let y2020 = 1_600_000_000_000_000; // 2020-09-13
+        let mut g = Groups::new();
+        g.extend(fan_out(item("a", "S2A", Some(y2019 + 5)), &["c1".into(), "c2".into()]));
+        g.extend(fan_out(item("b", "LC08", Some(y2019)), &["c1".into()]));
+        g.extend(fan_out(item("c", "LC08", Some(y2020)), &["c1".into()]));
+        g.extend(fan_out(item("d", "LC08", None), &["c1".into()]));
+        assert_eq!(g.row_count(), 5);
+        let sorted = g.into_sorted();
+        let keys: Vec<String> = sorted.iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(
+            keys,
+            [
+                "grid_partition=c1/year=unknown",
+                "grid_partition=c1/year=2019",
+                "grid_partition=c1/year=2020",
+                "grid_partition=c2/year=2019"
+            ]
+        );
+        let ids: Vec<&str> = sorted[1].1.iter().map(|r| r.item.id()).collect();
+        assert_eq!(ids, ["b", "a"]);
+    }
+}

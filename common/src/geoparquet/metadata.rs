@@ -1,0 +1,85 @@
+//! The GeoParquet 1.1 `geo` file metadata (and the `stac-geoparquet` marker).
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use crate::fanout::CellRow;
+use crate::schema;
+
+/// Key of the GeoParquet metadata in the Parquet footer.
+pub const GEO_KEY: &str = "geo";
+/// Key of the stac-geoparquet marker.
+pub const STAC_GEOPARQUET_KEY: &str = "stac-geoparquet";
+/// Value of the stac-geoparquet marker.
+pub const STAC_GEOPARQUET_VALUE: &str = r#"{"version":"1.0.0"}"#;
+
+/// The WKB geometry type name of an ISO WKB blob (2-D, Z, M and ZM codes all map to the base).
+pub fn wkb_type_name(wkb: &[u8]) -> Option<&'static str> {
+    let code = match wkb.first()? {
+        1 => u32::from_le_bytes(wkb.get(1..5)?.try_into().ok()?),
+        0 => u32::from_be_bytes(wkb.get(1..5)?.try_into().ok()?),
+        _ => return None,
+    };
+    Some(match code % 1000 {
+        1 => "Point",
+        2 => "LineString",
+        3 => "Polygon",
+        4 => "MultiPoint",
+        5 => "MultiLineString",
+        6 => "MultiPolygon",
+        7 => "GeometryCollection",
+        _ => return None,
+    })
+}
+
+/// The `geo` metadata JSON for a file holding `rows`: WKB encoding, the sorted geometry types
+/// present, the file's bbox, and the `geometry_bbox` covering so readers can filter without
+/// decoding WKB. No `crs` member: OGC:CRS84 (lon/lat degrees).
+pub fn geo_metadata(rows: &[CellRow]) -> String {
+    let mut types = BTreeSet::new();
+    let mut bbox: Option<[f64; 4]> = None;
+    for r in rows {
+        if let Some(t) = wkb_type_name(r.item.wkb()) {
+            types.insert(t);
+        }
+        if let Some(b) = r.item.geometry_bbox() {
+            bbox = Some(match bbox {
+                None => b,
+                Some(a) => [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])],
+            });
+        }
+    }
+    let cover = schema::GEOMETRY_BBOX;
+    let mut column = json!({
+        "encoding": "WKB",
+        "geometry_types": types.into_iter().collect::<Vec<_>>(),
+        "covering": {"bbox": {
+            "xmin": [cover, "xmin"], "ymin": [cover, "ymin"],
+            "xmax": [cover, "xmax"], "ymax": [cover, "ymax"],
+        }},
+    });
+    if let Some(b) = bbox {
+        column["bbox"] = json!(b);
+    }
+    json!({
+        "version": "1.1.0",
+        "primary_column": schema::GEOMETRY,
+        "columns": { schema::GEOMETRY: column },
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wkb_type_codes_map_to_geoparquet_names() {
+        assert_eq!(wkb_type_name(&[1, 3, 0, 0, 0]), Some("Polygon"));
+        assert_eq!(wkb_type_name(&[1, 6, 0, 0, 0]), Some("MultiPolygon"));
+        assert_eq!(wkb_type_name(&[0, 0, 0, 0, 1]), Some("Point"));
+        assert_eq!(wkb_type_name(&[1, 0xEB, 0x03, 0, 0]), Some("Polygon"), "1003 = Polygon Z");
+        assert_eq!(wkb_type_name(&[]), None);
+    }
+}

@@ -1,0 +1,15 @@
+//! GeoParquet 1.1 data files: the Arrow batch, the `geo` metadata, and the writer.
+//!
+//! Every file has every schema column with its fixed type, WKB geometry (ISO, little-endian),
+//! a `geometry_bbox` covering column declared in `geo.covering`, zstd compression, row groups of
+//! at most 65,536 rows and column statistics (Iceberg bounds are taken from them).
+
+mod batch;
+mod metadata;
+mod writer;
+
+pub use batch::record_batch;
+pub use metadata::{GEO_KEY, STAC_GEOPARQUET_KEY, geo_metadata, wkb_type_name};
+pub use writer::{
+    FileNamer, WriteError, WriterOptions, WrittenFile, write_partition, write_rows,
+};

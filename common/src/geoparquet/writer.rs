@@ -1,0 +1,180 @@
+//! Writing one (cell, year) group of rows as a GeoParquet 1.1 file to any object store.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parquet::arrow::async_writer::{AsyncArrowWriter, ParquetObjectWriter};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use super::batch::record_batch;
+use super::metadata::{GEO_KEY, STAC_GEOPARQUET_KEY, STAC_GEOPARQUET_VALUE, geo_metadata};
+use crate::fanout::CellRow;
+use crate::ids::{CellYear, RunId};
+use crate::location::Location;
+use crate::schema;
+use crate::stores::{StoreError, Stores};
+
+/// Why a data file could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The target location could not be resolved.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The rows could not become an Arrow batch (a bug: rows are typed by the schema).
+    #[error("cannot build the Arrow batch for {location}: {source}")]
+    Arrow {
+        /// The file being written.
+        location: String,
+        /// Arrow's error.
+        source: arrow_schema::ArrowError,
+    },
+    /// Encoding or uploading the file failed.
+    #[error("cannot write {location}: {source}")]
+    Parquet {
+        /// The file being written.
+        location: String,
+        /// Parquet's (or the store's) error.
+        source: parquet::errors::ParquetError,
+    },
+}
+
+impl WriteError {
+    /// Whether trying again may succeed (store and network errors may; data errors will not).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, WriteError::Parquet { .. })
+    }
+}
+
+/// Physical layout choices for data files.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Rows per row group: small enough for readers to skip groups by statistics and read them
+    /// in parallel, large enough to keep the footer small.
+    pub row_group_rows: usize,
+    /// zstd level (3: about as fast as level 1 on this data, and smaller).
+    pub zstd_level: i32,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions { row_group_rows: 65_536, zstd_level: 3 }
+    }
+}
+
+/// Columns whose min/max statistics are useless to queries (JSON text, WKB) and only bloat
+/// the footer; Iceberg records no bounds for them.
+const NO_STATS: &[&str] =
+    &["geometry", "assets", "links", "stac_extensions", "bbox", "extra_properties", "extra_fields"];
+
+impl WriterOptions {
+    /// The Parquet writer properties for a file holding `rows`.
+    fn properties(&self, rows: &[CellRow]) -> WriterProperties {
+        let level = ZstdLevel::try_new(self.zstd_level).unwrap_or_default();
+        let mut b = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(self.row_group_rows.max(1)))
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new(GEO_KEY.to_string(), geo_metadata(rows)),
+                KeyValue::new(STAC_GEOPARQUET_KEY.to_string(), STAC_GEOPARQUET_VALUE.to_string()),
+            ]));
+        for name in NO_STATS {
+            let path = ColumnPath::from(*name);
+            b = b
+                .set_column_statistics_enabled(path.clone(), EnabledStatistics::None)
+                .set_column_dictionary_enabled(path, false);
+        }
+        b.build()
+    }
+}
+
+/// Names data files so that no two writers, attempts or runs ever pick the same name:
+/// `<run id>_<writer tag>_<sequence>.parquet`.
+#[derive(Debug)]
+pub struct FileNamer {
+    run: RunId,
+    writer: String,
+    seq: AtomicU64,
+}
+
+impl FileNamer {
+    /// A namer for one writer (one process, or one task attempt) of a run.
+    pub fn new(run: RunId, writer: impl Into<String>) -> Self {
+        FileNamer { run, writer: writer.into(), seq: AtomicU64::new(0) }
+    }
+
+    /// The run whose files this namer names.
+    pub fn run(&self) -> &RunId {
+        &self.run
+    }
+
+    /// The next file name.
+    pub fn next_name(&self) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        format!("{}_{}_{n:06}.parquet", self.run, self.writer)
+    }
+}
+
+/// A data file that was written.
+#[derive(Debug, Clone)]
+pub struct WrittenFile {
+    /// Where it is.
+    pub location: Location,
+    /// Its (cell, year).
+    pub partition: CellYear,
+    /// Number of rows.
+    pub rows: usize,
+    /// The footer as written (row groups, column statistics), for registration.
+    pub metadata: std::sync::Arc<ParquetMetaData>,
+}
+
+/// Writes `rows` (all of one partition, already sorted) to
+/// `<root>/grid_partition=<cell>/year=<year>/<name>` and returns what was written.
+pub async fn write_partition(
+    stores: &Stores,
+    root: &Location,
+    partition: &CellYear,
+    rows: &[CellRow],
+    namer: &FileNamer,
+    options: &WriterOptions,
+) -> Result<WrittenFile, WriteError> {
+    let location = root.join(&partition.hive_dir()).join(&namer.next_name());
+    let metadata = write_rows(stores, &location, rows, options).await?;
+    Ok(WrittenFile {
+        location,
+        partition: partition.clone(),
+        rows: rows.len(),
+        metadata: std::sync::Arc::new(metadata),
+    })
+}
+
+/// Writes `rows` as one GeoParquet file at `location` (one put for small files, a multipart
+/// upload for large ones) and returns its footer.
+pub async fn write_rows(
+    stores: &Stores,
+    location: &Location,
+    rows: &[CellRow],
+    options: &WriterOptions,
+) -> Result<ParquetMetaData, WriteError> {
+    let target = stores.resolve(location)?;
+    let shown = || location.to_string();
+    let batch =
+        record_batch(rows).map_err(|source| WriteError::Arrow { location: shown(), source })?;
+    let sink = ParquetObjectWriter::new(target.store, target.path);
+    let mut writer =
+        AsyncArrowWriter::try_new(sink, schema::arrow_schema(), Some(options.properties(rows)))
+            .map_err(|source| WriteError::Parquet { location: shown(), source })?;
+    // One batch per row group bounds the encoder's buffered memory to a row group.
+    let step = options.row_group_rows.max(1);
+    let mut offset = 0;
+    while offset < batch.num_rows() {
+        let len = step.min(batch.num_rows() - offset);
+        writer
+            .write(&batch.slice(offset, len))
+            .await
+            .map_err(|source| WriteError::Parquet { location: shown(), source })?;
+        offset += len;
+    }
+    writer.close().await.map_err(|source| WriteError::Parquet { location: shown(), source })
+}

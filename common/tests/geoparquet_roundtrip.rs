@@ -1,0 +1,123 @@
+//! GeoParquet files written by the data path, read back with the parquet crate.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
+use earthcatalog_common::fanout::{Groups, fan_out};
+use earthcatalog_common::geoparquet::{FileNamer, WriterOptions, write_partition};
+use earthcatalog_common::ids::RunId;
+use earthcatalog_common::location::Location;
+use earthcatalog_common::sample::itslive_item;
+use earthcatalog_common::schema;
+use earthcatalog_common::stac::parse_item_value;
+use earthcatalog_common::stores::{S3Settings, Stores};
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn groups(n: u64, cells: &[&str]) -> Groups {
+    let mut g = Groups::new();
+    for i in 0..n {
+        let parsed = parse_item_value(&itslive_item(i)).unwrap();
+        let cells: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
+        g.extend(fan_out(parsed.row, &cells));
+    }
+    g
+}
+
+async fn read_back(stores: &Stores, loc: &Location) -> (parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder<bytes::Bytes>, bytes::Bytes) {
+    let o = stores.resolve(loc).unwrap();
+    let bytes = o.store.get(&o.path).await.unwrap().bytes().await.unwrap();
+    (ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).unwrap(), bytes)
+}
+
+#[tokio::test]
+async fn every_group_becomes_one_file_with_the_fixed_schema_and_geo_metadata() {
+    let stores = Stores::new(S3Settings::default());
+    let root = Location::parse("memory://wh/warehouse").unwrap();
+    let namer = FileNamer::new(RunId::from_string("run1"), "w0");
+    let g = groups(300, &["81067ffffffffff", "8106fffffffffff"]);
+    assert_eq!(g.row_count(), 600);
+    let mut total = 0;
+    for (part, rows) in g.into_sorted() {
+        let f = write_partition(&stores, &root, &part, &rows, &namer, &WriterOptions::default())
+            .await
+            .unwrap();
+        assert!(f.location.to_string().starts_with(&format!("memory://wh/warehouse/{}/run1_w0_", part.hive_dir())));
+        let (builder, _) = read_back(&stores, &f.location).await;
+        // Same columns, same types, whatever the items held.
+        let file_schema = builder.schema().clone();
+        assert_eq!(file_schema.fields().len(), schema::COLUMNS.len());
+        for (field, col) in file_schema.fields().iter().zip(schema::COLUMNS) {
+            assert_eq!(field.name(), col.name);
+            assert_eq!(field.data_type(), &schema::arrow_type(col.kind), "{}", col.name);
+        }
+        let kv = builder.metadata().file_metadata().key_value_metadata().unwrap();
+        let geo = kv.iter().find(|k| k.key == "geo").and_then(|k| k.value.clone()).unwrap();
+        let geo: serde_json::Value = serde_json::from_str(&geo).unwrap();
+        assert_eq!(geo["version"], "1.1.0");
+        assert_eq!(geo["columns"]["geometry"]["encoding"], "WKB");
+        assert_eq!(geo["columns"]["geometry"]["geometry_types"], serde_json::json!(["Polygon"]));
+        assert_eq!(geo["columns"]["geometry"]["covering"]["bbox"]["xmin"], serde_json::json!(["geometry_bbox", "xmin"]));
+        assert!(kv.iter().any(|k| k.key == "stac-geoparquet"));
+
+        let batches: Vec<_> = builder.build().unwrap().collect::<Result<_, _>>().unwrap();
+        let rows_read: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows_read, rows.len());
+        total += rows_read;
+        let b = &batches[0];
+        let cells = b.column_by_name("grid_partition").unwrap().as_string::<i32>();
+        assert!(cells.iter().all(|c| c == Some(part.cell.as_str())));
+        let years: Vec<i32> = b
+            .column_by_name("datetime").unwrap()
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .map(|us| earthcatalog_common::stac::datetime::utc_year(us.unwrap()).unwrap())
+            .collect();
+        assert!(years.iter().all(|y| Some(*y) == part.year), "year folder, partition and data agree");
+        let dt = b.column_by_name("date_dt").unwrap().as_primitive::<Int64Type>();
+        assert_eq!(dt.null_count(), 0);
+        let cover = b.column_by_name("geometry_bbox").unwrap().as_struct();
+        let xmin = cover.column(0).as_primitive::<Float64Type>();
+        assert_eq!(xmin.null_count(), 0);
+    }
+    assert_eq!(total, 600);
+}
+
+#[tokio::test]
+async fn column_statistics_are_written_for_bounds_but_not_for_geometry_or_json() {
+    let stores = Stores::new(S3Settings::default());
+    let dir = tempfile::tempdir().unwrap();
+    let root = Location::local(dir.path()).unwrap();
+    let namer = FileNamer::new(RunId::new(), "stats");
+    let mut g = groups(50, &["8106fffffffffff"]).into_sorted();
+    let (part, rows) = g.remove(0);
+    let f = write_partition(&stores, &root, &part, &rows, &namer, &WriterOptions::default()).await.unwrap();
+    assert!(f.location.as_local_path().unwrap().is_file());
+    let rg = f.metadata.row_group(0);
+    let stats = |name: &str| {
+        let i = rg.columns().iter().position(|c| c.column_path().string() == name).unwrap();
+        rg.column(i).statistics().cloned()
+    };
+    assert!(stats("id").is_some_and(|s| s.min_bytes_opt().is_some()));
+    assert!(stats("datetime").is_some_and(|s| s.min_bytes_opt().is_some()));
+    assert!(stats("grid_partition").is_some_and(|s| s.min_bytes_opt() == s.max_bytes_opt()));
+    assert!(stats("geometry").is_none_or(|s| s.min_bytes_opt().is_none()));
+    assert!(stats("assets").is_none_or(|s| s.min_bytes_opt().is_none()));
+}
+
+#[tokio::test]
+async fn large_files_are_split_into_row_groups() {
+    let stores = Stores::new(S3Settings::default());
+    let root = Location::parse("memory://rg/wh").unwrap();
+    let namer = FileNamer::new(RunId::new(), "rg");
+    let mut g = groups(250, &["8106fffffffffff"]).into_sorted();
+    let (part, rows) = g.remove(0);
+    let opts = WriterOptions { row_group_rows: 100, ..Default::default() };
+    let rows: Vec<_> = rows.into_iter().collect();
+    let f = write_partition(&stores, &root, &part, &rows, &namer, &opts).await.unwrap();
+    let sizes: Vec<i64> = f.metadata.row_groups().iter().map(|r| r.num_rows()).collect();
+    assert_eq!(sizes.iter().sum::<i64>() as usize, rows.len());
+    assert!(sizes.iter().all(|n| *n <= 100));
+    let _ = Arc::clone(&f.metadata);
+}
