@@ -1,19 +1,19 @@
 //! earthcatalog's shared library: everything the coordinator, the workers and the CLI have in
 //! common. Each module holds one concept; the list below is the table of contents.
 
+/// Fan-out of items to cells and grouping by (cell, year).
+pub mod fanout;
+/// GeoParquet 1.1 data files.
+pub mod geoparquet;
+/// Typed ids: runs and (cell, year) partitions.
+pub mod ids;
 /// Locations: `s3://`, `file://`/paths and `memory://` as one type.
 pub mod location;
+/// Deterministic ITS_LIVE-shaped sample items (benchmarks, demo data, tests).
+pub mod sample;
 /// The table schema: every column, its field id and its type.
 pub mod schema;
 /// STAC item JSON → typed table rows.
 pub mod stac;
 /// Resolving locations to object stores (S3 settings, source mapping, client cache).
 pub mod stores;
-/// Typed ids: runs and (cell, year) partitions.
-pub mod ids;
-/// Fan-out of items to cells and grouping by (cell, year).
-pub mod fanout;
-/// GeoParquet 1.1 data files.
-pub mod geoparquet;
-/// Deterministic ITS_LIVE-shaped sample items (benchmarks, demo data, tests).
-pub mod sample;

@@ -22,13 +22,13 @@ fn unit(i: u64, salt: u64) -> f64 {
 
 /// Regions as (lon min, lon max, lat min, lat max) of footprint centres.
 const REGIONS: &[(f64, f64, f64, f64)] = &[
-    (-150.0, -135.0, 59.0, 63.0), // Alaska
-    (-55.0, -22.0, 62.0, 80.0),   // Greenland
-    (10.0, 30.0, 77.0, 80.0),     // Svalbard
-    (-74.0, -70.0, -52.0, -46.0), // Patagonia
-    (75.0, 95.0, 28.0, 36.0),     // High Mountain Asia
+    (-150.0, -135.0, 59.0, 63.0),  // Alaska
+    (-55.0, -22.0, 62.0, 80.0),    // Greenland
+    (10.0, 30.0, 77.0, 80.0),      // Svalbard
+    (-74.0, -70.0, -52.0, -46.0),  // Patagonia
+    (75.0, 95.0, 28.0, 36.0),      // High Mountain Asia
     (-120.0, 160.0, -80.0, -66.0), // Antarctica
-    (178.0, 181.5, 64.0, 68.0),   // Chukotka, across the antimeridian
+    (178.0, 181.5, 64.0, 68.0),    // Chukotka, across the antimeridian
 ];
 
 const PLATFORMS: &[&str] = &["LC08", "LC09", "LE07", "S1A", "S2A", "S2B"];
@@ -96,7 +96,9 @@ pub fn itslive_item(i: u64) -> Value {
         ymin = ymin.min(p[1]);
         ymax = ymax.max(p[1]);
     }
-    let base = format!("https://its-live-data.s3.amazonaws.com/velocity_image_pair/landsatOLI/v02/N60W040/{id}");
+    let base = format!(
+        "https://its-live-data.s3.amazonaws.com/velocity_image_pair/landsatOLI/v02/N60W040/{id}"
+    );
     json!({
         "type": "Feature",
         "stac_version": "1.1.0",

@@ -25,7 +25,10 @@ fn groups(n: u64, cells: &[&str]) -> Groups {
     g
 }
 
-async fn read_back(stores: &Stores, loc: &Location) -> (parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder<bytes::Bytes>, bytes::Bytes) {
+async fn read_back(
+    stores: &Stores,
+    loc: &Location,
+) -> (parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder<bytes::Bytes>, bytes::Bytes) {
     let o = stores.resolve(loc).unwrap();
     let bytes = o.store.get(&o.path).await.unwrap().bytes().await.unwrap();
     (ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).unwrap(), bytes)
@@ -43,7 +46,11 @@ async fn every_group_becomes_one_file_with_the_fixed_schema_and_geo_metadata() {
         let f = write_partition(&stores, &root, &part, &rows, &namer, &WriterOptions::default())
             .await
             .unwrap();
-        assert!(f.location.to_string().starts_with(&format!("memory://wh/warehouse/{}/run1_w0_", part.hive_dir())));
+        assert!(
+            f.location
+                .to_string()
+                .starts_with(&format!("memory://wh/warehouse/{}/run1_w0_", part.hive_dir()))
+        );
         let (builder, _) = read_back(&stores, &f.location).await;
         // Same columns, same types, whatever the items held.
         let file_schema = builder.schema().clone();
@@ -58,7 +65,10 @@ async fn every_group_becomes_one_file_with_the_fixed_schema_and_geo_metadata() {
         assert_eq!(geo["version"], "1.1.0");
         assert_eq!(geo["columns"]["geometry"]["encoding"], "WKB");
         assert_eq!(geo["columns"]["geometry"]["geometry_types"], serde_json::json!(["Polygon"]));
-        assert_eq!(geo["columns"]["geometry"]["covering"]["bbox"]["xmin"], serde_json::json!(["geometry_bbox", "xmin"]));
+        assert_eq!(
+            geo["columns"]["geometry"]["covering"]["bbox"]["xmin"],
+            serde_json::json!(["geometry_bbox", "xmin"])
+        );
         assert!(kv.iter().any(|k| k.key == "stac-geoparquet"));
 
         let batches: Vec<_> = builder.build().unwrap().collect::<Result<_, _>>().unwrap();
@@ -69,12 +79,16 @@ async fn every_group_becomes_one_file_with_the_fixed_schema_and_geo_metadata() {
         let cells = b.column_by_name("grid_partition").unwrap().as_string::<i32>();
         assert!(cells.iter().all(|c| c == Some(part.cell.as_str())));
         let years: Vec<i32> = b
-            .column_by_name("datetime").unwrap()
+            .column_by_name("datetime")
+            .unwrap()
             .as_primitive::<TimestampMicrosecondType>()
             .iter()
             .map(|us| earthcatalog_common::stac::datetime::utc_year(us.unwrap()).unwrap())
             .collect();
-        assert!(years.iter().all(|y| Some(*y) == part.year), "year folder, partition and data agree");
+        assert!(
+            years.iter().all(|y| Some(*y) == part.year),
+            "year folder, partition and data agree"
+        );
         let dt = b.column_by_name("date_dt").unwrap().as_primitive::<Int64Type>();
         assert_eq!(dt.null_count(), 0);
         let cover = b.column_by_name("geometry_bbox").unwrap().as_struct();
@@ -92,7 +106,9 @@ async fn column_statistics_are_written_for_bounds_but_not_for_geometry_or_json()
     let namer = FileNamer::new(RunId::new(), "stats");
     let mut g = groups(50, &["8106fffffffffff"]).into_sorted();
     let (part, rows) = g.remove(0);
-    let f = write_partition(&stores, &root, &part, &rows, &namer, &WriterOptions::default()).await.unwrap();
+    let f = write_partition(&stores, &root, &part, &rows, &namer, &WriterOptions::default())
+        .await
+        .unwrap();
     assert!(f.location.as_local_path().unwrap().is_file());
     let rg = f.metadata.row_group(0);
     let stats = |name: &str| {

@@ -70,8 +70,8 @@ fn column(rows: &[CellRow], i: usize, name: &str, kind: ColumnKind) -> ArrayRef 
             Arc::new(b.finish())
         }
         ColumnKind::TimestampTz => {
-            let mut b = TimestampMicrosecondBuilder::with_capacity(rows.len())
-                .with_timezone(TIMESTAMP_TZ);
+            let mut b =
+                TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone(TIMESTAMP_TZ);
             for v in values {
                 b.append_option(match v {
                     Value::Micros(x) => Some(*x),
@@ -98,6 +98,7 @@ fn bbox_column(rows: &[CellRow], i: usize) -> ArrayRef {
             part.append_option(b.map(|b| b[k]));
         }
     }
-    let arrays: Vec<ArrayRef> = parts.iter_mut().map(|p| Arc::new(p.finish()) as ArrayRef).collect();
+    let arrays: Vec<ArrayRef> =
+        parts.iter_mut().map(|p| Arc::new(p.finish()) as ArrayRef).collect();
     Arc::new(StructArray::new(schema::bbox_fields(), arrays, Some(valid.into())))
 }
