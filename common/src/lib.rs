@@ -17,3 +17,5 @@ pub mod schema;
 pub mod stac;
 /// Resolving locations to object stores (S3 settings, source mapping, client cache).
 pub mod stores;
+/// The Parquet row format staged between backfill phases 2 and 3.
+pub mod staging;

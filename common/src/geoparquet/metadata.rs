@@ -2,6 +2,9 @@
 
 use std::collections::BTreeSet;
 
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Float64Type;
+use arrow_array::RecordBatch;
 use serde_json::json;
 
 use crate::fanout::CellRow;
@@ -33,41 +36,89 @@ pub fn wkb_type_name(wkb: &[u8]) -> Option<&'static str> {
     })
 }
 
-/// The `geo` metadata JSON for a file holding `rows`: WKB encoding, the sorted geometry types
-/// present, the file's bbox, and the `geometry_bbox` covering so readers can filter without
-/// decoding WKB. No `crs` member: OGC:CRS84 (lon/lat degrees).
-pub fn geo_metadata(rows: &[CellRow]) -> String {
-    let mut types = BTreeSet::new();
-    let mut bbox: Option<[f64; 4]> = None;
-    for r in rows {
-        if let Some(t) = wkb_type_name(r.item.wkb()) {
-            types.insert(t);
+/// What the `geo` metadata says about a file's geometries: their types and extent.
+#[derive(Debug, Default, Clone)]
+pub struct GeoSummary {
+    types: BTreeSet<&'static str>,
+    bbox: Option<[f64; 4]>,
+}
+
+impl GeoSummary {
+    /// Adds one geometry (its WKB and its bbox).
+    pub fn add(&mut self, wkb: &[u8], bbox: Option<[f64; 4]>) {
+        if let Some(t) = wkb_type_name(wkb) {
+            self.types.insert(t);
         }
-        if let Some(b) = r.item.geometry_bbox() {
-            bbox = Some(match bbox {
+        if let Some(b) = bbox {
+            self.bbox = Some(match self.bbox {
                 None => b,
                 Some(a) => [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])],
             });
         }
     }
-    let cover = schema::GEOMETRY_BBOX;
-    let mut column = json!({
-        "encoding": "WKB",
-        "geometry_types": types.into_iter().collect::<Vec<_>>(),
-        "covering": {"bbox": {
-            "xmin": [cover, "xmin"], "ymin": [cover, "ymin"],
-            "xmax": [cover, "xmax"], "ymax": [cover, "ymax"],
-        }},
-    });
-    if let Some(b) = bbox {
-        column["bbox"] = json!(b);
+
+    /// The summary of rows about to be written.
+    pub fn of_rows(rows: &[CellRow]) -> Self {
+        let mut s = GeoSummary::default();
+        for r in rows {
+            s.add(r.item.wkb(), r.item.geometry_bbox());
+        }
+        s
     }
-    json!({
-        "version": "1.1.0",
-        "primary_column": schema::GEOMETRY,
-        "columns": { schema::GEOMETRY: column },
-    })
-    .to_string()
+
+    /// The summary of record batches of the table schema.
+    pub fn of_batches(batches: &[RecordBatch]) -> Self {
+        let mut s = GeoSummary::default();
+        for b in batches {
+            let (Some(geom), Some(cover)) =
+                (b.column_by_name(schema::GEOMETRY), b.column_by_name(schema::GEOMETRY_BBOX))
+            else {
+                continue;
+            };
+            let (Some(geom), Some(cover)) =
+                (geom.as_binary_opt::<i32>(), cover.as_struct_opt())
+            else {
+                continue;
+            };
+            let parts: Vec<_> =
+                (0..4).filter_map(|k| cover.column(k).as_primitive_opt::<Float64Type>()).collect();
+            for i in 0..b.num_rows() {
+                let bbox = (parts.len() == 4 && cover.is_valid(i))
+                    .then(|| [parts[0].value(i), parts[1].value(i), parts[2].value(i), parts[3].value(i)]);
+                s.add(if geom.is_valid(i) { geom.value(i) } else { &[] }, bbox);
+            }
+        }
+        s
+    }
+
+    /// The `geo` metadata JSON: WKB encoding, the sorted geometry types present, the bbox, and the
+    /// `geometry_bbox` covering so readers can filter without decoding WKB. No `crs` member:
+    /// OGC:CRS84 (lon/lat degrees).
+    pub fn to_json(&self) -> String {
+        let cover = schema::GEOMETRY_BBOX;
+        let mut column = json!({
+            "encoding": "WKB",
+            "geometry_types": self.types.iter().collect::<Vec<_>>(),
+            "covering": {"bbox": {
+                "xmin": [cover, "xmin"], "ymin": [cover, "ymin"],
+                "xmax": [cover, "xmax"], "ymax": [cover, "ymax"],
+            }},
+        });
+        if let Some(b) = self.bbox {
+            column["bbox"] = json!(b);
+        }
+        json!({
+            "version": "1.1.0",
+            "primary_column": schema::GEOMETRY,
+            "columns": { schema::GEOMETRY: column },
+        })
+        .to_string()
+    }
+}
+
+/// The `geo` metadata JSON for a file holding `rows`.
+pub fn geo_metadata(rows: &[CellRow]) -> String {
+    GeoSummary::of_rows(rows).to_json()
 }
 
 #[cfg(test)]

@@ -9,5 +9,5 @@ mod metadata;
 mod writer;
 
 pub use batch::record_batch;
-pub use metadata::{GEO_KEY, STAC_GEOPARQUET_KEY, geo_metadata, wkb_type_name};
+pub use metadata::{GEO_KEY, GeoSummary, STAC_GEOPARQUET_KEY, geo_metadata, wkb_type_name};
 pub use writer::{FileNamer, WriteError, WriterOptions, WrittenFile, write_partition, write_rows};

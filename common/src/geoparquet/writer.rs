@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arrow_array::RecordBatch;
 use parquet::arrow::async_writer::{AsyncArrowWriter, ParquetObjectWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, ParquetMetaData};
@@ -69,14 +70,14 @@ const NO_STATS: &[&str] =
     &["geometry", "assets", "links", "stac_extensions", "bbox", "extra_properties", "extra_fields"];
 
 impl WriterOptions {
-    /// The Parquet writer properties for a file holding `rows`.
-    fn properties(&self, rows: &[CellRow]) -> WriterProperties {
+    /// The Parquet writer properties for a file with the given `geo` metadata.
+    fn properties(&self, geo: &str) -> WriterProperties {
         let level = ZstdLevel::try_new(self.zstd_level).unwrap_or_default();
         let mut b = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(self.row_group_rows.max(1)))
             .set_key_value_metadata(Some(vec![
-                KeyValue::new(GEO_KEY.to_string(), geo_metadata(rows)),
+                KeyValue::new(GEO_KEY.to_string(), geo.to_string()),
                 KeyValue::new(STAC_GEOPARQUET_KEY.to_string(), STAC_GEOPARQUET_VALUE.to_string()),
             ]));
         for name in NO_STATS {
@@ -157,24 +158,38 @@ pub async fn write_rows(
     rows: &[CellRow],
     options: &WriterOptions,
 ) -> Result<ParquetMetaData, WriteError> {
+    let batch = record_batch(rows)
+        .map_err(|source| WriteError::Arrow { location: location.to_string(), source })?;
+    write_batches(stores, location, &[batch], &geo_metadata(rows), options).await
+}
+
+/// Writes record batches of the table schema as one GeoParquet file with the given `geo`
+/// metadata, cutting row groups of `options.row_group_rows`.
+pub async fn write_batches(
+    stores: &Stores,
+    location: &Location,
+    batches: &[RecordBatch],
+    geo: &str,
+    options: &WriterOptions,
+) -> Result<ParquetMetaData, WriteError> {
     let target = stores.resolve(location)?;
     let shown = || location.to_string();
-    let batch =
-        record_batch(rows).map_err(|source| WriteError::Arrow { location: shown(), source })?;
     let sink = ParquetObjectWriter::new(target.store, target.path);
     let mut writer =
-        AsyncArrowWriter::try_new(sink, schema::arrow_schema(), Some(options.properties(rows)))
+        AsyncArrowWriter::try_new(sink, schema::arrow_schema(), Some(options.properties(geo)))
             .map_err(|source| WriteError::Parquet { location: shown(), source })?;
-    // One batch per row group bounds the encoder's buffered memory to a row group.
+    // Slices of at most one row group bound the encoder's buffered memory to a row group.
     let step = options.row_group_rows.max(1);
-    let mut offset = 0;
-    while offset < batch.num_rows() {
-        let len = step.min(batch.num_rows() - offset);
-        writer
-            .write(&batch.slice(offset, len))
-            .await
-            .map_err(|source| WriteError::Parquet { location: shown(), source })?;
-        offset += len;
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let len = step.min(batch.num_rows() - offset);
+            writer
+                .write(&batch.slice(offset, len))
+                .await
+                .map_err(|source| WriteError::Parquet { location: shown(), source })?;
+            offset += len;
+        }
     }
     writer.close().await.map_err(|source| WriteError::Parquet { location: shown(), source })
 }
