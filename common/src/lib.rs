@@ -19,3 +19,5 @@ pub mod stac;
 pub mod stores;
 /// The Parquet row format staged between backfill phases 2 and 3.
 pub mod staging;
+/// Fetching item objects with retries and typed failures.
+pub mod fetch;

@@ -68,6 +68,10 @@ pub struct S3Settings {
     pub session_token: Option<String>,
     /// Profile in the shared credentials file, used when no static keys are given.
     pub profile: Option<String>,
+    /// Retries of one request inside the client (throttling, 5xx, connection errors); default 5.
+    pub max_retries: Option<usize>,
+    /// Give up retrying one request after this long; default 60 s.
+    pub retry_timeout: Option<std::time::Duration>,
 }
 
 impl S3Settings {
@@ -88,6 +92,8 @@ impl S3Settings {
             secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
             session_token: var("AWS_SESSION_TOKEN"),
             profile: var("AWS_PROFILE"),
+            max_retries: None,
+            retry_timeout: None,
         }
     }
 
@@ -105,6 +111,8 @@ impl S3Settings {
             secret_access_key: pick(&self.secret_access_key, &other.secret_access_key),
             session_token: pick(&self.session_token, &other.session_token),
             profile: pick(&self.profile, &other.profile),
+            max_retries: pick(&self.max_retries, &other.max_retries),
+            retry_timeout: pick(&self.retry_timeout, &other.retry_timeout),
         }
     }
 
@@ -112,7 +120,12 @@ impl S3Settings {
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(bucket)
             .with_region(self.region.clone().unwrap_or_else(|| "us-west-2".into()))
-            .with_virtual_hosted_style_request(false);
+            .with_virtual_hosted_style_request(false)
+            .with_retry(object_store::RetryConfig {
+                max_retries: self.max_retries.unwrap_or(5),
+                retry_timeout: self.retry_timeout.unwrap_or(std::time::Duration::from_secs(60)),
+                ..Default::default()
+            });
         if let Some(endpoint) = &self.endpoint {
             b = b.with_endpoint(endpoint);
         }
