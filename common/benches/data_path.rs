@@ -27,7 +27,7 @@ fn rows(items: &[Vec<u8>], h3: &H3Partitioner) -> Vec<CellRow> {
     let mut out = Vec::new();
     for bytes in items {
         if let Ok(p) = parse_item(bytes) {
-            let cells = h3.keys(&p.geometry).unwrap_or_default();
+            let cells = h3.cells(&p.geometry).unwrap_or_default();
             out.extend(fan_out(p.row, &cells));
         }
     }
@@ -44,7 +44,7 @@ fn parse_fanout_batch(c: &mut Criterion) {
             let mut groups = Groups::new();
             for bytes in &items {
                 let p = parse_item(bytes).unwrap_or_else(|e| panic!("{e}"));
-                let cells = h3.keys(&p.geometry).unwrap_or_default();
+                let cells = h3.cells(&p.geometry).unwrap_or_default();
                 groups.extend(fan_out(p.row, &cells));
             }
             for (_, rows) in groups.into_sorted() {
@@ -63,7 +63,7 @@ fn parse_fanout_batch(c: &mut Criterion) {
     g.bench_function("h3_cover_only", |b| {
         b.iter(|| {
             for p in &parsed {
-                black_box(h3.keys(&p.geometry).ok());
+                black_box(h3.cells(&p.geometry).ok());
             }
         })
     });
@@ -108,7 +108,7 @@ fn items_with_cells(items: &[Vec<u8>], h3: &H3Partitioner) -> Vec<(serde_json::V
         .filter_map(|bytes| {
             let v = serde_json::from_slice::<serde_json::Value>(bytes).ok()?;
             let p = parse_item(bytes).ok()?;
-            Some((v, h3.keys(&p.geometry).ok()?))
+            Some((v, h3.cells(&p.geometry).ok()?))
         })
         .collect()
 }

@@ -39,9 +39,13 @@ pub enum WriteError {
         /// Parquet's (or the store's) error.
         source: parquet::errors::ParquetError,
     },
+    /// The task writing a file panicked.
+    #[error("file writer task failed: {0}")]
+    Panicked(String),
 }
 
 impl WriteError {
+
     /// Whether trying again may succeed (store and network errors may; data errors will not).
     pub fn is_retryable(&self) -> bool {
         matches!(self, WriteError::Parquet { .. })

@@ -1,0 +1,235 @@
+//! Fetch → parse → fan out → group → write: the one data path both pipelines use.
+//!
+//! The incremental pipeline runs it per inventory chunk and writes straight into the warehouse;
+//! backfill workers run it per chunk into the staging prefix and later compact. Items that cannot
+//! be used come back as [`ItemFailure`]s with their bucket, key and reason.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use serde::{Deserialize, Serialize};
+
+use crate::fanout::{Groups, fan_out};
+use crate::fetch::{RetryPolicy, fetch_object};
+use crate::geoparquet::{FileNamer, WriteError, WriterOptions, WrittenFile, write_partition};
+use crate::location::Location;
+use crate::partition::{NO_CELL, Partitioner};
+use crate::stac::{ItemRejection, ItemRow, parse_item};
+use crate::stores::Stores;
+
+/// An item object named by an inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ObjectKey {
+    /// Bucket as named by the inventory (before source mapping).
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+}
+
+impl ObjectKey {
+    /// An object key.
+    pub fn new(bucket: impl Into<String>, key: impl Into<String>) -> Self {
+        ObjectKey { bucket: bucket.into(), key: key.into() }
+    }
+
+    /// `s3://bucket/key`, for messages.
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// An item that did not make it into the table, and why; operators retry from these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemFailure {
+    /// Bucket as named by the inventory.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// Short category (`not_found`, `invalid_json`, `bad_value`, …).
+    pub kind: String,
+    /// The full reason.
+    pub reason: String,
+}
+
+impl ItemFailure {
+    fn new(at: &ObjectKey, kind: &str, reason: String) -> Self {
+        ItemFailure { bucket: at.bucket.clone(), key: at.key.clone(), kind: kind.into(), reason }
+    }
+}
+
+/// Rows of a batch of items, grouped by (cell, year), and the items that failed.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Rows by (cell, year).
+    pub groups: Groups,
+    /// Items that could not be fetched, parsed or partitioned.
+    pub failures: Vec<ItemFailure>,
+    /// Items that became rows.
+    pub items: usize,
+}
+
+/// Settings of the data path.
+#[derive(Debug, Clone)]
+pub struct DataPathOptions {
+    /// Objects fetched at once.
+    pub fetch_concurrency: usize,
+    /// Retries of one fetch.
+    pub retry: RetryPolicy,
+    /// Files encoded and uploaded at once.
+    pub write_concurrency: usize,
+    /// Data file layout.
+    pub writer: WriterOptions,
+}
+
+impl Default for DataPathOptions {
+    fn default() -> Self {
+        DataPathOptions {
+            fetch_concurrency: 16,
+            retry: RetryPolicy::default(),
+            write_concurrency: 4,
+            writer: WriterOptions::default(),
+        }
+    }
+}
+
+/// The data path: stores, a partitioner and settings.
+#[derive(Debug, Clone)]
+pub struct DataPath {
+    stores: Arc<Stores>,
+    partitioner: Arc<dyn Partitioner>,
+    options: DataPathOptions,
+}
+
+impl DataPath {
+    /// A data path reading items through `stores` and placing them with `partitioner`.
+    pub fn new(
+        stores: Arc<Stores>,
+        partitioner: Arc<dyn Partitioner>,
+        options: DataPathOptions,
+    ) -> Self {
+        DataPath { stores, partitioner, options }
+    }
+
+    /// The stores items are read from and files written to.
+    pub fn stores(&self) -> &Arc<Stores> {
+        &self.stores
+    }
+
+    /// Fetches, parses and fans out `items`, keeping their order within each group.
+    pub async fn collect(&self, items: Vec<ObjectKey>) -> Collected {
+        let mut out = Collected::default();
+        let tasks = futures::stream::iter(items).map(|at| {
+            let stores = self.stores.clone();
+            let partitioner = self.partitioner.clone();
+            let retry = self.options.retry.clone();
+            // Spawned so that parsing and covering run on every core, not just this task's.
+            let handle = tokio::spawn(async move {
+                let result = load_item(&stores, partitioner.as_ref(), &at, &retry).await;
+                (at, result)
+            });
+            async move { handle.await }
+        });
+        let mut results = tasks.buffered(self.options.fetch_concurrency.max(1));
+        while let Some(joined) = results.next().await {
+            match joined {
+                Ok((_, Ok((row, cells)))) => {
+                    out.items += 1;
+                    out.groups.extend(fan_out(row, &cells));
+                }
+                Ok((at, Err(failure))) => {
+                    tracing::debug!(item = %at.uri(), kind = %failure.kind, reason = %failure.reason, "item rejected");
+                    out.failures.push(failure);
+                }
+                Err(join) => {
+                    // A panic in one item's task is a bug; record it rather than lose the item.
+                    tracing::error!(error = %join, "item task failed");
+                    out.failures.push(ItemFailure {
+                        bucket: String::new(),
+                        key: String::new(),
+                        kind: "internal".into(),
+                        reason: join.to_string(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes every group as one file under `root`, a few at a time. All or nothing: if any
+    /// file fails, the files this call did write are deleted (best effort) and the error returned,
+    /// so a caller never registers part of a chunk.
+    pub async fn write(
+        &self,
+        groups: Groups,
+        root: &Location,
+        namer: &Arc<FileNamer>,
+    ) -> Result<Vec<WrittenFile>, WriteError> {
+        let writes = futures::stream::iter(groups.into_sorted()).map(|(part, rows)| {
+            let stores = self.stores.clone();
+            let root = root.clone();
+            let namer = namer.clone();
+            let options = self.options.writer.clone();
+            let handle = tokio::spawn(async move {
+                write_partition(&stores, &root, &part, &rows, &namer, &options).await
+            });
+            async move {
+                match handle.await {
+                    Ok(r) => r,
+                    Err(join) => Err(WriteError::Panicked(join.to_string())),
+                }
+            }
+        });
+        let results: Vec<_> =
+            writes.buffer_unordered(self.options.write_concurrency.max(1)).collect().await;
+        let mut written = Vec::with_capacity(results.len());
+        let mut first_error = None;
+        for r in results {
+            match r {
+                Ok(f) => written.push(f),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        match first_error {
+            None => Ok(written),
+            Some(e) => {
+                self.delete_files(&written).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes files this process wrote but will not register (best effort, logged).
+    pub async fn delete_files(&self, files: &[WrittenFile]) {
+        for f in files {
+            let result = match self.stores.resolve(&f.location) {
+                Ok(o) => o.store.delete(&o.path).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = result {
+                tracing::warn!(file = %f.location, error = %e, "could not delete an unregistered file");
+            }
+        }
+    }
+}
+
+/// Fetches, parses and covers one item.
+async fn load_item(
+    stores: &Stores,
+    partitioner: &dyn Partitioner,
+    at: &ObjectKey,
+    retry: &RetryPolicy,
+) -> Result<(ItemRow, Vec<String>), ItemFailure> {
+    let bytes = fetch_object(stores, &at.bucket, &at.key, retry)
+        .await
+        .map_err(|e| ItemFailure::new(at, e.kind(), e.to_string()))?;
+    let parsed = parse_item(&bytes).map_err(|e| ItemFailure::new(at, e.kind(), e.to_string()))?;
+    let mut cells = partitioner.cells(&parsed.geometry).map_err(|e| {
+        let e = ItemRejection::Partition(e.to_string());
+        ItemFailure::new(at, e.kind(), e.to_string())
+    })?;
+    if cells.is_empty() {
+        cells.push(NO_CELL.to_string());
+    }
+    Ok((parsed.row, cells))
+}
