@@ -65,6 +65,23 @@ impl Groups {
         self.groups.is_empty()
     }
 
+    /// The (cell, year) pairs present.
+    pub fn partitions(&self) -> Vec<CellYear> {
+        self.groups.keys().cloned().collect()
+    }
+
+    /// Keeps only the rows for which `keep(partition, row)` is true; returns how many were
+    /// removed. Groups left empty disappear.
+    pub fn retain(&mut self, mut keep: impl FnMut(&CellYear, &CellRow) -> bool) -> usize {
+        let before = self.rows;
+        for (part, rows) in self.groups.iter_mut() {
+            rows.retain(|r| keep(part, r));
+        }
+        self.groups.retain(|_, rows| !rows.is_empty());
+        self.rows = self.groups.values().map(Vec::len).sum();
+        before - self.rows
+    }
+
     /// The groups ordered by (cell, year), each sorted by (platform, datetime) — the order in
     /// which data files are written.
     pub fn into_sorted(self) -> Vec<(CellYear, Vec<CellRow>)> {

@@ -1,1 +1,68 @@
-fn main() {}
+//! The `earthcatalog` command: parses arguments, sets up logging, runs the subcommand.
+
+mod cli;
+mod config;
+mod incremental;
+mod info;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+
+/// Exit code of a run that finished but could not ingest some items (they are listed).
+const EXIT_ITEMS_FAILED: u8 = 3;
+
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match dispatch(cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Incremental(args) => {
+            let cfg = config::IncrementalConfig::try_from(args)?;
+            let json = cfg.json;
+            let summary = incremental::run(cfg).await?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            }
+            tracing::info!(
+                "done: {} items -> {} rows in {} files, {} snapshots, {} failed, {} skipped, {:.0} items/s",
+                summary.items_ingested,
+                summary.rows,
+                summary.files,
+                summary.snapshots,
+                summary.items_failed + summary.malformed_rows,
+                summary.items_skipped,
+                summary.items_per_second()
+            );
+            Ok(if summary.has_failures() { ExitCode::from(EXIT_ITEMS_FAILED) } else { ExitCode::SUCCESS })
+        }
+        Command::Info(args) => {
+            info::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Command-line arguments (clap derive; every flag can also come from an environment variable).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// earthcatalog: STAC items in object storage → an H3-partitioned GeoParquet warehouse
+/// registered in an Apache Iceberg table.
+#[derive(Debug, Parser)]
+#[command(name = "earthcatalog", version, about)]
+pub struct Cli {
+    /// Log format: `text` or `json` (levels from RUST_LOG, default info).
+    #[arg(long, global = true, env = "EARTHCATALOG_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest the items an inventory names into the warehouse, in one process.
+    Incremental(IncrementalArgs),
+    /// Show what a catalog holds: snapshots, files, rows per cell and year.
+    Info(InfoArgs),
+}
+
+/// Where the catalog lives (shared by every command that opens it).
+#[derive(Debug, Clone, Args)]
+pub struct CatalogArgs {
+    /// Local path of the SQLite catalog file (the working copy when --catalog-store is set).
+    #[arg(long, env = "EARTHCATALOG_CATALOG")]
+    pub catalog: Option<PathBuf>,
+    /// Folder (local path or s3://bucket/prefix) holding the authoritative catalog object and
+    /// its lock; the catalog is downloaded from it before a run and uploaded after. Without it,
+    /// the local --catalog file is the catalog and its lock sits next to it.
+    #[arg(long, env = "EARTHCATALOG_CATALOG_STORE")]
+    pub catalog_store: Option<String>,
+    /// Name of the catalog object inside --catalog-store.
+    #[arg(long, env = "EARTHCATALOG_CATALOG_KEY", default_value = "catalog.db")]
+    pub catalog_key: String,
+    /// Warehouse root for data files and Iceberg metadata (local path or s3://bucket/prefix).
+    #[arg(long, env = "EARTHCATALOG_WAREHOUSE")]
+    pub warehouse: Option<String>,
+}
+
+/// `earthcatalog incremental`.
+#[derive(Debug, Clone, Args)]
+pub struct IncrementalArgs {
+    /// Inventory to ingest: CSV, CSV.gz, Parquet or an S3 Inventory manifest.json (local or s3://).
+    #[arg(long, short = 'i', env = "EARTHCATALOG_INVENTORY")]
+    pub inventory: String,
+    /// Catalog and warehouse locations.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// YAML config in the original's format (catalog / grid / ingest sections); flags override it.
+    #[arg(long, short = 'c', env = "EARTHCATALOG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Only inventory rows last modified at or after this date or ISO timestamp.
+    #[arg(long, env = "EARTHCATALOG_SINCE")]
+    pub since: Option<String>,
+    /// Stop after this many items (0 = no limit).
+    #[arg(long, env = "EARTHCATALOG_LIMIT")]
+    pub limit: Option<u64>,
+    /// Items per chunk; each chunk's files are registered together [default: 500].
+    #[arg(long, env = "EARTHCATALOG_CHUNK_SIZE")]
+    pub chunk_size: Option<usize>,
+    /// Items fetched at once [default: 16].
+    #[arg(long, alias = "workers", env = "EARTHCATALOG_MAX_WORKERS")]
+    pub max_workers: Option<usize>,
+    /// H3 resolution 0-15 [default: the table's, else 1].
+    #[arg(long, env = "EARTHCATALOG_H3_RESOLUTION")]
+    pub h3_resolution: Option<u8>,
+    /// Do not take the catalog lock (only when nothing else can write the catalog).
+    #[arg(long, env = "EARTHCATALOG_NO_LOCK")]
+    pub no_lock: bool,
+    /// Wait up to this many seconds for the lock instead of failing at once.
+    #[arg(long, env = "EARTHCATALOG_LOCK_WAIT", default_value_t = 0)]
+    pub lock_wait: u64,
+    /// Register all files in one snapshot at the end instead of one snapshot per chunk.
+    #[arg(long, env = "EARTHCATALOG_BATCH_ADD_FILES")]
+    pub batch_add_files: bool,
+    /// Read the items of BUCKET from LOCATION instead (a local mirror or another endpoint);
+    /// repeatable: --source its-live-data=/data/mirror.
+    #[arg(long = "source", value_name = "BUCKET=LOCATION", env = "EARTHCATALOG_SOURCES", value_delimiter = ',')]
+    pub sources: Vec<String>,
+    /// Where to write the failures file [default: next to the catalog].
+    #[arg(long, env = "EARTHCATALOG_FAILURES")]
+    pub failures: Option<String>,
+    /// Print a machine-readable JSON summary on stdout at the end.
+    #[arg(long, env = "EARTHCATALOG_JSON")]
+    pub json: bool,
+    /// No progress bar, even on a terminal.
+    #[arg(long, env = "EARTHCATALOG_NO_PROGRESS")]
+    pub no_progress: bool,
+}
+
+/// `earthcatalog info`.
+#[derive(Debug, Clone, Args)]
+pub struct InfoArgs {
+    /// Catalog and warehouse locations.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// Print JSON instead of tables.
+    #[arg(long, env = "EARTHCATALOG_JSON")]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn incremental_flags_parse() {
+        let cli = Cli::parse_from([
+            "earthcatalog",
+            "incremental",
+            "--inventory",
+            "inv.csv",
+            "--catalog",
+            "c.db",
+            "--warehouse",
+            "s3://b/wh",
+            "--since",
+            "2024-01-01",
+            "--source",
+            "its-live-data=/mirror",
+            "--source",
+            "other=s3://x",
+            "--batch-add-files",
+        ]);
+        let Command::Incremental(a) = cli.command else { panic!("not incremental") };
+        assert_eq!(a.sources, ["its-live-data=/mirror", "other=s3://x"]);
+        assert!(a.batch_add_files);
+        assert_eq!(a.catalog.warehouse.as_deref(), Some("s3://b/wh"));
+    }
+}

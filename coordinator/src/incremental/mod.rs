@@ -1,0 +1,284 @@
+//! `earthcatalog incremental`: one process streams an inventory, ingests it chunk by chunk and
+//! registers the files in the Iceberg table, under the catalog lock.
+//!
+//! Order of a run: take the lock → download the catalog (when it lives in a store) → open the
+//! table → for each chunk: fetch, fan out, drop rows already in their partition, write, register
+//! → upload the catalog (conditional on the version downloaded) → release the lock. A run that
+//! fails uploads nothing; the files of the chunk that failed are deleted, never registered.
+
+mod progress;
+mod summary;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use earthcatalog_common::catalog::{Catalog, TableSettings, data_files};
+use earthcatalog_common::catalog_sync::CatalogCopy;
+use earthcatalog_common::geoparquet::{FileNamer, WrittenFile};
+use earthcatalog_common::ids::RunId;
+use earthcatalog_common::inventory::{self, Filter, InventoryRecord, OpenOptions};
+use earthcatalog_common::known_ids::KnownIds;
+use earthcatalog_common::location::Location;
+use earthcatalog_common::lock::{CatalogLock, LockGuard, LockOptions};
+use earthcatalog_common::partition::{GridSpec, open_partitioner};
+use earthcatalog_common::pipeline::{DataPath, DataPathOptions, ItemFailure, ObjectKey};
+use earthcatalog_common::stores::Stores;
+use futures::StreamExt;
+use iceberg::table::Table;
+use object_store::ObjectStoreExt;
+
+pub use summary::RunSummary;
+
+use crate::config::IncrementalConfig;
+use progress::Progress;
+
+/// Runs the incremental pipeline; the summary says what happened (failed items included).
+pub async fn run(cfg: IncrementalConfig) -> anyhow::Result<RunSummary> {
+    if !cfg.use_lock && cfg.place.remote.is_some() {
+        bail!("--no-lock cannot be used with --catalog-store: the catalog is only uploaded under the lock");
+    }
+    let mut stores = Stores::from_env();
+    for (bucket, location) in &cfg.sources {
+        stores = stores.with_source(bucket.clone(), location.clone());
+    }
+    let stores = Arc::new(stores);
+    let guard = match cfg.use_lock {
+        true => {
+            let options = LockOptions {
+                owner: "earthcatalog incremental".into(),
+                wait: (!cfg.lock_wait.is_zero()).then_some(cfg.lock_wait),
+                ..LockOptions::default()
+            };
+            Some(CatalogLock::acquire(&stores, &cfg.place.lock, options).await?)
+        }
+        false => None,
+    };
+    let result = Run::new(&cfg, stores.clone(), guard.as_ref()).execute().await;
+    if let Some(guard) = guard {
+        if let Err(e) = guard.release().await {
+            tracing::warn!(error = %e, "could not release the catalog lock");
+        }
+    }
+    result
+}
+
+/// One run's state.
+struct Run<'a> {
+    cfg: &'a IncrementalConfig,
+    stores: Arc<Stores>,
+    guard: Option<&'a LockGuard>,
+    summary: RunSummary,
+    failures: Vec<ItemFailure>,
+    progress: Progress,
+}
+
+impl<'a> Run<'a> {
+    fn new(cfg: &'a IncrementalConfig, stores: Arc<Stores>, guard: Option<&'a LockGuard>) -> Self {
+        Run {
+            cfg,
+            stores,
+            guard,
+            summary: RunSummary { run_id: RunId::new().to_string(), ..Default::default() },
+            failures: Vec::new(),
+            progress: Progress::new(cfg.progress),
+        }
+    }
+
+    async fn execute(mut self) -> anyhow::Result<RunSummary> {
+        let outcome = self.ingest().await;
+        self.progress.finish();
+        // Failures found before an abort are listed too: they are still worth retrying.
+        let listed = self.write_failures().await;
+        outcome?;
+        listed?;
+        self.summary.seconds = self.progress.elapsed();
+        Ok(self.summary)
+    }
+
+    async fn ingest(&mut self) -> anyhow::Result<()> {
+        let cfg = self.cfg;
+        let mut copy = match &cfg.place.remote {
+            Some(remote) => Some(CatalogCopy::download(&self.stores, remote, &cfg.place.path).await?),
+            None => None,
+        };
+        if let Some(dir) = cfg.place.path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let catalog = Catalog::open(&cfg.place.path, &cfg.place.warehouse, self.stores.clone()).await?;
+        let grid = self.grid(&catalog).await?;
+        let mut table = catalog.open_table(&TableSettings::from_grid(&grid)).await?;
+        let partitioner = open_partitioner(&grid, &self.stores).await?;
+        tracing::info!(catalog = %cfg.place.path.display(), warehouse = %cfg.place.warehouse, ?grid, run = %self.summary.run_id, "ingesting {}", cfg.inventory);
+
+        let data_path = DataPath::new(
+            self.stores.clone(),
+            partitioner,
+            DataPathOptions { fetch_concurrency: cfg.max_workers, ..DataPathOptions::default() },
+        );
+        let mut known = KnownIds::new(self.stores.clone(), &data_files(&table).await?);
+        let namer = Arc::new(FileNamer::new(RunId::from_string(&self.summary.run_id), "inc"));
+        let mut pending: Vec<WrittenFile> = Vec::new();
+
+        let stream = inventory::open(&self.stores, &cfg.inventory, &OpenOptions::default());
+        let filter = Filter { since: cfg.since, limit: cfg.limit, stac_only: true };
+        let (mut stream, counters) = inventory::filter(stream, filter);
+        let mut chunk: Vec<ObjectKey> = Vec::with_capacity(cfg.chunk_size);
+        let mut chunk_index = 0usize;
+        loop {
+            let next = stream.next().await;
+            let done = next.is_none();
+            match next {
+                Some(Ok(InventoryRecord::Entry(e))) => chunk.push(ObjectKey::new(e.bucket, e.key)),
+                Some(Ok(InventoryRecord::Malformed(m))) => {
+                    tracing::warn!("{m}");
+                    self.failures.push(ItemFailure {
+                        bucket: String::new(),
+                        key: format!("{} {}", m.object, m.position),
+                        kind: "malformed_inventory_row".into(),
+                        reason: m.to_string(),
+                    });
+                }
+                Some(Err(e)) => return Err(e).context("reading the inventory"),
+                None => {}
+            }
+            if chunk.len() >= cfg.chunk_size || (done && !chunk.is_empty()) {
+                chunk_index += 1;
+                let keys = std::mem::take(&mut chunk);
+                let files = self.chunk(chunk_index, keys, &data_path, &mut known, &namer).await?;
+                if cfg.batch_add_files {
+                    pending.extend(files);
+                } else {
+                    table = self.register(&catalog, &table, files, &data_path).await?;
+                }
+            }
+            let c = counters.snapshot();
+            self.summary.inventory_rows = c.rows_read;
+            self.summary.items_listed = c.kept;
+            self.summary.not_stac = c.not_stac;
+            self.summary.before_since = c.before_since;
+            self.summary.without_date = c.without_date;
+            self.summary.malformed_rows = c.malformed;
+            if done {
+                break;
+            }
+        }
+        if cfg.batch_add_files {
+            table = self.register(&catalog, &table, pending, &data_path).await?;
+        }
+        drop(table);
+        if let Some(copy) = copy.as_mut() {
+            let guard = self.guard.context("uploading the catalog needs the lock")?;
+            copy.upload(guard).await?;
+            self.summary.catalog_uploaded = true;
+        }
+        Ok(())
+    }
+
+    /// The grid to partition with: the one asked for, else the table's, else H3 resolution 1.
+    async fn grid(&self, catalog: &Catalog) -> anyhow::Result<GridSpec> {
+        if let Some(g) = &self.cfg.grid {
+            return Ok(g.clone());
+        }
+        Ok(match catalog.load_table().await? {
+            Some(t) => GridSpec::from_properties(t.metadata().properties())?,
+            None => GridSpec::default(),
+        })
+    }
+
+    /// Ingests one chunk and returns the files written (not yet registered).
+    async fn chunk(
+        &mut self,
+        index: usize,
+        keys: Vec<ObjectKey>,
+        data_path: &DataPath,
+        known: &mut KnownIds,
+        namer: &Arc<FileNamer>,
+    ) -> anyhow::Result<Vec<WrittenFile>> {
+        let span = tracing::info_span!("chunk", index, items = keys.len());
+        let _enter = span.enter();
+        let mut collected = data_path.collect(keys).await;
+        let skipped = known.drop_known(&mut collected.groups).await?;
+        let rows = collected.groups.row_count();
+        let files = data_path.write(collected.groups, &self.cfg.place.warehouse, namer).await?;
+        for f in &collected.failures {
+            *self.summary.failures_by_kind.entry(f.kind.clone()).or_insert(0) += 1;
+        }
+        self.summary.items_failed += collected.failures.len() as u64;
+        self.summary.items_ingested += collected.items as u64;
+        self.summary.items_skipped += skipped.items as u64;
+        self.summary.rows_skipped += skipped.rows as u64;
+        self.summary.rows += rows as u64;
+        let failed = collected.failures.len();
+        self.failures.extend(collected.failures);
+        tracing::info!(
+            "chunk {index}: {} items -> {rows} rows in {} files ({failed} failed, {} skipped)",
+            collected.items,
+            files.len(),
+            skipped.items
+        );
+        self.progress.update(&self.summary);
+        Ok(files)
+    }
+
+    /// Registers files in one snapshot, after checking the lock is still ours; on failure the
+    /// files are deleted so nothing half-registered is left behind.
+    async fn register(
+        &mut self,
+        catalog: &Catalog,
+        table: &Table,
+        files: Vec<WrittenFile>,
+        data_path: &DataPath,
+    ) -> anyhow::Result<Table> {
+        if files.is_empty() {
+            return Ok(table.clone());
+        }
+        if let Some(guard) = self.guard {
+            if let Err(e) = guard.check() {
+                data_path.delete_files(&files).await;
+                return Err(e.into());
+            }
+        }
+        let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
+        match catalog.register(table, &locations).await {
+            Ok((table, summary)) => {
+                self.summary.files += summary.files as u64;
+                self.summary.snapshots += u64::from(summary.snapshot_id.is_some());
+                self.progress.update(&self.summary);
+                Ok(table)
+            }
+            Err(e) => {
+                data_path.delete_files(&files).await;
+                Err(e).context("registering the chunk's files")
+            }
+        }
+    }
+
+    /// Writes the failures (one JSON object per line: bucket, key, kind, reason).
+    async fn write_failures(&mut self) -> anyhow::Result<()> {
+        if self.failures.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::new();
+        for f in &self.failures {
+            text.push_str(&serde_json::to_string(f)?);
+            text.push('\n');
+        }
+        let target = self.stores.resolve(&self.cfg.failures)?;
+        target
+            .store
+            .put(&target.path, text.into())
+            .await
+            .with_context(|| format!("writing the failures file {}", self.cfg.failures))?;
+        self.summary.failures_file = Some(self.cfg.failures.to_string());
+        let by_kind: BTreeMap<_, _> = self.summary.failures_by_kind.clone();
+        tracing::warn!(
+            failed_items = self.summary.items_failed,
+            malformed_rows = self.summary.malformed_rows,
+            ?by_kind,
+            "failures listed in {}",
+            self.cfg.failures
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+//! What a run did, for people (log lines) and machines (`--json`).
+
+use serde::Serialize;
+
+/// Totals of one incremental run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunSummary {
+    /// The run id (it prefixes every file the run wrote).
+    pub run_id: String,
+    /// Inventory rows read.
+    pub inventory_rows: u64,
+    /// Inventory entries kept by the filters (the items the run tried).
+    pub items_listed: u64,
+    /// Rows that were not `.stac.json` keys.
+    pub not_stac: u64,
+    /// Rows last modified before `--since`.
+    pub before_since: u64,
+    /// Kept rows that had no date to compare with `--since`.
+    pub without_date: u64,
+    /// Malformed inventory rows (listed in the failures file).
+    pub malformed_rows: u64,
+    /// Items that became rows.
+    pub items_ingested: u64,
+    /// Items that failed (listed in the failures file with their reason).
+    pub items_failed: u64,
+    /// Items already in the table for a partition they were to be written to.
+    pub items_skipped: u64,
+    /// Rows skipped for that reason.
+    pub rows_skipped: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// Data files written and registered.
+    pub files: u64,
+    /// Snapshots committed.
+    pub snapshots: u64,
+    /// Failures by kind.
+    pub failures_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Where the failures are listed (when there are any).
+    pub failures_file: Option<String>,
+    /// Whether the catalog was uploaded to its store.
+    pub catalog_uploaded: bool,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+impl RunSummary {
+    /// Whether any item or inventory row failed.
+    pub fn has_failures(&self) -> bool {
+        self.items_failed > 0 || self.malformed_rows > 0
+    }
+
+    /// Items per second over the run.
+    pub fn items_per_second(&self) -> f64 {
+        if self.seconds > 0.0 { self.items_ingested as f64 / self.seconds } else { 0.0 }
+    }
+}
