@@ -24,6 +24,25 @@ pub enum Command {
     Incremental(IncrementalArgs),
     /// Show what a catalog holds: snapshots, files, rows per cell and year.
     Info(InfoArgs),
+    /// Write ITS_LIVE-shaped sample items and an inventory listing them.
+    Sample(SampleArgs),
+}
+
+/// `earthcatalog sample`.
+#[derive(Debug, Clone, Args)]
+pub struct SampleArgs {
+    /// Folder (local path or s3://bucket/prefix) to write `items/...` and `inventory.csv` into.
+    #[arg(long, env = "EARTHCATALOG_SAMPLE_OUT")]
+    pub out: String,
+    /// Number of items.
+    #[arg(long, env = "EARTHCATALOG_SAMPLE_ITEMS", default_value_t = 1000)]
+    pub items: u64,
+    /// Index of the first item (items are deterministic by index).
+    #[arg(long, env = "EARTHCATALOG_SAMPLE_FIRST", default_value_t = 0)]
+    pub first: u64,
+    /// Bucket name the inventory gives the items.
+    #[arg(long, env = "EARTHCATALOG_SAMPLE_BUCKET", default_value = "its-live-data")]
+    pub bucket: String,
 }
 
 /// Where the catalog lives (shared by every command that opens it).

@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod incremental;
 mod info;
+mod sample;
 
 use std::process::ExitCode;
 
@@ -62,6 +63,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Info(args) => {
             info::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sample(args) => {
+            sample::run(args).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
