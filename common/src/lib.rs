@@ -21,3 +21,5 @@ pub mod stores;
 pub mod staging;
 /// Fetching item objects with retries and typed failures.
 pub mod fetch;
+/// The xxh3-128 item-id hash index used by delta runs.
+pub mod hash_index;
