@@ -5,7 +5,8 @@
 //! any case; `_` and spaces ignored, so `LastModifiedDate` matches too) and keys are used as
 //! they are. Otherwise the file is a headerless AWS inventory: its columns come from the
 //! manifest's `fileSchema` (or are bucket, key in columns 0 and 1 with no date) and keys are
-//! form-URL-decoded (`%XX`, and `+` for a space) as AWS writes them.
+//! form-URL-decoded (`%XX`, and `+` for a space) as AWS writes them. When a `fileSchema` is
+//! given the file is known to be headerless and no header is looked for.
 
 use std::sync::Arc;
 
@@ -99,6 +100,7 @@ struct CsvReader {
     object: String,
     reader: AsyncReader<ByteSource>,
     headerless: CsvLayout,
+    has_file_schema: bool,
     layout: Option<CsvLayout>,
     record: ByteRecord,
     line: u64,
@@ -145,6 +147,7 @@ impl CsvReader {
             object,
             reader,
             headerless,
+            has_file_schema: options.csv_file_schema.is_some(),
             layout: None,
             record: ByteRecord::new(),
             line: 0,
@@ -203,7 +206,13 @@ impl CsvReader {
     }
 
     /// The header's layout when the first non-blank row is a header, else `None`.
+    ///
+    /// Files described by a manifest schema are AWS data files, which never have a header: their
+    /// first row may well be in a bucket named `bucket`.
     fn first_row_layout(&self) -> Result<Option<CsvLayout>, InventoryError> {
+        if self.has_file_schema {
+            return Ok(None);
+        }
         let first =
             self.record.get(0).map(|f| String::from_utf8_lossy(f).trim_matches('"').to_lowercase());
         if first.as_deref() != Some("bucket") {
