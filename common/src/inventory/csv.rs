@@ -127,11 +127,10 @@ impl CsvReader {
                 }
             })?;
         let target = resolve(stores, location)?;
-        let got = target
-            .store
-            .get(&target.path)
-            .await
-            .map_err(|source| InventoryError::Fetch { object: object.clone(), source })?;
+        let got = target.store.get(&target.path).await.map_err(|source| InventoryError::Fetch {
+            object: object.clone(),
+            source: Box::new(source),
+        })?;
         let bytes = StreamReader::new(got.into_stream().map_err(std::io::Error::other));
         let source: ByteSource = if gzip {
             let mut decoder = GzipDecoder::new(bytes);
@@ -297,6 +296,7 @@ fn date_field(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 

@@ -47,6 +47,7 @@ pub fn parse_datetime(value: &str) -> Option<DateTime<Utc>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 

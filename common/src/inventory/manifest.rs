@@ -128,7 +128,8 @@ pub fn read(stores: Arc<Stores>, location: Location, options: OpenOptions) -> In
     lazily(async move {
         let object = location.uri();
         let target = resolve(&stores, &location)?;
-        let fetch = |source| InventoryError::Fetch { object: object.clone(), source };
+        let fetch =
+            |source| InventoryError::Fetch { object: object.clone(), source: Box::new(source) };
         let bytes =
             target.store.get(&target.path).await.map_err(fetch)?.bytes().await.map_err(fetch)?;
         let manifest = parse(&bytes, &object)?;
@@ -156,6 +157,7 @@ pub fn read(stores: Arc<Stores>, location: Location, options: OpenOptions) -> In
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 

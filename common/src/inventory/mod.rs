@@ -146,7 +146,7 @@ pub enum InventoryError {
         /// URI of the object.
         object: String,
         /// Why.
-        source: StoreError,
+        source: Box<StoreError>,
     },
     /// The object could not be fetched (missing, no permission, network).
     #[error("cannot read inventory {object}: {source}")]
@@ -154,7 +154,7 @@ pub enum InventoryError {
         /// URI of the object.
         object: String,
         /// The store's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// Reading or decompressing the byte stream failed part way.
     #[error("cannot read inventory {object} near line {line}: {source}")]
@@ -305,7 +305,8 @@ fn resolve(
     stores: &Stores,
     location: &Location,
 ) -> Result<crate::stores::ObjectLocation, InventoryError> {
-    stores
-        .resolve(location)
-        .map_err(|source| InventoryError::Store { object: location.uri(), source })
+    stores.resolve(location).map_err(|source| InventoryError::Store {
+        object: location.uri(),
+        source: Box::new(source),
+    })
 }

@@ -68,11 +68,9 @@ impl ParquetReader {
     ) -> Result<Self, InventoryError> {
         let object = location.uri();
         let target = resolve(stores, location)?;
-        let meta = target
-            .store
-            .head(&target.path)
-            .await
-            .map_err(|source| InventoryError::Fetch { object: object.clone(), source })?;
+        let meta = target.store.head(&target.path).await.map_err(|source| {
+            InventoryError::Fetch { object: object.clone(), source: Box::new(source) }
+        })?;
         let reader = ParquetObjectReader::new(target.store, target.path).with_file_size(meta.size);
         let parquet_error = |e: parquet::errors::ParquetError| InventoryError::Parquet {
             object: object.clone(),

@@ -102,7 +102,8 @@ pub async fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// A Parquet file holding `columns`, with row groups of `row_group_size` rows.
 pub fn parquet_bytes(columns: Vec<(&str, ArrayRef)>, row_group_size: usize) -> Vec<u8> {
     let batch = RecordBatch::try_from_iter(columns).unwrap();
-    let props = WriterProperties::builder().set_max_row_group_row_count(Some(row_group_size)).build();
+    let props =
+        WriterProperties::builder().set_max_row_group_row_count(Some(row_group_size)).build();
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
     writer.write(&batch).unwrap();
