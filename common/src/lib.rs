@@ -3,10 +3,16 @@
 
 /// Fan-out of items to cells and grouping by (cell, year).
 pub mod fanout;
+/// Fetching item objects with retries and typed failures.
+pub mod fetch;
 /// GeoParquet 1.1 data files.
 pub mod geoparquet;
+/// The xxh3-128 item-id hash index used by delta runs.
+pub mod hash_index;
 /// Typed ids: runs and (cell, year) partitions.
 pub mod ids;
+/// Streaming S3 Inventory readers (CSV, CSV.gz, Parquet, manifest.json) and their filter.
+pub mod inventory;
 /// Locations: `s3://`, `file://`/paths and `memory://` as one type.
 pub mod location;
 /// Deterministic ITS_LIVE-shaped sample items (benchmarks, demo data, tests).
@@ -15,11 +21,7 @@ pub mod sample;
 pub mod schema;
 /// STAC item JSON → typed table rows.
 pub mod stac;
-/// Resolving locations to object stores (S3 settings, source mapping, client cache).
-pub mod stores;
 /// The Parquet row format staged between backfill phases 2 and 3.
 pub mod staging;
-/// Fetching item objects with retries and typed failures.
-pub mod fetch;
-/// The xxh3-128 item-id hash index used by delta runs.
-pub mod hash_index;
+/// Resolving locations to object stores (S3 settings, source mapping, client cache).
+pub mod stores;
