@@ -16,6 +16,7 @@ use earthcatalog_common::sample::itslive_item;
 use earthcatalog_common::stac::parse_item;
 use earthcatalog_common::staging::{read_staged, write_staged};
 use earthcatalog_common::stores::{S3Settings, Stores};
+use object_store::ObjectStoreExt;
 
 const ITEMS: u64 = 2_000;
 
@@ -90,9 +91,16 @@ fn geoparquet_write(c: &mut Criterion) {
                 groups.extend(all.iter().cloned());
                 rt.block_on(async {
                     for (part, rows) in groups.into_sorted() {
-                        write_partition(&stores, root, &part, &rows, &namer, &WriterOptions::default())
-                            .await
-                            .unwrap_or_else(|e| panic!("{e}"));
+                        write_partition(
+                            &stores,
+                            root,
+                            &part,
+                            &rows,
+                            &namer,
+                            &WriterOptions::default(),
+                        )
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
                     }
                 })
             })
@@ -102,7 +110,10 @@ fn geoparquet_write(c: &mut Criterion) {
 }
 
 /// Items with their cells, computed once so both formats time only encoding and decoding.
-fn items_with_cells(items: &[Vec<u8>], h3: &H3Partitioner) -> Vec<(serde_json::Value, Vec<String>)> {
+fn items_with_cells(
+    items: &[Vec<u8>],
+    h3: &H3Partitioner,
+) -> Vec<(serde_json::Value, Vec<String>)> {
     items
         .iter()
         .filter_map(|bytes| {
@@ -154,7 +165,9 @@ fn staging_format(c: &mut Criterion) {
         b.iter(|| rt.block_on(write_staged(&stores, &loc, &all)).unwrap_or_else(|e| panic!("{e}")))
     });
     g.bench_function("parquet_read", |b| {
-        b.iter(|| black_box(rt.block_on(read_staged(&stores, &loc)).unwrap_or_else(|e| panic!("{e}"))))
+        b.iter(|| {
+            black_box(rt.block_on(read_staged(&stores, &loc)).unwrap_or_else(|e| panic!("{e}")))
+        })
     });
     g.bench_function("ndjson_write", |b| b.iter(|| black_box(ndjson(&with_cells))));
     g.bench_function("ndjson_read", |b| {

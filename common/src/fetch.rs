@@ -148,9 +148,12 @@ mod tests {
     async fn objects_are_read_through_the_source_mapping() {
         let stores = Stores::new(S3Settings::default())
             .with_source("its-live-data", Location::parse("memory://mirror/itslive").unwrap());
-        let o = stores.resolve(&Location::parse("memory://mirror/itslive/a/x.stac.json").unwrap()).unwrap();
+        let o = stores
+            .resolve(&Location::parse("memory://mirror/itslive/a/x.stac.json").unwrap())
+            .unwrap();
         o.store.put(&o.path, "{}".into()).await.unwrap();
-        let got = fetch_object(&stores, "its-live-data", "a/x.stac.json", &RetryPolicy::default()).await;
+        let got =
+            fetch_object(&stores, "its-live-data", "a/x.stac.json", &RetryPolicy::default()).await;
         assert_eq!(got.unwrap(), Bytes::from_static(b"{}"));
     }
 

@@ -110,7 +110,8 @@ impl HashIndex {
     pub async fn write(&self, stores: &Stores, location: &Location) -> Result<(), HashIndexError> {
         let target = stores.resolve(location)?;
         let err = |reason: String| HashIndexError::Io { location: location.to_string(), reason };
-        let schema = Arc::new(Schema::new(vec![Field::new(COLUMN, DataType::FixedSizeBinary(16), false)]));
+        let schema =
+            Arc::new(Schema::new(vec![Field::new(COLUMN, DataType::FixedSizeBinary(16), false)]));
         // A BTreeSet iterates in ascending byte order: the file is sorted, as the original's.
         let values: Vec<u8> = self.hashes.iter().flatten().copied().collect();
         let array = FixedSizeBinaryArray::new(16, values.into(), None);
@@ -144,7 +145,9 @@ mod tests {
         assert_eq!(hex(hash_id("item-abc")), "6dd1314e5bde2d516b73a2681fd987bf");
         assert_eq!(hex(hash_id("")), "16c20acd33f7af2f3c1d09e9fe249164");
         assert_eq!(
-            hex(hash_id("LC08_L1TP_232011_20190524_20200828_02_T1_X_LC08_L1TP_232011_20190711_20200827_02_T1_G0120V02_P056")),
+            hex(hash_id(
+                "LC08_L1TP_232011_20190524_20200828_02_T1_X_LC08_L1TP_232011_20190711_20200827_02_T1_G0120V02_P056"
+            )),
             "bad603c1790e3f7c689df147d96601b1"
         );
     }

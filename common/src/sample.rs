@@ -126,7 +126,7 @@ pub fn itslive_item(i: u64) -> Value {
             "latitude": lat,
             "longitude": lon,
             "proj:code": "EPSG:3413",
-            "sat:orbit_state": if i % 2 == 0 { "ascending" } else { "descending" },
+            "sat:orbit_state": if i.is_multiple_of(2) { "ascending" } else { "descending" },
             "scene_1_id": format!("{platform}_L1TP_{:06}_A", mix(i) % 1_000_000),
             "scene_2_id": format!("{platform}_L1TP_{:06}_B", mix(i) % 1_000_000),
             "scene_1_frame": format!("{:06}", mix(i) % 1_000_000),

@@ -66,7 +66,8 @@ pub async fn read_staged(
         .await
         .map_err(|source| StagingError::Read { location: shown(), source })?;
     check_schema(builder.schema(), &shown())?;
-    let stream = builder.build().map_err(|source| StagingError::Read { location: shown(), source })?;
+    let stream =
+        builder.build().map_err(|source| StagingError::Read { location: shown(), source })?;
     stream.try_collect().await.map_err(|source| StagingError::Read { location: shown(), source })
 }
 
@@ -111,7 +112,8 @@ mod tests {
             let p = parse_item_value(&itslive_item(i)).unwrap();
             rows.extend(fan_out(p.row, &["8106fffffffffff".into()]));
         }
-        let loc = Location::parse("memory://staging/chunk-000001/8106fffffffffff/2019.parquet").unwrap();
+        let loc =
+            Location::parse("memory://staging/chunk-000001/8106fffffffffff/2019.parquet").unwrap();
         write_staged(&stores, &loc, &rows).await.unwrap();
         let batches = read_staged(&stores, &loc).await.unwrap();
         let back = arrow::compute::concat_batches(&schema::arrow_schema(), &batches).unwrap();

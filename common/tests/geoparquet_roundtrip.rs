@@ -1,5 +1,7 @@
 //! GeoParquet files written by the data path, read back with the parquet crate.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};

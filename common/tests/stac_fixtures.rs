@@ -4,6 +4,8 @@
 //! column (same value, timestamps as the same instant) or in `extra_properties`, and every
 //! unknown top-level member is in `extra_fields`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use earthcatalog_common::stac::datetime::parse_timestamp_micros;

@@ -102,7 +102,12 @@ pub struct IncrementalArgs {
     pub batch_add_files: bool,
     /// Read the items of BUCKET from LOCATION instead (a local mirror or another endpoint);
     /// repeatable: --source its-live-data=/data/mirror.
-    #[arg(long = "source", value_name = "BUCKET=LOCATION", env = "EARTHCATALOG_SOURCES", value_delimiter = ',')]
+    #[arg(
+        long = "source",
+        value_name = "BUCKET=LOCATION",
+        env = "EARTHCATALOG_SOURCES",
+        value_delimiter = ','
+    )]
     pub sources: Vec<String>,
     /// Where to write the failures file [default: next to the catalog].
     #[arg(long, env = "EARTHCATALOG_FAILURES")]

@@ -71,7 +71,10 @@ pub async fn run(args: InfoArgs) -> anyhow::Result<()> {
     }
     println!("files      {}", files.len());
     println!("rows       {rows}");
-    println!("{:<18} {:>7} {:>10} {:>6} {:>12}", "grid_partition", "year", "rows", "files", "bytes");
+    println!(
+        "{:<18} {:>7} {:>10} {:>6} {:>12}",
+        "grid_partition", "year", "rows", "files", "bytes"
+    );
     for t in &totals {
         let year = t.year.map_or_else(|| "unknown".to_string(), |y| y.to_string());
         let cell = t.grid_partition.as_deref().unwrap_or("-");

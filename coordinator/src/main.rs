@@ -59,7 +59,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 summary.items_skipped,
                 summary.items_per_second()
             );
-            Ok(if summary.has_failures() { ExitCode::from(EXIT_ITEMS_FAILED) } else { ExitCode::SUCCESS })
+            Ok(if summary.has_failures() {
+                ExitCode::from(EXIT_ITEMS_FAILED)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Info(args) => {
             info::run(args).await?;

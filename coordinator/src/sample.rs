@@ -20,7 +20,12 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<()> {
     let items_root = root.join("items");
     let mut csv = String::from("bucket,key,last_modified_date\n");
     for i in args.first..args.first + args.items {
-        csv.push_str(&format!("{},{},2024-01-{:02}T00:00:00Z\n", args.bucket, itslive_key(i), 1 + i % 28));
+        csv.push_str(&format!(
+            "{},{},2024-01-{:02}T00:00:00Z\n",
+            args.bucket,
+            itslive_key(i),
+            1 + i % 28
+        ));
     }
     let writes = futures::stream::iter(args.first..args.first + args.items).map(|i| {
         let stores = stores.clone();

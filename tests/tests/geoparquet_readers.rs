@@ -1,5 +1,7 @@
 //! GeoParquet files written by earthcatalog, read back by pyarrow, geopandas and DuckDB spatial.
 
+#![allow(clippy::unwrap_used)]
+
 use earthcatalog_common::fanout::{Groups, fan_out};
 use earthcatalog_common::geoparquet::{FileNamer, WriterOptions, write_partition};
 use earthcatalog_common::ids::RunId;

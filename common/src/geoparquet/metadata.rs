@@ -75,16 +75,16 @@ impl GeoSummary {
             else {
                 continue;
             };
-            let (Some(geom), Some(cover)) =
-                (geom.as_binary_opt::<i32>(), cover.as_struct_opt())
+            let (Some(geom), Some(cover)) = (geom.as_binary_opt::<i32>(), cover.as_struct_opt())
             else {
                 continue;
             };
             let parts: Vec<_> =
                 (0..4).filter_map(|k| cover.column(k).as_primitive_opt::<Float64Type>()).collect();
             for i in 0..b.num_rows() {
-                let bbox = (parts.len() == 4 && cover.is_valid(i))
-                    .then(|| [parts[0].value(i), parts[1].value(i), parts[2].value(i), parts[3].value(i)]);
+                let bbox = (parts.len() == 4 && cover.is_valid(i)).then(|| {
+                    [parts[0].value(i), parts[1].value(i), parts[2].value(i), parts[3].value(i)]
+                });
                 s.add(if geom.is_valid(i) { geom.value(i) } else { &[] }, bbox);
             }
         }

@@ -45,7 +45,6 @@ pub enum WriteError {
 }
 
 impl WriteError {
-
     /// Whether trying again may succeed (store and network errors may; data errors will not).
     pub fn is_retryable(&self) -> bool {
         matches!(self, WriteError::Parquet { .. })

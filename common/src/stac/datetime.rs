@@ -38,15 +38,15 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
 /// Upper-cases the `T` separator and the `Z` suffix, and turns a space separator into `T`.
 fn normalize(s: &str) -> String {
     let mut out: Vec<u8> = s.as_bytes().to_vec();
-    if let Some(sep) = out.get_mut(10) {
-        if *sep == b't' || *sep == b' ' {
-            *sep = b'T';
-        }
+    if let Some(sep) = out.get_mut(10)
+        && (*sep == b't' || *sep == b' ')
+    {
+        *sep = b'T';
     }
-    if let Some(last) = out.last_mut() {
-        if *last == b'z' {
-            *last = b'Z';
-        }
+    if let Some(last) = out.last_mut()
+        && *last == b'z'
+    {
+        *last = b'Z';
     }
     String::from_utf8(out).unwrap_or_else(|_| s.to_string())
 }

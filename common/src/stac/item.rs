@@ -31,12 +31,12 @@ pub fn parse_item(bytes: &[u8]) -> Result<ParsedItem, ItemRejection> {
 /// Converts an already-parsed item.
 pub fn parse_item_value(json: &Json) -> Result<ParsedItem, ItemRejection> {
     let item = json.as_object().ok_or(ItemRejection::NotAnObject)?;
-    if let Some(t) = item.get("type") {
-        if t.as_str() != Some("Feature") {
-            return Err(ItemRejection::NotAFeature(
-                t.as_str().map_or_else(|| shown(t), str::to_string),
-            ));
-        }
+    if let Some(t) = item.get("type")
+        && t.as_str() != Some("Feature")
+    {
+        return Err(ItemRejection::NotAFeature(
+            t.as_str().map_or_else(|| shown(t), str::to_string),
+        ));
     }
     match item.get("id") {
         Some(Json::String(s)) if !s.is_empty() => {}
@@ -72,10 +72,10 @@ pub fn parse_item_value(json: &Json) -> Result<ParsedItem, ItemRejection> {
         }
     }
     // Pre-1.0 items put `collection` inside properties.
-    if matches!(row.get_by_name("collection"), Some(Value::Null)) {
-        if let Some(Json::String(c)) = props.get("collection") {
-            row.set_by_name("collection", Value::Text(c.clone()));
-        }
+    if matches!(row.get_by_name("collection"), Some(Value::Null))
+        && let Some(Json::String(c)) = props.get("collection")
+    {
+        row.set_by_name("collection", Value::Text(c.clone()));
     }
     row.set_by_name(
         "extra_properties",

@@ -36,7 +36,9 @@ use progress::Progress;
 /// Runs the incremental pipeline; the summary says what happened (failed items included).
 pub async fn run(cfg: IncrementalConfig) -> anyhow::Result<RunSummary> {
     if !cfg.use_lock && cfg.place.remote.is_some() {
-        bail!("--no-lock cannot be used with --catalog-store: the catalog is only uploaded under the lock");
+        bail!(
+            "--no-lock cannot be used with --catalog-store: the catalog is only uploaded under the lock"
+        );
     }
     let mut stores = Stores::from_env();
     for (bucket, location) in &cfg.sources {
@@ -99,13 +101,16 @@ impl<'a> Run<'a> {
     async fn ingest(&mut self) -> anyhow::Result<()> {
         let cfg = self.cfg;
         let mut copy = match &cfg.place.remote {
-            Some(remote) => Some(CatalogCopy::download(&self.stores, remote, &cfg.place.path).await?),
+            Some(remote) => {
+                Some(CatalogCopy::download(&self.stores, remote, &cfg.place.path).await?)
+            }
             None => None,
         };
         if let Some(dir) = cfg.place.path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let catalog = Catalog::open(&cfg.place.path, &cfg.place.warehouse, self.stores.clone()).await?;
+        let catalog =
+            Catalog::open(&cfg.place.path, &cfg.place.warehouse, self.stores.clone()).await?;
         let grid = self.grid(&catalog).await?;
         let mut table = catalog.open_table(&TableSettings::from_grid(&grid)).await?;
         let partitioner = open_partitioner(&grid, &self.stores).await?;

@@ -43,7 +43,12 @@ impl Progress {
         let rate = s.items_ingested as f64 / self.elapsed().max(1e-9);
         let msg = format!(
             "{} items, {} rows, {} files, {:.0} items/s, {} failures, {} skipped",
-            s.items_ingested, s.rows, s.files, rate, s.items_failed + s.malformed_rows, s.items_skipped
+            s.items_ingested,
+            s.rows,
+            s.files,
+            rate,
+            s.items_failed + s.malformed_rows,
+            s.items_skipped
         );
         match &self.bar {
             Some(bar) => bar.set_message(msg),
