@@ -3,6 +3,8 @@
 
 /// Locations: `s3://`, `file://`/paths and `memory://` as one type.
 pub mod location;
+/// Partitioners: the grid cells (H3 or GeoJSON features) a footprint touches.
+pub mod partition;
 /// The table schema: every column, its field id and its type.
 pub mod schema;
 /// STAC item JSON → typed table rows.
