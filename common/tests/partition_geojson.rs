@@ -41,7 +41,8 @@ async fn boundaries_load_from_a_local_file_and_touching_features_count() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("grid.geojson");
     std::fs::write(&path, boundaries()).unwrap();
-    let spec = GridSpec::GeoJson { boundaries: path.display().to_string(), id_field: "name".into() };
+    let spec =
+        GridSpec::GeoJson { boundaries: path.display().to_string(), id_field: "name".into() };
     let p = open_partitioner(&spec, &Stores::new(S3Settings::default())).await.unwrap();
     assert_eq!(p.grid(), spec);
     // Inside one square; on the shared edge (touches both); far away (none); a number key.
@@ -80,9 +81,13 @@ fn a_duplicate_key_is_refused_naming_both_features() {
 
 #[test]
 fn a_feature_without_geometry_or_a_non_collection_is_refused() {
-    let bytes = collection(vec![json!({"type": "Feature", "properties": {"id": "x"}, "geometry": null})]);
+    let bytes =
+        collection(vec![json!({"type": "Feature", "properties": {"id": "x"}, "geometry": null})]);
     let err = GeoJsonPartitioner::from_bytes(&bytes, "g.json", "id").unwrap_err();
-    assert!(err.to_string().starts_with("feature 0 ('x') of 'g.json' has an unusable geometry"), "{err}");
+    assert!(
+        err.to_string().starts_with("feature 0 ('x') of 'g.json' has an unusable geometry"),
+        "{err}"
+    );
     let single = serde_json::to_vec(&square(0.0, 0.0, 1.0)).unwrap();
     let err = GeoJsonPartitioner::from_bytes(&single, "g.json", "id").unwrap_err();
     assert!(matches!(err, BoundariesError::NotFeatureCollection { found: "Geometry", .. }));
@@ -130,14 +135,22 @@ fn grid_specs_round_trip_through_table_properties() {
         kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     };
     assert_eq!(GridSpec::from_properties(&props(&[])).unwrap(), GridSpec::H3 { resolution: 1 });
-    let gj = props(&[("earthcatalog.grid.type", "geojson"), ("earthcatalog.grid.boundaries_path", "/g.json")]);
+    let gj = props(&[
+        ("earthcatalog.grid.type", "geojson"),
+        ("earthcatalog.grid.boundaries_path", "/g.json"),
+    ]);
     assert_eq!(
         GridSpec::from_properties(&gj).unwrap(),
         GridSpec::GeoJson { boundaries: "/g.json".into(), id_field: "id".into() }
     );
-    let err = GridSpec::from_properties(&props(&[("earthcatalog.grid.type", "geojson")])).unwrap_err();
-    assert_eq!(err.to_string(), "earthcatalog.grid.boundaries_path is required for grid type 'geojson'");
-    let err = GridSpec::from_properties(&props(&[("earthcatalog.grid.resolution", "16")])).unwrap_err();
+    let err =
+        GridSpec::from_properties(&props(&[("earthcatalog.grid.type", "geojson")])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "earthcatalog.grid.boundaries_path is required for grid type 'geojson'"
+    );
+    let err =
+        GridSpec::from_properties(&props(&[("earthcatalog.grid.resolution", "16")])).unwrap_err();
     assert!(matches!(err, GridError::Resolution(r) if r == "16"));
     let err = GridSpec::from_properties(&props(&[("earthcatalog.grid.type", "s2")])).unwrap_err();
     assert!(matches!(err, GridError::S2NotImplemented));

@@ -88,18 +88,26 @@ fn a_box_crossing_the_antimeridian_gets_only_cells_at_the_antimeridian() {
     ]);
     assert_eq!(cells(1, split), got);
     // Written with longitudes past 180, it is the same box again.
-    let past = polygon(&[(179.0, 60.0), (181.0, 60.0), (181.0, 61.0), (179.0, 61.0), (179.0, 60.0)]);
+    let past =
+        polygon(&[(179.0, 60.0), (181.0, 60.0), (181.0, 61.0), (179.0, 61.0), (179.0, 60.0)]);
     assert_eq!(cells(1, past), got);
 }
 
 #[test]
 fn a_band_written_with_intermediate_vertices_spans_the_long_way() {
     // -179 → 179 directly is the narrow box across ±180 ...
-    let narrow = polygon(&[(-179.0, 10.0), (179.0, 10.0), (179.0, 11.0), (-179.0, 11.0), (-179.0, 10.0)]);
+    let narrow =
+        polygon(&[(-179.0, 10.0), (179.0, 10.0), (179.0, 11.0), (-179.0, 11.0), (-179.0, 10.0)]);
     assert!(cells(0, narrow).len() <= 2);
     // ... and with a vertex at 0 it is the band round the globe.
     let wide = polygon(&[
-        (-179.0, 10.0), (0.0, 10.0), (179.0, 10.0), (179.0, 11.0), (0.0, 11.0), (-179.0, 11.0), (-179.0, 10.0),
+        (-179.0, 10.0),
+        (0.0, 10.0),
+        (179.0, 10.0),
+        (179.0, 11.0),
+        (0.0, 11.0),
+        (-179.0, 11.0),
+        (-179.0, 10.0),
     ]);
     let got = cells(0, wide);
     for lon in [-170.0, -90.0, 0.0, 90.0, 170.0] {
@@ -118,7 +126,8 @@ fn a_multipolygon_gets_the_cells_of_every_part() {
 
 #[test]
 fn a_hole_removes_the_cells_that_lie_inside_it() {
-    let outer = LineString::from(vec![(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0), (0.0, 0.0)]);
+    let outer =
+        LineString::from(vec![(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0), (0.0, 0.0)]);
     let hole = LineString::from(vec![(2.0, 2.0), (8.0, 2.0), (8.0, 8.0), (2.0, 8.0), (2.0, 2.0)]);
     let with_hole = cells(3, Polygon::new(outer.clone(), vec![hole]));
     let without = cells(3, Polygon::new(outer, vec![]));
@@ -136,7 +145,11 @@ fn a_line_gets_every_cell_it_passes_through() {
     let got = cells(3, line);
     for i in 0..=2000 {
         let t = f64::from(i) / 2000.0;
-        let (x, y) = if t < 0.5 { (-20.0 + 20.0 * t, 64.0 + 4.0 * t) } else { (-10.0, 66.0 + 8.0 * (t - 0.5)) };
+        let (x, y) = if t < 0.5 {
+            (-20.0 + 20.0 * t, 64.0 + 4.0 * t)
+        } else {
+            (-10.0, 66.0 + 8.0 * (t - 0.5))
+        };
         assert!(got.contains(&cell_at(x, y, Resolution::Three).to_string()), "missed ({x}, {y})");
     }
     // A line across the antimeridian stays near it.
@@ -164,10 +177,14 @@ fn footprints_at_the_poles_get_the_pole_cell() {
     let cap = cells(2, polygon(&closed));
     assert!(cap.contains(&north));
     // The same cap as a bbox-style ring [-180, 85, 180, 90].
-    let bbox = cells(2, polygon(&[(-180.0, 85.0), (180.0, 85.0), (180.0, 90.0), (-180.0, 90.0), (-180.0, 85.0)]));
+    let bbox = cells(
+        2,
+        polygon(&[(-180.0, 85.0), (180.0, 85.0), (180.0, 90.0), (-180.0, 90.0), (-180.0, 85.0)]),
+    );
     assert_eq!(cap, bbox);
     // A small box touching the pole line at one longitude touches the pole cell too.
-    let touching = cells(2, polygon(&[(10.0, 89.0), (11.0, 89.0), (11.0, 90.0), (10.0, 90.0), (10.0, 89.0)]));
+    let touching =
+        cells(2, polygon(&[(10.0, 89.0), (11.0, 89.0), (11.0, 90.0), (10.0, 90.0), (10.0, 89.0)]));
     assert!(touching.contains(&north));
 }
 
@@ -254,7 +271,8 @@ fn io_lulc_zone_60_footprints_get_the_same_cells_split_or_unsplit() {
 #[test]
 fn the_census_multipolygon_gets_cells_on_both_sides_of_the_antimeridian() {
     let got = cells(1, fixture("2020-census-blocks-population"));
-    for (lon, lat) in [(144.8, 13.4), (-66.5, 18.2), (-170.0, -14.0), (175.0, 52.0), (-100.0, 40.0)] {
+    for (lon, lat) in [(144.8, 13.4), (-66.5, 18.2), (-170.0, -14.0), (175.0, 52.0), (-100.0, 40.0)]
+    {
         assert!(got.contains(&cell_at(lon, lat, Resolution::One).to_string()), "({lon}, {lat})");
     }
     // Nothing in the open Pacific south of the Aleutians between the boxes.

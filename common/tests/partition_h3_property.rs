@@ -20,7 +20,13 @@ struct Case {
 }
 
 fn wrap(lon: f64) -> f64 {
-    if lon > 180.0 { lon - 360.0 } else if lon < -180.0 { lon + 360.0 } else { lon }
+    if lon > 180.0 {
+        lon - 360.0
+    } else if lon < -180.0 {
+        lon + 360.0
+    } else {
+        lon
+    }
 }
 
 fn ring_geometry(ring: &[(f64, f64)]) -> Geometry {
@@ -45,7 +51,9 @@ fn edge_samples(ring: &[(f64, f64)], ts: &[f64]) -> Vec<(f64, f64)> {
 fn quad_samples(q: &[(f64, f64); 4], uv: &[(f64, f64)]) -> Vec<(f64, f64)> {
     uv.iter()
         .map(|&(u, v)| {
-            let lerp = |a: (f64, f64), b: (f64, f64), t: f64| (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1));
+            let lerp = |a: (f64, f64), b: (f64, f64), t: f64| {
+                (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1))
+            };
             lerp(lerp(q[0], q[1], u), lerp(q[3], q[2], u), v)
         })
         .collect()
@@ -71,7 +79,15 @@ fn boxes() -> impl Strategy<Value = Case> {
 }
 
 fn rotated_quads() -> impl Strategy<Value = Case> {
-    (-170.0..170.0f64, -75.0..75.0f64, 0.01..4.0f64, 0.01..2.0f64, 0.0..std::f64::consts::PI, 1u8..=4, uvs())
+    (
+        -170.0..170.0f64,
+        -75.0..75.0f64,
+        0.01..4.0f64,
+        0.01..2.0f64,
+        0.0..std::f64::consts::PI,
+        1u8..=4,
+        uvs(),
+    )
         .prop_map(|(cx, cy, a, b, angle, resolution, uv)| {
             let (s, c) = angle.sin_cos();
             let corner = |u: f64, v: f64| (cx + u * a * c - v * b * s, cy + u * a * s + v * b * c);
@@ -123,7 +139,8 @@ fn polar_caps() -> impl Strategy<Value = Case> {
                     (x, y + v * (sign * 90.0 - y))
                 })
                 .collect();
-            let geometry = ring_geometry(&ring.iter().map(|&(x, y)| (wrap_far(x), y)).collect::<Vec<_>>());
+            let geometry =
+                ring_geometry(&ring.iter().map(|&(x, y)| (wrap_far(x), y)).collect::<Vec<_>>());
             Case { geometry, resolution, samples }
         })
 }
@@ -167,7 +184,11 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     let res = Resolution::try_from(case.resolution).unwrap();
     for &(x, y) in &case.samples {
         let cell = LatLng::new(y, wrap_far(wrap(x))).unwrap().to_cell(res);
-        prop_assert!(cover.contains(&cell), "sample ({x}, {y}) in {cell} not in cover of {} cells", cover.len());
+        prop_assert!(
+            cover.contains(&cell),
+            "sample ({x}, {y}) in {cell} not in cover of {} cells",
+            cover.len()
+        );
     }
     Ok(())
 }

@@ -124,7 +124,8 @@ mod tests {
 
     #[test]
     fn the_north_pole_cell_contains_the_pole_line() {
-        let cell = LatLng::new(90.0, 0.0).unwrap().to_cell(Resolution::One);
+        let Ok(pole) = LatLng::new(90.0, 0.0) else { panic!("the pole is a position") };
+        let cell = pole.to_cell(Resolution::One);
         let s = cell_shape(cell);
         for lon in [-179.0, -90.0, 0.0, 90.0, 179.0] {
             let p = coord! { x: lon, y: 89.99 };
@@ -134,7 +135,8 @@ mod tests {
 
     #[test]
     fn a_cell_on_the_antimeridian_is_drawn_on_both_sides() {
-        let cell = LatLng::new(60.0, 180.0).unwrap().to_cell(Resolution::Three);
+        let Ok(on_180) = LatLng::new(60.0, 180.0) else { panic!("a position") };
+        let cell = on_180.to_cell(Resolution::Three);
         let s = cell_shape(cell);
         let p = |x| coord! { x: x, y: LatLng::from(cell).lat() };
         assert!(s.shape.areas.iter().any(|a| a.contains(p(179.99))));

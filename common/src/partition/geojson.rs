@@ -46,7 +46,9 @@ pub enum BoundariesError {
         found: &'static str,
     },
     /// A feature without the key property (or with a null, object or array value).
-    #[error("feature {index} of '{location}' has no usable '{id_field}' property (a string or a number is required)")]
+    #[error(
+        "feature {index} of '{location}' has no usable '{id_field}' property (a string or a number is required)"
+    )]
     MissingKey {
         /// The boundaries location.
         location: String,
@@ -102,7 +104,8 @@ impl GeoJsonPartitioner {
         id_field: &str,
     ) -> Result<GeoJsonPartitioner, BoundariesError> {
         let read = |source| BoundariesError::Read { location: boundaries.to_string(), source };
-        let bytes = object.store.get(&object.path).await.map_err(read)?.bytes().await.map_err(read)?;
+        let bytes =
+            object.store.get(&object.path).await.map_err(read)?.bytes().await.map_err(read)?;
         GeoJsonPartitioner::from_bytes(&bytes, boundaries, id_field)
     }
 
@@ -119,10 +122,16 @@ impl GeoJsonPartitioner {
         let collection = match text.parse::<geojson::GeoJson>().map_err(|e| parse(e.to_string()))? {
             geojson::GeoJson::FeatureCollection(fc) => fc,
             geojson::GeoJson::Feature(_) => {
-                return Err(BoundariesError::NotFeatureCollection { location: location(), found: "Feature" });
+                return Err(BoundariesError::NotFeatureCollection {
+                    location: location(),
+                    found: "Feature",
+                });
             }
             geojson::GeoJson::Geometry(_) => {
-                return Err(BoundariesError::NotFeatureCollection { location: location(), found: "Geometry" });
+                return Err(BoundariesError::NotFeatureCollection {
+                    location: location(),
+                    found: "Geometry",
+                });
             }
         };
         let mut keys = Vec::with_capacity(collection.features.len());
@@ -130,13 +139,19 @@ impl GeoJsonPartitioner {
         let mut entries = Vec::with_capacity(collection.features.len());
         let mut first_of: HashMap<String, usize> = HashMap::new();
         for (index, feature) in collection.features.into_iter().enumerate() {
-            let key = feature_key(&feature, id_field).ok_or_else(|| BoundariesError::MissingKey {
-                location: location(),
-                index,
-                id_field: id_field.to_string(),
-            })?;
+            let key =
+                feature_key(&feature, id_field).ok_or_else(|| BoundariesError::MissingKey {
+                    location: location(),
+                    index,
+                    id_field: id_field.to_string(),
+                })?;
             if let Some(&first) = first_of.get(&key) {
-                return Err(BoundariesError::DuplicateKey { location: location(), key, first, second: index });
+                return Err(BoundariesError::DuplicateKey {
+                    location: location(),
+                    key,
+                    first,
+                    second: index,
+                });
             }
             let bad = |reason: String| BoundariesError::Geometry {
                 location: location(),
@@ -197,7 +212,8 @@ impl Partitioner for GeoJsonPartitioner {
     fn cells(&self, geometry: &Geometry<f64>) -> Result<Vec<String>, CoverError> {
         check_positions(geometry)?;
         let rect = geometry.bounding_rect().ok_or(CoverError::Empty)?;
-        let envelope = AABB::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
+        let envelope =
+            AABB::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
         let mut keys: Vec<String> = self
             .index
             .locate_in_envelope_intersecting(&envelope)

@@ -125,4 +125,3 @@ fn add_geometry(shape: &mut Shape, g: &Geometry<f64>) {
         Geometry::Triangle(t) => add_polygon(shape, &t.to_polygon()),
     }
 }
-

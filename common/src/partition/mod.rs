@@ -54,7 +54,9 @@ pub enum CoverError {
         lat: f64,
     },
     /// A latitude outside [-90, 90] or a longitude outside [-360, 360].
-    #[error("position ({lon}, {lat}) is out of range (latitude must be within ±90, longitude within ±360)")]
+    #[error(
+        "position ({lon}, {lat}) is out of range (latitude must be within ±90, longitude within ±360)"
+    )]
     OutOfRange {
         /// Longitude as given.
         lon: f64,
@@ -88,14 +90,14 @@ pub enum GridError {
     },
     /// The boundaries could not be loaded.
     #[error(transparent)]
-    Boundaries(#[from] geojson::BoundariesError),
+    Boundaries(#[from] Box<geojson::BoundariesError>),
     /// The store of the boundaries could not be opened.
     #[error("cannot open the store of '{location}': {source}")]
     Store {
         /// The location.
         location: String,
         /// Why.
-        source: StoreError,
+        source: Box<StoreError>,
     },
 }
 
@@ -200,15 +202,14 @@ pub async fn open_partitioner(
     match spec {
         GridSpec::H3 { resolution } => Ok(Arc::new(H3Partitioner::new(*resolution)?)),
         GridSpec::GeoJson { boundaries, id_field } => {
-            let location = Location::parse(boundaries).map_err(|source| GridError::Location {
-                location: boundaries.clone(),
-                source,
-            })?;
+            let location = Location::parse(boundaries)
+                .map_err(|source| GridError::Location { location: boundaries.clone(), source })?;
             let object = stores.resolve(&location).map_err(|source| GridError::Store {
                 location: boundaries.clone(),
-                source,
+                source: Box::new(source),
             })?;
-            let p = GeoJsonPartitioner::load(&object, boundaries, id_field).await?;
+            let p =
+                GeoJsonPartitioner::load(&object, boundaries, id_field).await.map_err(Box::new)?;
             Ok(Arc::new(p))
         }
     }

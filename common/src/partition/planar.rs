@@ -185,13 +185,13 @@ impl Shape {
             if let Some(h) = unwrap_ring(hole) {
                 // Put the hole in the same 360° turn as the exterior it cuts.
                 let shift = ((centre - (h.bounds.min.x + h.bounds.max.x) / 2.0) / 360.0).round();
-                rings.push(h.coords.iter().map(|c| coord! { x: c.x + shift * 360.0, y: c.y }).collect());
+                rings.push(
+                    h.coords.iter().map(|c| coord! { x: c.x + shift * 360.0, y: c.y }).collect(),
+                );
             }
         }
-        let polygon = Polygon::new(
-            LineString(rings.remove(0)),
-            rings.into_iter().map(LineString).collect(),
-        );
+        let polygon =
+            Polygon::new(LineString(rings.remove(0)), rings.into_iter().map(LineString).collect());
         self.add_unwrapped(polygon);
     }
 
@@ -307,7 +307,8 @@ fn unwrap_ring(ring: &[Coord]) -> Option<Unwrapped> {
 
 /// The latitude of the pole a winding ring encloses: the side of its most poleward position.
 fn pole_of(ring: &[Coord]) -> f64 {
-    let extreme = ring.iter().map(|c| c.y).fold(0.0_f64, |e, y| if y.abs() > e.abs() { y } else { e });
+    let extreme =
+        ring.iter().map(|c| c.y).fold(0.0_f64, |e, y| if y.abs() > e.abs() { y } else { e });
     if extreme < 0.0 { -90.0 } else { 90.0 }
 }
 
@@ -395,7 +396,11 @@ fn orient(a: Coord, b: Coord, c: Coord) -> f64 {
 fn point_segment_distance(p: Coord, a: Coord, b: Coord) -> f64 {
     let (dx, dy) = (b.x - a.x, b.y - a.y);
     let len2 = dx * dx + dy * dy;
-    let t = if len2 == 0.0 { 0.0 } else { (((p.x - a.x) * dx + (p.y - a.y) * dy) / len2).clamp(0.0, 1.0) };
+    let t = if len2 == 0.0 {
+        0.0
+    } else {
+        (((p.x - a.x) * dx + (p.y - a.y) * dy) / len2).clamp(0.0, 1.0)
+    };
     ((a.x + t * dx - p.x).powi(2) + (a.y + t * dy - p.y).powi(2)).sqrt()
 }
 
@@ -403,7 +408,9 @@ fn point_segment_distance(p: Coord, a: Coord, b: Coord) -> f64 {
 pub(crate) fn segment_distance(p: Coord, q: Coord, r: Coord, s: Coord) -> f64 {
     let (d1, d2) = (orient(r, s, p), orient(r, s, q));
     let (d3, d4) = (orient(p, q, r), orient(p, q, s));
-    if ((d1 > 0.0 && d2 < 0.0) || (d1 < 0.0 && d2 > 0.0)) && ((d3 > 0.0 && d4 < 0.0) || (d3 < 0.0 && d4 > 0.0)) {
+    if ((d1 > 0.0 && d2 < 0.0) || (d1 < 0.0 && d2 > 0.0))
+        && ((d3 > 0.0 && d4 < 0.0) || (d3 < 0.0 && d4 > 0.0))
+    {
         return 0.0;
     }
     point_segment_distance(p, r, s)
@@ -427,7 +434,10 @@ mod tests {
         assert_eq!(s.areas.len(), 2);
         let widths: Vec<(f64, f64)> =
             s.areas.iter().map(|a| (a.exterior.bounds.min.x, a.exterior.bounds.max.x)).collect();
-        assert!(widths.contains(&(179.0, 180.0)) && widths.contains(&(-180.0, -179.0)), "{widths:?}");
+        assert!(
+            widths.contains(&(179.0, 180.0)) && widths.contains(&(-180.0, -179.0)),
+            "{widths:?}"
+        );
     }
 
     #[test]
