@@ -15,6 +15,10 @@ pub mod ids;
 pub mod inventory;
 /// Locations: `s3://`, `file://`/paths and `memory://` as one type.
 pub mod location;
+/// Partitioners: the grid cells (H3 or GeoJSON features) a footprint touches.
+pub mod partition;
+/// Fetch → parse → fan out → write: the data path shared by both pipelines.
+pub mod pipeline;
 /// Deterministic ITS_LIVE-shaped sample items (benchmarks, demo data, tests).
 pub mod sample;
 /// The table schema: every column, its field id and its type.
