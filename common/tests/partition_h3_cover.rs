@@ -24,7 +24,7 @@ fn set(keys: &[&str]) -> BTreeSet<String> {
 }
 
 fn fixture(name: &str) -> Geometry {
-    let path = format!("{}/tests/data/partition/{name}.stac.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/data/stac/{name}.stac.json", env!("CARGO_MANIFEST_DIR"));
     let item: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let g: geojson::Geometry = serde_json::from_value(item["geometry"].clone()).unwrap();
     Geometry::try_from(g).unwrap()
