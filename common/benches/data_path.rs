@@ -3,6 +3,8 @@
 //!
 //! Run: `cargo bench -p earthcatalog-common --bench data_path`.
 
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::time::Duration;
 
