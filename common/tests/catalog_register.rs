@@ -1,4 +1,5 @@
 //! Registering existing Parquet files and reading them back with iceberg-rust.
+#![allow(clippy::unwrap_used)]
 
 mod catalog_support;
 
@@ -77,17 +78,28 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
 /// Three files: cell A 2019, cell A 2020, cell B 2020.
 async fn three_files(f: &Fixture) -> Vec<Location> {
     vec![
-        write_rows(&f.stores, &f.data, "a19", &[
-            row("a19-1", CELL_A, "2019-03-01T00:00:00Z"),
-            row("a19-2", CELL_A, "2019-12-31T23:59:59Z"),
-        ])
+        write_rows(
+            &f.stores,
+            &f.data,
+            "a19",
+            &[
+                row("a19-1", CELL_A, "2019-03-01T00:00:00Z"),
+                row("a19-2", CELL_A, "2019-12-31T23:59:59Z"),
+            ],
+        )
         .await,
-        write_rows(&f.stores, &f.data, "a20", &[row("a20-1", CELL_A, "2020-06-01T12:00:00Z")]).await,
-        write_rows(&f.stores, &f.data, "b20", &[
-            row("b20-1", CELL_B, "2020-01-01T00:00:00Z"),
-            row("b20-2", CELL_B, "2020-02-01T00:00:00Z"),
-            row("b20-3", CELL_B, "2020-03-01T00:00:00Z"),
-        ])
+        write_rows(&f.stores, &f.data, "a20", &[row("a20-1", CELL_A, "2020-06-01T12:00:00Z")])
+            .await,
+        write_rows(
+            &f.stores,
+            &f.data,
+            "b20",
+            &[
+                row("b20-1", CELL_B, "2020-01-01T00:00:00Z"),
+                row("b20-2", CELL_B, "2020-02-01T00:00:00Z"),
+                row("b20-3", CELL_B, "2020-03-01T00:00:00Z"),
+            ],
+        )
         .await,
     ]
 }
@@ -117,11 +129,14 @@ async fn registers_one_snapshot_and_scans_back_exact_rows(warehouse: Option<&str
     let totals = partition_totals(&listed);
     let got: Vec<(Option<String>, Option<i32>, u64, u64)> =
         totals.iter().map(|t| (t.grid_partition.clone(), t.year, t.rows, t.files)).collect();
-    assert_eq!(got, vec![
-        (Some(CELL_B.into()), Some(2020), 3, 1),
-        (Some(CELL_A.into()), Some(2019), 2, 1),
-        (Some(CELL_A.into()), Some(2020), 1, 1),
-    ]);
+    assert_eq!(
+        got,
+        vec![
+            (Some(CELL_B.into()), Some(2020), 3, 1),
+            (Some(CELL_A.into()), Some(2019), 2, 1),
+            (Some(CELL_A.into()), Some(2020), 1, 1),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -149,21 +164,25 @@ async fn scans_prune_files_by_cell_and_by_datetime() {
     assert_eq!(planned(&table, both.clone()).await, 1);
     assert_eq!(ids(&table, Some(both)).await, set(&["a20-1"]));
     // File-level bounds prune inside a year too: nothing in cell B before February's end.
-    let early_b = Reference::new("grid_partition")
-        .equal_to(Datum::string(CELL_B))
-        .and(Reference::new("datetime").less_than(Datum::timestamptz_micros(micros(
-            "2019-06-01T00:00:00Z",
-        ))));
+    let early_b = Reference::new("grid_partition").equal_to(Datum::string(CELL_B)).and(
+        Reference::new("datetime")
+            .less_than(Datum::timestamptz_micros(micros("2019-06-01T00:00:00Z"))),
+    );
     assert_eq!(planned(&table, early_b).await, 0);
 }
 
 #[tokio::test]
 async fn manifests_carry_counts_and_bounds_from_the_footer_including_nested_columns() {
     let f = fixture(None).await;
-    let file = write_rows(&f.stores, &f.data, "b", &[
-        row("x2", CELL_B, "2021-04-01T00:00:00Z"),
-        row("x1", CELL_B, "2021-01-01T00:00:00.000001Z"),
-    ])
+    let file = write_rows(
+        &f.stores,
+        &f.data,
+        "b",
+        &[
+            row("x2", CELL_B, "2021-04-01T00:00:00Z"),
+            row("x1", CELL_B, "2021-01-01T00:00:00.000001Z"),
+        ],
+    )
     .await;
     let table = f.table.clone();
     let df = f.catalog.describe_file(&table, &file).await.unwrap();
@@ -189,19 +208,20 @@ async fn manifests_carry_counts_and_bounds_from_the_footer_including_nested_colu
     assert!(df.lower_bounds().get(&5).is_none());
     assert!(df.column_sizes().get(&1).is_some_and(|s| *s > 0));
     let partition: Vec<_> = df.partition().fields().to_vec();
-    assert_eq!(partition, vec![
-        Some(iceberg::spec::Literal::string(CELL_B)),
-        Some(iceberg::spec::Literal::int(2021 - 1970)),
-    ]);
+    assert_eq!(
+        partition,
+        vec![
+            Some(iceberg::spec::Literal::string(CELL_B)),
+            Some(iceberg::spec::Literal::int(2021 - 1970)),
+        ]
+    );
 }
 
 #[tokio::test]
 async fn millisecond_timestamps_are_scaled_to_microsecond_bounds() {
     let f = fixture(None).await;
-    let rows = [
-        row("m1", CELL_A, "2018-07-04T10:00:00.123Z"),
-        row("m2", CELL_A, "2018-09-01T00:00:00Z"),
-    ];
+    let rows =
+        [row("m1", CELL_A, "2018-07-04T10:00:00.123Z"), row("m2", CELL_A, "2018-09-01T00:00:00Z")];
     let loc = f.data.join("ms/m.parquet");
     write_parquet(&f.stores, &loc, &batch_millis(&rows)).await;
     let df = f.catalog.describe_file(&f.table, &loc).await.unwrap();
@@ -235,11 +255,14 @@ async fn items_without_datetime_register_in_the_null_year_partition() {
 #[tokio::test]
 async fn a_file_spanning_two_cells_is_refused_by_name_and_nothing_is_committed() {
     let f = fixture(None).await;
-    let good = write_rows(&f.stores, &f.data, "good", &[row("g", CELL_A, "2020-01-01T00:00:00Z")]).await;
-    let bad = write_rows(&f.stores, &f.data, "mixed", &[
-        row("m1", CELL_A, "2020-01-01T00:00:00Z"),
-        row("m2", CELL_B, "2020-01-02T00:00:00Z"),
-    ])
+    let good =
+        write_rows(&f.stores, &f.data, "good", &[row("g", CELL_A, "2020-01-01T00:00:00Z")]).await;
+    let bad = write_rows(
+        &f.stores,
+        &f.data,
+        "mixed",
+        &[row("m1", CELL_A, "2020-01-01T00:00:00Z"), row("m2", CELL_B, "2020-01-02T00:00:00Z")],
+    )
     .await;
     let err = f.catalog.register(&f.table, &[good, bad.clone()]).await.unwrap_err();
     assert!(
@@ -256,10 +279,12 @@ async fn a_file_spanning_two_cells_is_refused_by_name_and_nothing_is_committed()
 #[tokio::test]
 async fn a_file_spanning_two_years_is_refused_naming_both_years() {
     let f = fixture(None).await;
-    let bad = write_rows(&f.stores, &f.data, "years", &[
-        row("y1", CELL_A, "2019-12-31T23:59:59Z"),
-        row("y2", CELL_A, "2020-01-01T00:00:00Z"),
-    ])
+    let bad = write_rows(
+        &f.stores,
+        &f.data,
+        "years",
+        &[row("y1", CELL_A, "2019-12-31T23:59:59Z"), row("y2", CELL_A, "2020-01-01T00:00:00Z")],
+    )
     .await;
     let err = f.catalog.register(&f.table, &[bad.clone()]).await.unwrap_err();
     let msg = err.to_string();
@@ -270,10 +295,15 @@ async fn a_file_spanning_two_years_is_refused_naming_both_years() {
 #[tokio::test]
 async fn a_file_mixing_dated_and_undated_items_is_refused() {
     let f = fixture(None).await;
-    let bad = write_rows(&f.stores, &f.data, "half", &[
-        row("d", CELL_A, "2019-12-31T23:59:59Z"),
-        Row { id: "u".into(), cell: Some(CELL_A.into()), micros: None },
-    ])
+    let bad = write_rows(
+        &f.stores,
+        &f.data,
+        "half",
+        &[
+            row("d", CELL_A, "2019-12-31T23:59:59Z"),
+            Row { id: "u".into(), cell: Some(CELL_A.into()), micros: None },
+        ],
+    )
     .await;
     let err = f.catalog.register(&f.table, &[bad.clone()]).await.unwrap_err();
     let msg = err.to_string();
@@ -292,7 +322,9 @@ async fn registering_a_path_twice_is_refused_with_the_path() {
         other => panic!("expected AlreadyRegistered, got {other:?}"),
     }
     let err = f.catalog.register(&table, &[b.clone(), b.clone()]).await.unwrap_err();
-    assert!(matches!(err, RegisterError::AlreadyRegistered { ref paths } if paths == &vec![b.uri()]));
+    assert!(
+        matches!(err, RegisterError::AlreadyRegistered { ref paths } if paths == &vec![b.uri()])
+    );
     let table = f.catalog.load_table().await.unwrap().unwrap();
     assert_eq!(table.metadata().snapshots().count(), 1);
     assert_eq!(ids(&table, None).await, set(&["a"]));

@@ -1,4 +1,5 @@
 //! Opening, creating, evolving, migrating and recreating the table.
+#![allow(clippy::unwrap_used)]
 
 mod catalog_support;
 
@@ -97,9 +98,8 @@ async fn reopening_keeps_existing_properties_adds_missing_ones_and_refuses_anoth
     let err = catalog.open_table(&TableSettings::h3(3)).await.unwrap_err();
     assert!(matches!(err, CatalogError::GridMismatch { .. }), "{err:?}");
     assert!(
-        err.to_string().contains(
-            "earthcatalog.grid.resolution is '2' in the table but '3' was requested"
-        ),
+        err.to_string()
+            .contains("earthcatalog.grid.resolution is '2' in the table but '3' was requested"),
         "{err}"
     );
     let geojson = TableSettings { grid_type: Some("geojson".into()), ..Default::default() };
@@ -144,8 +144,14 @@ async fn a_table_with_only_the_original_28_fields_gains_ours_with_the_same_ids()
     assert_eq!(schema.field_by_name("extra_fields").unwrap().id, 30);
     assert_eq!(schema.field_by_name("geometry_bbox").unwrap().id, 31);
     assert_eq!(schema.field_by_name("geometry_bbox.ymax").unwrap().id, 35);
-    assert_eq!(table.metadata().properties().get(NAME_MAPPING_KEY), Some(&name_mapping_json(schema)));
-    assert_eq!(table.metadata().properties().get(PROP_GRID_RESOLUTION).map(String::as_str), Some("1"));
+    assert_eq!(
+        table.metadata().properties().get(NAME_MAPPING_KEY),
+        Some(&name_mapping_json(schema))
+    );
+    assert_eq!(
+        table.metadata().properties().get(PROP_GRID_RESOLUTION).map(String::as_str),
+        Some("1")
+    );
     // Opening again changes nothing more.
     let again = catalog.open_table(&TableSettings::h3(1)).await.unwrap();
     assert_eq!(again.metadata_location(), table.metadata_location());
@@ -176,11 +182,13 @@ async fn create_v0_catalog(db: &std::path::Path, metadata_location: Option<&str>
         .await
         .unwrap();
     if let Some(loc) = metadata_location {
-        sqlx::query("INSERT INTO iceberg_tables VALUES ('earthcatalog','earthcatalog','stac_items',?,NULL)")
-            .bind(loc)
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        sqlx::query(
+            "INSERT INTO iceberg_tables VALUES ('earthcatalog','earthcatalog','stac_items',?,NULL)",
+        )
+        .bind(loc)
+        .execute(&mut conn)
+        .await
+        .unwrap();
     }
     conn.close().await.unwrap();
 }
@@ -227,8 +235,7 @@ async fn an_empty_v0_catalog_is_migrated_and_gets_a_new_table() {
     assert_eq!(migrate_catalog(&db).await.unwrap(), Migration::UpToDate);
     let fresh = tmp.path().join("fresh.db");
     assert_eq!(migrate_catalog(&fresh).await.unwrap(), Migration::NewCatalog);
-    let catalog =
-        Catalog::open(&db, &local(&tmp.path().join("wh")), stores()).await.unwrap();
+    let catalog = Catalog::open(&db, &local(&tmp.path().join("wh")), stores()).await.unwrap();
     let table = catalog.open_table(&TableSettings::h3(1)).await.unwrap();
     assert!(table.metadata().snapshots().next().is_none());
 }

@@ -87,7 +87,7 @@ pub enum DataFileError {
         /// The file URI.
         file: String,
         /// iceberg's error.
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
 }
 
@@ -165,7 +165,12 @@ fn to_micros(value: i64, unit: Unit, end: End) -> Option<i64> {
     }
 }
 
-fn decode(decoder: Decoder, expected: &PrimitiveType, stats: &Statistics, end: End) -> Option<Datum> {
+fn decode(
+    decoder: Decoder,
+    expected: &PrimitiveType,
+    stats: &Statistics,
+    end: End,
+) -> Option<Datum> {
     let pick = |lo: Option<Datum>, hi: Option<Datum>| if end == End::Lower { lo } else { hi };
     match (decoder, stats) {
         (Decoder::Utf8, Statistics::ByteArray(s)) => {
@@ -228,7 +233,14 @@ fn merge(current: &mut Option<Datum>, new: Datum, keep: Ordering) {
 }
 
 impl ColumnTotals {
-    fn add(&mut self, chunk_values: u64, size: u64, stats: Option<&Statistics>, lo: Option<Datum>, hi: Option<Datum>) {
+    fn add(
+        &mut self,
+        chunk_values: u64,
+        size: u64,
+        stats: Option<&Statistics>,
+        lo: Option<Datum>,
+        hi: Option<Datum>,
+    ) {
         self.size += size;
         self.values += chunk_values;
         let chunk_nulls = stats.and_then(Statistics::null_count_opt);
@@ -338,7 +350,10 @@ fn totals_by_field(
         for (chunk, (id, expected, decoder)) in rg.columns().iter().zip(&decoders) {
             let stats = chunk.statistics();
             let (lo, hi) = match stats {
-                Some(s) => (decode(*decoder, expected, s, End::Lower), decode(*decoder, expected, s, End::Upper)),
+                Some(s) => (
+                    decode(*decoder, expected, s, End::Lower),
+                    decode(*decoder, expected, s, End::Upper),
+                ),
                 None => (None, None),
             };
             let size = u64::try_from(chunk.compressed_size()).unwrap_or(0);
@@ -365,7 +380,8 @@ fn partition_values(
     totals: &HashMap<i32, ColumnTotals>,
     rows: u64,
 ) -> Result<Struct, DataFileError> {
-    let iceberg = |source| DataFileError::Iceberg { file: file.to_string(), source };
+    let iceberg =
+        |source| DataFileError::Iceberg { file: file.to_string(), source: Box::new(source) };
     let mut values = Vec::with_capacity(spec.fields().len());
     for pf in spec.fields() {
         let field_name =
@@ -376,7 +392,12 @@ fn partition_values(
             continue;
         };
         if let Some(nulls) = t.nulls().filter(|n| *n > 0) {
-            return Err(DataFileError::MixedNulls { file: file.to_string(), field: field_name, nulls, rows });
+            return Err(DataFileError::MixedNulls {
+                file: file.to_string(),
+                field: field_name,
+                nulls,
+                rows,
+            });
         }
         let (Some(min), Some(max), false) = (&t.min, &t.max, t.bounds_unknown) else {
             return Err(DataFileError::NoStatistics { file: file.to_string(), field: field_name });
@@ -448,11 +469,12 @@ pub fn data_file_from_footer(
         .build()
         .map_err(|e| DataFileError::Iceberg {
             file: file.to_string(),
-            source: iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e.to_string()),
+            source: Box::new(iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e.to_string())),
         })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -43,8 +43,11 @@ pub async fn migrate_catalog(db: &Path) -> Result<Migration, MigrateError> {
         move |source| MigrateError::Sql { action, path: db.to_path_buf(), source }
     };
     let options = SqliteConnectOptions::new().filename(db).create_if_missing(true);
-    let pool: SqlitePool =
-        SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(err("open"))?;
+    let pool: SqlitePool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(err("open"))?;
     let result = migrate_pool(&pool).await.map_err(|(action, source)| MigrateError::Sql {
         action,
         path: db.to_path_buf(),
@@ -68,11 +71,13 @@ async fn migrate_pool(pool: &SqlitePool) -> Result<Migration, (&'static str, sql
     if tables.is_empty() {
         return Ok(Migration::NewCatalog);
     }
-    let columns =
-        sqlx::query("PRAGMA table_info(iceberg_tables)").fetch_all(pool).await.map_err(|e| ("read", e))?;
-    let has_type = columns
-        .iter()
-        .any(|row| row.try_get::<String, _>("name").is_ok_and(|n| n.eq_ignore_ascii_case("iceberg_type")));
+    let columns = sqlx::query("PRAGMA table_info(iceberg_tables)")
+        .fetch_all(pool)
+        .await
+        .map_err(|e| ("read", e))?;
+    let has_type = columns.iter().any(|row| {
+        row.try_get::<String, _>("name").is_ok_and(|n| n.eq_ignore_ascii_case("iceberg_type"))
+    });
     if has_type {
         return Ok(Migration::UpToDate);
     }

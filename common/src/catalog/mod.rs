@@ -28,7 +28,9 @@ use iceberg_catalog_sql::{
 
 pub use datafile::{DataFileError, data_file_from_footer};
 pub use migrate::{MigrateError, Migration, migrate_catalog};
-pub use query::{DataFileInfo, PartitionTotals, SnapshotInfo, data_files, partition_totals, snapshots};
+pub use query::{
+    DataFileInfo, PartitionTotals, SnapshotInfo, data_files, partition_totals, snapshots,
+};
 pub use register::{RegisterError, RegisterSummary};
 pub use storage::{ObjectStoreStorage, ObjectStoreStorageFactory};
 pub use table::{
@@ -69,7 +71,7 @@ pub enum CatalogError {
         /// The catalog file.
         catalog: PathBuf,
         /// iceberg's error.
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
     /// The requested grid differs from the one the table was built with.
     #[error(
@@ -130,7 +132,7 @@ impl Catalog {
             .map_err(|source| CatalogError::Iceberg {
                 action: "open the catalog".into(),
                 catalog: db.clone(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(Catalog { sql, db, warehouse: warehouse.clone(), stores })
     }
@@ -162,7 +164,11 @@ impl Catalog {
 
     fn iceberg_err(&self, action: &str) -> impl FnOnce(iceberg::Error) -> CatalogError + '_ {
         let action = action.to_string();
-        move |source| CatalogError::Iceberg { action, catalog: self.db.clone(), source }
+        move |source| CatalogError::Iceberg {
+            action,
+            catalog: self.db.clone(),
+            source: Box::new(source),
+        }
     }
 
     /// The table, if the catalog has one.
@@ -173,7 +179,8 @@ impl Catalog {
         if !exists {
             return Ok(None);
         }
-        let table = self.sql.load_table(&ident).await.map_err(self.iceberg_err("load the table"))?;
+        let table =
+            self.sql.load_table(&ident).await.map_err(self.iceberg_err("load the table"))?;
         Ok(Some(table))
     }
 
@@ -194,7 +201,10 @@ impl Catalog {
         let mut merged = TableSettings::default();
         if let Some(old) = self.load_table().await? {
             merged = TableSettings::from_properties(old.metadata().properties());
-            self.sql.drop_table(&Self::ident()).await.map_err(self.iceberg_err("drop the table"))?;
+            self.sql
+                .drop_table(&Self::ident())
+                .await
+                .map_err(self.iceberg_err("drop the table"))?;
             tracing::info!(catalog = %self.db.display(), old = old.metadata_location().unwrap_or(""), "dropped the table for a rebuild");
         }
         let overlay = |new: &Option<String>, old: Option<String>| new.clone().or(old);
@@ -255,7 +265,11 @@ impl Catalog {
         }
     }
 
-    async fn reconcile(&self, table: Table, settings: &TableSettings) -> Result<Table, CatalogError> {
+    async fn reconcile(
+        &self,
+        table: Table,
+        settings: &TableSettings,
+    ) -> Result<Table, CatalogError> {
         let props = table.metadata().properties();
         let mismatches = table::grid_mismatches(props, settings);
         if !mismatches.is_empty() {
@@ -299,6 +313,6 @@ fn evolved_schema(schema: &Schema, missing: &[NestedFieldRef]) -> Result<Schema,
     Schema::builder().with_fields(fields).build().map_err(|source| CatalogError::Iceberg {
         action: "build the evolved schema".into(),
         catalog: PathBuf::new(),
-        source,
+        source: Box::new(source),
     })
 }

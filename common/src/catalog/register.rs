@@ -127,7 +127,10 @@ impl Catalog {
             return Err(RegisterError::AlreadyRegistered { paths: dups });
         }
         if files.is_empty() {
-            return Ok((table.clone(), RegisterSummary { snapshot_id: None, files: 0, records: 0 }));
+            return Ok((
+                table.clone(),
+                RegisterSummary { snapshot_id: None, files: 0, records: 0 },
+            ));
         }
         let described: Vec<DataFile> = futures::stream::iter(files)
             .map(|f| self.describe_file(table, f))
@@ -158,7 +161,7 @@ impl Catalog {
         CatalogError::Iceberg {
             action: "commit the registered files".into(),
             catalog: PathBuf::from(self.path()),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -183,6 +186,7 @@ impl Catalog {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -190,9 +194,6 @@ mod tests {
     fn a_path_given_twice_in_one_batch_is_named() {
         let a = Location::parse("s3://b/x/a.parquet").unwrap();
         let b = Location::parse("s3://b/x/b.parquet").unwrap();
-        assert_eq!(
-            duplicates_in_batch(&[a.clone(), b, a]),
-            vec!["s3://b/x/a.parquet".to_string()]
-        );
+        assert_eq!(duplicates_in_batch(&[a.clone(), b, a]), vec!["s3://b/x/a.parquet".to_string()]);
     }
 }

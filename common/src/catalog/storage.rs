@@ -217,6 +217,7 @@ impl FileWrite for ObjectWrite {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::stores::S3Settings;

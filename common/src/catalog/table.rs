@@ -157,9 +157,8 @@ pub fn iceberg_schema() -> iceberg::Result<Schema> {
 
 /// identity(`grid_partition`) + year(`datetime`); iceberg assigns them ids 1000 and 1001.
 pub fn partition_spec() -> iceberg::Result<UnboundPartitionSpec> {
-    let source = |name: &str| {
-        COLUMNS.iter().find(|c| c.name == name).map(|c| c.id).unwrap_or_default()
-    };
+    let source =
+        |name: &str| COLUMNS.iter().find(|c| c.name == name).map(|c| c.id).unwrap_or_default();
     Ok(UnboundPartitionSpec::builder()
         .add_partition_field(source(GRID_PARTITION), GRID_PARTITION, Transform::Identity)?
         .add_partition_field(source(DATETIME), YEAR_PARTITION, Transform::Year)?
@@ -210,6 +209,7 @@ pub fn conflicting_fields(schema: &Schema) -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -256,9 +256,9 @@ mod tests {
             }]
         );
         let add = missing_properties(&existing, &req);
-        assert_eq!(add.into_iter().collect::<Vec<_>>(), vec![(
-            PROP_GRID_ID_FIELD.to_string(),
-            "name".to_string()
-        )]);
+        assert_eq!(
+            add.into_iter().collect::<Vec<_>>(),
+            vec![(PROP_GRID_ID_FIELD.to_string(), "name".to_string())]
+        );
     }
 }

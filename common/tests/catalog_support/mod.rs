@@ -1,12 +1,10 @@
 //! Shared helpers of the catalog tests: small data files written with the real table schema.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, StringBuilder, TimestampMicrosecondBuilder};
-use arrow_array::{
-    ArrayRef, RecordBatch, StructArray, TimestampMillisecondArray, new_null_array,
-};
+use arrow_array::{ArrayRef, RecordBatch, StructArray, TimestampMillisecondArray, new_null_array};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use earthcatalog_common::location::Location;
 use earthcatalog_common::schema::{arrow_schema, bbox_fields, column_index};
@@ -81,11 +79,20 @@ pub fn batch_millis(rows: &[Row]) -> RecordBatch {
         .fields()
         .iter()
         .enumerate()
-        .map(|(i, f)| if i == dt { f.as_ref().clone().with_data_type(ms_type.clone()) } else { f.as_ref().clone() })
+        .map(|(i, f)| {
+            if i == dt {
+                f.as_ref().clone().with_data_type(ms_type.clone())
+            } else {
+                f.as_ref().clone()
+            }
+        })
         .collect();
     let mut columns = b.columns().to_vec();
-    let ms: TimestampMillisecondArray =
-        rows.iter().map(|r| r.micros.map(|m| m / 1000)).collect::<TimestampMillisecondArray>().with_timezone("UTC");
+    let ms: TimestampMillisecondArray = rows
+        .iter()
+        .map(|r| r.micros.map(|m| m / 1000))
+        .collect::<TimestampMillisecondArray>()
+        .with_timezone("UTC");
     columns[dt] = Arc::new(ms);
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
 }
