@@ -286,7 +286,7 @@ async fn a_file_spanning_two_years_is_refused_naming_both_years() {
         &[row("y1", CELL_A, "2019-12-31T23:59:59Z"), row("y2", CELL_A, "2020-01-01T00:00:00Z")],
     )
     .await;
-    let err = f.catalog.register(&f.table, &[bad.clone()]).await.unwrap_err();
+    let err = f.catalog.register(&f.table, std::slice::from_ref(&bad)).await.unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains(&bad.uri()), "{msg}");
     assert!(msg.contains("datetime has year 2019 and year 2020"), "{msg}");
@@ -305,7 +305,7 @@ async fn a_file_mixing_dated_and_undated_items_is_refused() {
         ],
     )
     .await;
-    let err = f.catalog.register(&f.table, &[bad.clone()]).await.unwrap_err();
+    let err = f.catalog.register(&f.table, std::slice::from_ref(&bad)).await.unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains(&bad.uri()) && msg.contains("datetime is null in 1 of 2 rows"), "{msg}");
 }
@@ -315,7 +315,7 @@ async fn registering_a_path_twice_is_refused_with_the_path() {
     let f = fixture(None).await;
     let a = write_rows(&f.stores, &f.data, "a", &[row("a", CELL_A, "2020-01-01T00:00:00Z")]).await;
     let b = write_rows(&f.stores, &f.data, "b", &[row("b", CELL_B, "2020-01-01T00:00:00Z")]).await;
-    let (table, _) = f.catalog.register(&f.table, &[a.clone()]).await.unwrap();
+    let (table, _) = f.catalog.register(&f.table, std::slice::from_ref(&a)).await.unwrap();
     let err = f.catalog.register(&table, &[b.clone(), a.clone()]).await.unwrap_err();
     match &err {
         RegisterError::AlreadyRegistered { paths } => assert_eq!(paths, &vec![a.uri()]),
@@ -334,7 +334,7 @@ async fn registering_a_path_twice_is_refused_with_the_path() {
 async fn a_missing_file_is_refused_naming_it() {
     let f = fixture(None).await;
     let ghost = f.data.join("nowhere/ghost.parquet");
-    let err = f.catalog.register(&f.table, &[ghost.clone()]).await.unwrap_err();
+    let err = f.catalog.register(&f.table, std::slice::from_ref(&ghost)).await.unwrap_err();
     assert!(matches!(err, RegisterError::Read { .. }), "{err:?}");
     assert!(err.to_string().contains(&ghost.uri()), "{err}");
 }
@@ -349,7 +349,7 @@ async fn a_file_with_a_column_outside_the_schema_is_refused() {
     .unwrap();
     let loc = f.data.join("odd/odd.parquet");
     write_parquet(&f.stores, &loc, &batch).await;
-    let err = f.catalog.register(&f.table, &[loc.clone()]).await.unwrap_err();
+    let err = f.catalog.register(&f.table, std::slice::from_ref(&loc)).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("file {} has column 'surprise', which is not in the table schema", loc.uri())
@@ -370,4 +370,21 @@ async fn successive_batches_make_successive_snapshots() {
     assert_eq!(snaps[1].summary.get("total-records").map(String::as_str), Some("2"));
     let (_, empty) = f.catalog.register(&t2, &[]).await.unwrap();
     assert_eq!(empty.snapshot_id, None);
+}
+
+#[tokio::test]
+async fn a_file_without_field_ids_and_with_reordered_columns_scans_back_by_name() {
+    let f = fixture(None).await;
+    // As pyarrow writes by default: no PARQUET:field_id, and here grid_partition before id.
+    let batch = RecordBatch::try_from_iter([
+        ("grid_partition", Arc::new(StringArray::from(vec![CELL_A, CELL_A])) as Arc<dyn Array>),
+        ("id", Arc::new(StringArray::from(vec!["p1", "p2"])) as Arc<dyn Array>),
+    ])
+    .unwrap();
+    let loc = f.data.join("plain/p.parquet");
+    write_parquet(&f.stores, &loc, &batch).await;
+    let (table, _) = f.catalog.register(&f.table, &[loc]).await.unwrap();
+    assert_eq!(ids(&table, None).await, set(&["p1", "p2"]));
+    let cell_a = Reference::new("grid_partition").equal_to(Datum::string(CELL_A));
+    assert_eq!(ids(&table, Some(cell_a)).await, set(&["p1", "p2"]));
 }

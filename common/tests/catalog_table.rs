@@ -87,8 +87,10 @@ async fn reopening_keeps_existing_properties_adds_missing_ones_and_refuses_anoth
     assert_eq!(props.get(PROP_HASH_INDEX_PATH).map(String::as_str), Some("file:///idx.parquet"));
 
     // An unspecified grid keeps the table's; a later, different hash path does not replace it.
-    let mut other_hash = TableSettings::default();
-    other_hash.hash_index_path = Some("file:///other.parquet".into());
+    let other_hash = TableSettings {
+        hash_index_path: Some("file:///other.parquet".into()),
+        ..Default::default()
+    };
     let table = catalog.open_table(&other_hash).await.unwrap();
     assert_eq!(
         table.metadata().properties().get(PROP_HASH_INDEX_PATH).map(String::as_str),
@@ -251,7 +253,7 @@ async fn recreating_keeps_the_properties_and_leaves_old_snapshots_readable() {
     let table = catalog.open_table(&settings).await.unwrap();
     let data = local(&tmp.path().join("data"));
     let f = write_rows(&stores, &data, "a", &[row("i1", "8a1", "2020-05-01T00:00:00Z")]).await;
-    let (old, _) = catalog.register(&table, &[f.clone()]).await.unwrap();
+    let (old, _) = catalog.register(&table, std::slice::from_ref(&f)).await.unwrap();
     let old_metadata = old.metadata_location().unwrap().to_string();
 
     let fresh = catalog.recreate_table(&TableSettings::default()).await.unwrap();
