@@ -343,6 +343,10 @@ fn totals_by_field(
         };
         let expected = primitive(field).ok_or_else(mismatch)?;
         let decoder = decoder(expected, col).ok_or_else(mismatch)?;
+        if matches!(decoder, Decoder::Timestamp(Unit::Millis)) {
+            // PyIceberg reads these; iceberg-rust 0.10's scan refuses millisecond columns.
+            tracing::warn!(file, column = %name, "registering a millisecond timestamp column");
+        }
         decoders.push((field.id, expected.clone(), decoder));
     }
     let mut totals: HashMap<i32, ColumnTotals> = HashMap::new();
