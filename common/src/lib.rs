@@ -1,6 +1,8 @@
 //! earthcatalog's shared library: everything the coordinator, the workers and the CLI have in
 //! common. Each module holds one concept; the list below is the table of contents.
 
+/// The Iceberg table on the SQLite catalog: open/create, register files, queries.
+pub mod catalog;
 /// Fan-out of items to cells and grouping by (cell, year).
 pub mod fanout;
 /// Fetching item objects with retries and typed failures.
@@ -13,6 +15,8 @@ pub mod hash_index;
 pub mod ids;
 /// Streaming S3 Inventory readers (CSV, CSV.gz, Parquet, manifest.json) and their filter.
 pub mod inventory;
+/// Item ids already registered per (cell, year), so re-runs never register an item twice.
+pub mod known_ids;
 /// Locations: `s3://`, `file://`/paths and `memory://` as one type.
 pub mod location;
 /// Partitioners: the grid cells (H3 or GeoJSON features) a footprint touches.

@@ -1,0 +1,150 @@
+//! Read-only views of the table for the CLI: snapshots, data files, and totals per partition.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::{StreamExt, TryStreamExt};
+use iceberg::spec::{Literal, PartitionSpec, PrimitiveLiteral};
+use iceberg::table::Table;
+
+use super::table::YEAR_PARTITION;
+use crate::schema::GRID_PARTITION;
+
+/// Manifests loaded at once when listing data files.
+const MANIFEST_CONCURRENCY: usize = 8;
+
+/// One snapshot of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// Snapshot id.
+    pub id: i64,
+    /// Parent snapshot, if any.
+    pub parent_id: Option<i64>,
+    /// Commit time, milliseconds since the epoch.
+    pub timestamp_ms: i64,
+    /// `append`, `overwrite`, …
+    pub operation: String,
+    /// The summary counters (`added-data-files`, `total-records`, …).
+    pub summary: BTreeMap<String, String>,
+}
+
+/// The table's snapshots, oldest first.
+pub fn snapshots(table: &Table) -> Vec<SnapshotInfo> {
+    let mut out: Vec<SnapshotInfo> = table
+        .metadata()
+        .snapshots()
+        .map(|s| SnapshotInfo {
+            id: s.snapshot_id(),
+            parent_id: s.parent_snapshot_id(),
+            timestamp_ms: s.timestamp_ms(),
+            operation: s.summary().operation.as_str().to_string(),
+            summary: s.summary().additional_properties.clone().into_iter().collect(),
+        })
+        .collect();
+    out.sort_by_key(|s| (s.timestamp_ms, s.id));
+    out
+}
+
+/// One live data file of the current snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFileInfo {
+    /// The file URI as registered.
+    pub path: String,
+    /// Its `grid_partition` value (`None` for the null partition).
+    pub grid_partition: Option<String>,
+    /// Its calendar year (`None` for items without `datetime`).
+    pub year: Option<i32>,
+    /// Rows.
+    pub record_count: u64,
+    /// Bytes.
+    pub file_size_in_bytes: u64,
+}
+
+fn partition_value<'a>(
+    spec: &PartitionSpec,
+    name: &str,
+    values: &'a [Option<Literal>],
+) -> Option<&'a PrimitiveLiteral> {
+    let pos = spec.fields().iter().position(|f| f.name == name)?;
+    match values.get(pos)? {
+        Some(Literal::Primitive(p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// The live data files of the current snapshot, sorted by path.
+pub async fn data_files(table: &Table) -> iceberg::Result<Vec<DataFileInfo>> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok(Vec::new());
+    };
+    let list = table.manifest_list_reader(snapshot).load().await?;
+    let io = table.file_io().clone();
+    let manifests: Vec<_> = futures::stream::iter(list.entries().to_vec())
+        .map(|m| {
+            let io = io.clone();
+            async move { m.load_manifest(&io).await }
+        })
+        .buffer_unordered(MANIFEST_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut out = Vec::new();
+    for manifest in manifests {
+        let spec = manifest.metadata().partition_spec().clone();
+        for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+            let f = entry.data_file();
+            let values = f.partition().fields();
+            let grid_partition = match partition_value(&spec, GRID_PARTITION, values) {
+                Some(PrimitiveLiteral::String(s)) => Some(s.clone()),
+                _ => None,
+            };
+            let year = match partition_value(&spec, YEAR_PARTITION, values) {
+                Some(PrimitiveLiteral::Int(y)) => Some(1970 + *y),
+                _ => None,
+            };
+            out.push(DataFileInfo {
+                path: f.file_path().to_string(),
+                grid_partition,
+                year,
+                record_count: f.record_count(),
+                file_size_in_bytes: f.file_size_in_bytes(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Rows, files and bytes of one (cell, year).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionTotals {
+    /// The cell (`None` for the null partition).
+    pub grid_partition: Option<String>,
+    /// The year (`None` for items without `datetime`).
+    pub year: Option<i32>,
+    /// Rows.
+    pub rows: u64,
+    /// Files.
+    pub files: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// Totals per (cell, year), sorted by cell then year (nulls first).
+pub fn partition_totals(files: &[DataFileInfo]) -> Vec<PartitionTotals> {
+    let mut by: HashMap<(Option<String>, Option<i32>), PartitionTotals> = HashMap::new();
+    for f in files {
+        let key = (f.grid_partition.clone(), f.year);
+        let t = by.entry(key).or_insert_with(|| PartitionTotals {
+            grid_partition: f.grid_partition.clone(),
+            year: f.year,
+            rows: 0,
+            files: 0,
+            bytes: 0,
+        });
+        t.rows += f.record_count;
+        t.files += 1;
+        t.bytes += f.file_size_in_bytes;
+    }
+    let mut out: Vec<PartitionTotals> = by.into_values().collect();
+    out.sort_by(|a, b| (&a.grid_partition, a.year).cmp(&(&b.grid_partition, b.year)));
+    out
+}

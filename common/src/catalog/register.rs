@@ -1,0 +1,199 @@
+//! Registering existing Parquet files: footers are read concurrently through object_store, each
+//! becomes a [`DataFile`], and the whole batch is one fast-append snapshot.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+
+use futures::{StreamExt, TryStreamExt};
+use iceberg::spec::DataFile;
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use object_store::ObjectStoreExt;
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
+
+use super::datafile::{DataFileError, data_file_from_footer};
+use super::query::data_files;
+use super::{Catalog, CatalogError};
+use crate::location::Location;
+
+/// Footers read at once: enough to hide S3 latency, few enough to stay polite to one bucket.
+const FOOTER_CONCURRENCY: usize = 32;
+
+/// Text of iceberg's duplicate-file refusal (the same as PyIceberg's).
+const ALREADY_REFERENCED: &str = "already referenced by table";
+
+/// Why a batch could not be registered (nothing is committed then).
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The file's store could not be resolved.
+    #[error("cannot reach {file}: {source}")]
+    Store {
+        /// The file URI.
+        file: String,
+        /// Why.
+        source: crate::stores::StoreError,
+    },
+    /// The file could not be read (missing, unreachable).
+    #[error("cannot read {file}: {source}")]
+    Read {
+        /// The file URI.
+        file: String,
+        /// Why.
+        source: object_store::Error,
+    },
+    /// The file's Parquet footer could not be read.
+    #[error("cannot read the Parquet footer of {file}: {source}")]
+    Footer {
+        /// The file URI.
+        file: String,
+        /// Why.
+        source: parquet::errors::ParquetError,
+    },
+    /// The file's contents do not fit the table.
+    #[error(transparent)]
+    DataFile(#[from] DataFileError),
+    /// Paths already in the table, or given twice in the batch.
+    #[error("already registered in the table: {}", paths.join(", "))]
+    AlreadyRegistered {
+        /// The offending paths.
+        paths: Vec<String>,
+    },
+    /// The commit failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// What one registration committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterSummary {
+    /// The new snapshot, or `None` for an empty batch (nothing committed).
+    pub snapshot_id: Option<i64>,
+    /// Files added.
+    pub files: usize,
+    /// Rows added.
+    pub records: u64,
+}
+
+fn duplicates_in_batch(files: &[Location]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let dups: BTreeSet<String> =
+        files.iter().map(Location::uri).filter(|u| !seen.insert(u.clone())).collect();
+    dups.into_iter().collect()
+}
+
+impl Catalog {
+    /// Reads the footer of the Parquet file at `file` and describes it for `table`.
+    pub async fn describe_file(
+        &self,
+        table: &Table,
+        file: &Location,
+    ) -> Result<DataFile, RegisterError> {
+        let uri = file.uri();
+        let loc = self
+            .stores()
+            .resolve(file)
+            .map_err(|source| RegisterError::Store { file: uri.clone(), source })?;
+        let head = loc
+            .store
+            .head(&loc.path)
+            .await
+            .map_err(|source| RegisterError::Read { file: uri.clone(), source })?;
+        let mut reader =
+            ParquetObjectReader::new(loc.store.clone(), loc.path.clone()).with_file_size(head.size);
+        let meta = reader
+            .get_metadata(None)
+            .await
+            .map_err(|source| RegisterError::Footer { file: uri.clone(), source })?;
+        let metadata = table.metadata();
+        Ok(data_file_from_footer(
+            &uri,
+            head.size,
+            &meta,
+            metadata.current_schema(),
+            metadata.default_partition_spec(),
+        )?)
+    }
+
+    /// Registers `files` (Parquet files anywhere the stores reach) in one append snapshot and
+    /// returns the summary with the updated table. Every file is checked before anything is
+    /// committed; a path already in the table is refused.
+    pub async fn register(
+        &self,
+        table: &Table,
+        files: &[Location],
+    ) -> Result<(Table, RegisterSummary), RegisterError> {
+        let dups = duplicates_in_batch(files);
+        if !dups.is_empty() {
+            return Err(RegisterError::AlreadyRegistered { paths: dups });
+        }
+        if files.is_empty() {
+            return Ok((
+                table.clone(),
+                RegisterSummary { snapshot_id: None, files: 0, records: 0 },
+            ));
+        }
+        let described: Vec<DataFile> = futures::stream::iter(files)
+            .map(|f| self.describe_file(table, f))
+            .buffered(FOOTER_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let records = described.iter().map(DataFile::record_count).sum();
+        let count = described.len();
+        let tx = Transaction::new(table);
+        let tx = tx
+            .fast_append()
+            .add_data_files(described)
+            .apply(tx)
+            .map_err(|source| self.commit_error(source))?;
+        let committed = match tx.commit(self.sql()).await {
+            Ok(t) => t,
+            Err(e) if e.message().contains(ALREADY_REFERENCED) => {
+                return Err(self.already_registered(table, files).await);
+            }
+            Err(source) => return Err(self.commit_error(source).into()),
+        };
+        let snapshot_id = committed.metadata().current_snapshot_id();
+        tracing::info!(files = count, records, snapshot = ?snapshot_id, "registered data files");
+        Ok((committed, RegisterSummary { snapshot_id, files: count, records }))
+    }
+
+    fn commit_error(&self, source: iceberg::Error) -> CatalogError {
+        CatalogError::Iceberg {
+            action: "commit the registered files".into(),
+            catalog: PathBuf::from(self.path()),
+            source: Box::new(source),
+        }
+    }
+
+    /// The typed refusal naming which of `files` the table already holds.
+    async fn already_registered(&self, table: &Table, files: &[Location]) -> RegisterError {
+        let current = match self.load_table().await {
+            Ok(Some(t)) => t,
+            _ => table.clone(),
+        };
+        let wanted: HashSet<String> = files.iter().map(Location::uri).collect();
+        let paths = match data_files(&current).await {
+            Ok(existing) => {
+                let mut p: Vec<String> =
+                    existing.into_iter().map(|f| f.path).filter(|p| wanted.contains(p)).collect();
+                p.sort();
+                p
+            }
+            Err(_) => wanted.into_iter().collect(),
+        };
+        RegisterError::AlreadyRegistered { paths }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_given_twice_in_one_batch_is_named() {
+        let a = Location::parse("s3://b/x/a.parquet").unwrap();
+        let b = Location::parse("s3://b/x/b.parquet").unwrap();
+        assert_eq!(duplicates_in_batch(&[a.clone(), b, a]), vec!["s3://b/x/a.parquet".to_string()]);
+    }
+}

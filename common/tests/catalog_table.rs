@@ -1,0 +1,281 @@
+//! Opening, creating, evolving, migrating and recreating the table.
+#![allow(clippy::unwrap_used)]
+
+mod catalog_support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use catalog_support::{row, stores, write_rows};
+use earthcatalog_common::catalog::{
+    Catalog, CatalogError, Migration, NAME_MAPPING_KEY, PROP_GRID_RESOLUTION, PROP_GRID_TYPE,
+    PROP_HASH_INDEX_PATH, TableSettings, migrate_catalog, name_mapping_json,
+};
+use earthcatalog_common::location::Location;
+use iceberg::spec::{NestedField, Schema, Transform};
+use iceberg::{Catalog as _, NamespaceIdent, TableCreation};
+use sqlx::Connection;
+use sqlx::sqlite::SqliteConnection;
+
+fn local(dir: &std::path::Path) -> Location {
+    Location::local(dir).unwrap()
+}
+
+#[tokio::test]
+async fn a_new_table_has_our_schema_spec_and_properties_under_the_warehouse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = local(&tmp.path().join("warehouse"));
+    let catalog = Catalog::open(&tmp.path().join("catalog.db"), &wh, stores()).await.unwrap();
+    let mut settings = TableSettings::h3(1);
+    settings.hash_index_path = Some("s3://bucket/warehouse_id_hashes.parquet".into());
+    let table = catalog.open_table(&settings).await.unwrap();
+
+    let meta = table.metadata();
+    assert_eq!(meta.format_version(), iceberg::spec::FormatVersion::V2);
+    assert_eq!(meta.location(), format!("{wh}/earthcatalog/stac_items"));
+    let schema = meta.current_schema();
+    assert_eq!(schema.field_by_name("proj:code").unwrap().id, 8);
+    assert_eq!(schema.field_by_name("bbox").unwrap().id, 28);
+    assert_eq!(schema.field_by_name("geometry_bbox").unwrap().id, 31);
+    assert_eq!(schema.field_by_name("geometry_bbox.xmin").unwrap().id, 32);
+    assert_eq!(schema.field_by_name("geometry_bbox.ymax").unwrap().id, 35);
+    let spec = meta.default_partition_spec();
+    let fields: Vec<(i32, i32, String, Transform)> = spec
+        .fields()
+        .iter()
+        .map(|f| (f.field_id, f.source_id, f.name.clone(), f.transform))
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            (1000, 2, "grid_partition".to_string(), Transform::Identity),
+            (1001, 4, "year".to_string(), Transform::Year)
+        ]
+    );
+    let props = meta.properties();
+    assert_eq!(props.get(PROP_GRID_TYPE).map(String::as_str), Some("h3"));
+    assert_eq!(props.get(PROP_GRID_RESOLUTION).map(String::as_str), Some("1"));
+    assert_eq!(
+        props.get(PROP_HASH_INDEX_PATH).map(String::as_str),
+        Some("s3://bucket/warehouse_id_hashes.parquet")
+    );
+    assert_eq!(props.get(NAME_MAPPING_KEY), Some(&name_mapping_json(schema)));
+    let metadata_dir = tmp.path().join("warehouse/earthcatalog/stac_items/metadata");
+    let names: Vec<String> = std::fs::read_dir(&metadata_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("00000-") && names[0].ends_with(".metadata.json"), "{names:?}");
+}
+
+#[tokio::test]
+async fn reopening_keeps_existing_properties_adds_missing_ones_and_refuses_another_resolution() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = local(&tmp.path().join("warehouse"));
+    let db = tmp.path().join("catalog.db");
+    {
+        let catalog = Catalog::open(&db, &wh, stores()).await.unwrap();
+        catalog.open_table(&TableSettings::h3(2)).await.unwrap();
+    }
+    let catalog = Catalog::open(&db, &wh, stores()).await.unwrap();
+    let mut again = TableSettings::h3(2);
+    again.hash_index_path = Some("file:///idx.parquet".into());
+    let table = catalog.open_table(&again).await.unwrap();
+    let props = table.metadata().properties();
+    assert_eq!(props.get(PROP_GRID_RESOLUTION).map(String::as_str), Some("2"));
+    assert_eq!(props.get(PROP_HASH_INDEX_PATH).map(String::as_str), Some("file:///idx.parquet"));
+
+    // An unspecified grid keeps the table's; a later, different hash path does not replace it.
+    let other_hash = TableSettings {
+        hash_index_path: Some("file:///other.parquet".into()),
+        ..Default::default()
+    };
+    let table = catalog.open_table(&other_hash).await.unwrap();
+    assert_eq!(
+        table.metadata().properties().get(PROP_HASH_INDEX_PATH).map(String::as_str),
+        Some("file:///idx.parquet")
+    );
+
+    let err = catalog.open_table(&TableSettings::h3(3)).await.unwrap_err();
+    assert!(matches!(err, CatalogError::GridMismatch { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("earthcatalog.grid.resolution is '2' in the table but '3' was requested"),
+        "{err}"
+    );
+    let geojson = TableSettings { grid_type: Some("geojson".into()), ..Default::default() };
+    let err = catalog.open_table(&geojson).await.unwrap_err();
+    assert!(err.to_string().contains("earthcatalog.grid.type is 'h3'"), "{err}");
+    // Refusals changed nothing.
+    let table = catalog.load_table().await.unwrap().unwrap();
+    assert_eq!(table.metadata().properties().get(PROP_GRID_TYPE).map(String::as_str), Some("h3"));
+}
+
+/// The 28 fields of earthcatalog 0.6.1, as PyIceberg created them.
+fn original_schema() -> Schema {
+    let ours = earthcatalog_common::catalog::iceberg_schema().unwrap();
+    let fields = ours
+        .as_struct()
+        .fields()
+        .iter()
+        .filter(|f| f.id <= 28)
+        .map(|f| Arc::new(NestedField::optional(f.id, &f.name, (*f.field_type).clone())))
+        .collect::<Vec<_>>();
+    Schema::builder().with_fields(fields).build().unwrap()
+}
+
+#[tokio::test]
+async fn a_table_with_only_the_original_28_fields_gains_ours_with_the_same_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = local(&tmp.path().join("warehouse"));
+    let catalog = Catalog::open(&tmp.path().join("catalog.db"), &wh, stores()).await.unwrap();
+    let ns = NamespaceIdent::new("earthcatalog".into());
+    catalog.sql().create_namespace(&ns, HashMap::new()).await.unwrap();
+    let creation = TableCreation::builder()
+        .name("stac_items".into())
+        .schema(original_schema())
+        .partition_spec(earthcatalog_common::catalog::partition_spec().unwrap())
+        .properties(HashMap::from([(PROP_GRID_TYPE.to_string(), "h3".to_string())]))
+        .build();
+    catalog.sql().create_table(&ns, creation).await.unwrap();
+
+    let table = catalog.open_table(&TableSettings::h3(1)).await.unwrap();
+    let schema = table.metadata().current_schema();
+    assert_eq!(schema.field_by_name("extra_properties").unwrap().id, 29);
+    assert_eq!(schema.field_by_name("extra_fields").unwrap().id, 30);
+    assert_eq!(schema.field_by_name("geometry_bbox").unwrap().id, 31);
+    assert_eq!(schema.field_by_name("geometry_bbox.ymax").unwrap().id, 35);
+    assert_eq!(
+        table.metadata().properties().get(NAME_MAPPING_KEY),
+        Some(&name_mapping_json(schema))
+    );
+    assert_eq!(
+        table.metadata().properties().get(PROP_GRID_RESOLUTION).map(String::as_str),
+        Some("1")
+    );
+    // Opening again changes nothing more.
+    let again = catalog.open_table(&TableSettings::h3(1)).await.unwrap();
+    assert_eq!(again.metadata_location(), table.metadata_location());
+}
+
+/// The two tables PyIceberg 0.11 created ("v0": no `iceberg_type`).
+async fn create_v0_catalog(db: &std::path::Path, metadata_location: Option<&str>) {
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    let mut conn = SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE iceberg_tables (catalog_name VARCHAR(255) NOT NULL, table_namespace VARCHAR(255) NOT NULL, \
+         table_name VARCHAR(255) NOT NULL, metadata_location VARCHAR(1000), previous_metadata_location VARCHAR(1000), \
+         PRIMARY KEY (catalog_name, table_namespace, table_name))",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TABLE iceberg_namespace_properties (catalog_name VARCHAR(255) NOT NULL, namespace VARCHAR(255) NOT NULL, \
+         property_key VARCHAR(255) NOT NULL, property_value VARCHAR(1000) NOT NULL, \
+         PRIMARY KEY (catalog_name, namespace, property_key))",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO iceberg_namespace_properties VALUES ('earthcatalog','earthcatalog','exists','true')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    if let Some(loc) = metadata_location {
+        sqlx::query(
+            "INSERT INTO iceberg_tables VALUES ('earthcatalog','earthcatalog','stac_items',?,NULL)",
+        )
+        .bind(loc)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_v0_catalog_is_migrated_in_place_and_its_table_loads_and_takes_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = local(&tmp.path().join("warehouse"));
+    let stores = stores();
+    // A table's metadata, made by us in a scratch catalog, then pointed to by a v0 catalog.
+    let scratch = Catalog::open(&tmp.path().join("scratch.db"), &wh, stores.clone()).await.unwrap();
+    let made = scratch.open_table(&TableSettings::h3(1)).await.unwrap();
+    let metadata_location = made.metadata_location().unwrap().to_string();
+    let db = tmp.path().join("old.db");
+    create_v0_catalog(&db, Some(&metadata_location)).await;
+
+    let catalog = Catalog::open(&db, &wh, stores.clone()).await.unwrap();
+    assert_eq!(migrate_catalog(&db).await.unwrap(), Migration::UpToDate);
+    let table = catalog.open_table(&TableSettings::h3(1)).await.unwrap();
+    assert_eq!(table.metadata_location(), Some(metadata_location.as_str()));
+    let data = local(&tmp.path().join("data"));
+    let f = write_rows(&stores, &data, "a", &[row("i1", "8a1", "2020-05-01T00:00:00Z")]).await;
+    let (table, summary) = catalog.register(&table, &[f]).await.unwrap();
+    assert_eq!(summary.records, 1);
+    assert_eq!(table.metadata().snapshots().count(), 1);
+
+    let mut conn = SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    let (ty, prev): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT iceberg_type, previous_metadata_location FROM iceberg_tables WHERE table_name='stac_items'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(ty, None, "existing rows keep NULL, which both iceberg-rust and PyIceberg accept");
+    assert_eq!(prev.as_deref(), Some(metadata_location.as_str()));
+}
+
+#[tokio::test]
+async fn an_empty_v0_catalog_is_migrated_and_gets_a_new_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("old.db");
+    create_v0_catalog(&db, None).await;
+    assert_eq!(migrate_catalog(&db).await.unwrap(), Migration::AddedIcebergType);
+    assert_eq!(migrate_catalog(&db).await.unwrap(), Migration::UpToDate);
+    let fresh = tmp.path().join("fresh.db");
+    assert_eq!(migrate_catalog(&fresh).await.unwrap(), Migration::NewCatalog);
+    let catalog = Catalog::open(&db, &local(&tmp.path().join("wh")), stores()).await.unwrap();
+    let table = catalog.open_table(&TableSettings::h3(1)).await.unwrap();
+    assert!(table.metadata().snapshots().next().is_none());
+}
+
+#[tokio::test]
+async fn recreating_keeps_the_properties_and_leaves_old_snapshots_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = local(&tmp.path().join("warehouse"));
+    let stores = stores();
+    let catalog = Catalog::open(&tmp.path().join("catalog.db"), &wh, stores.clone()).await.unwrap();
+    let mut settings = TableSettings::h3(1);
+    settings.hash_index_path = Some("file:///idx.parquet".into());
+    let table = catalog.open_table(&settings).await.unwrap();
+    let data = local(&tmp.path().join("data"));
+    let f = write_rows(&stores, &data, "a", &[row("i1", "8a1", "2020-05-01T00:00:00Z")]).await;
+    let (old, _) = catalog.register(&table, std::slice::from_ref(&f)).await.unwrap();
+    let old_metadata = old.metadata_location().unwrap().to_string();
+
+    let fresh = catalog.recreate_table(&TableSettings::default()).await.unwrap();
+    assert!(fresh.metadata().snapshots().next().is_none());
+    let props = fresh.metadata().properties();
+    assert_eq!(props.get(PROP_GRID_RESOLUTION).map(String::as_str), Some("1"));
+    assert_eq!(props.get(PROP_HASH_INDEX_PATH).map(String::as_str), Some("file:///idx.parquet"));
+    assert_ne!(fresh.metadata_location(), Some(old_metadata.as_str()));
+    // The same file can be registered again in the new table.
+    let (fresh, summary) = catalog.register(&fresh, &[f]).await.unwrap();
+    assert_eq!(summary.files, 1);
+    assert_eq!(fresh.metadata().snapshots().count(), 1);
+
+    // The dropped table's metadata still reads, with its snapshot and rows.
+    let old_again = iceberg::table::StaticTable::from_metadata_file(
+        &old_metadata,
+        Catalog::ident(),
+        fresh.file_io().clone(),
+    )
+    .await
+    .unwrap();
+    let files = earthcatalog_common::catalog::data_files(&old_again.into_table()).await.unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].record_count, 1);
+}
