@@ -13,16 +13,12 @@ use iceberg::spec::{
     PrimitiveType, Schema, StructType, Transform, Type, UnboundPartitionSpec,
 };
 
+use crate::partition::GridSpec;
 use crate::schema::{BBOX_CHILDREN, COLUMNS, ColumnKind, DATETIME, GRID_PARTITION};
 
-/// Table property: the grid type (`h3` or `geojson`).
-pub const PROP_GRID_TYPE: &str = "earthcatalog.grid.type";
-/// Table property: the grid resolution (H3 grids).
-pub const PROP_GRID_RESOLUTION: &str = "earthcatalog.grid.resolution";
-/// Table property: the boundaries file (GeoJSON grids).
-pub const PROP_GRID_BOUNDARIES_PATH: &str = "earthcatalog.grid.boundaries_path";
-/// Table property: the feature property naming a cell (GeoJSON grids).
-pub const PROP_GRID_ID_FIELD: &str = "earthcatalog.grid.id_field";
+pub use crate::partition::{
+    PROP_GRID_BOUNDARIES, PROP_GRID_ID_FIELD, PROP_GRID_RESOLUTION, PROP_GRID_TYPE,
+};
 /// Table property: where the item-id hash index lives.
 pub const PROP_HASH_INDEX_PATH: &str = "earthcatalog.hash_index_path";
 /// Name of the year partition field (as PyIceberg named it).
@@ -53,12 +49,25 @@ impl TableSettings {
         }
     }
 
+    /// The properties describing `grid` (and nothing else).
+    pub fn from_grid(grid: &GridSpec) -> Self {
+        match grid {
+            GridSpec::H3 { resolution } => TableSettings::h3(*resolution),
+            GridSpec::GeoJson { boundaries, id_field } => TableSettings {
+                grid_type: Some("geojson".into()),
+                boundaries_path: Some(boundaries.clone()),
+                id_field: Some(id_field.clone()),
+                ..Default::default()
+            },
+        }
+    }
+
     /// The settings as table properties (only those that are set).
     pub fn to_properties(&self) -> BTreeMap<String, String> {
         let pairs = [
             (PROP_GRID_TYPE, self.grid_type.clone()),
             (PROP_GRID_RESOLUTION, self.grid_resolution.map(|r| r.to_string())),
-            (PROP_GRID_BOUNDARIES_PATH, self.boundaries_path.clone()),
+            (PROP_GRID_BOUNDARIES, self.boundaries_path.clone()),
             (PROP_GRID_ID_FIELD, self.id_field.clone()),
             (PROP_HASH_INDEX_PATH, self.hash_index_path.clone()),
         ];
@@ -72,7 +81,7 @@ impl TableSettings {
         TableSettings {
             grid_type: get(PROP_GRID_TYPE),
             grid_resolution: props.get(PROP_GRID_RESOLUTION).and_then(|r| r.trim().parse().ok()),
-            boundaries_path: get(PROP_GRID_BOUNDARIES_PATH),
+            boundaries_path: get(PROP_GRID_BOUNDARIES),
             id_field: get(PROP_GRID_ID_FIELD),
             hash_index_path: get(PROP_HASH_INDEX_PATH),
         }
