@@ -122,6 +122,11 @@ impl S3Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.lock_child().id()
+    }
+
     /// The server's log file.
     pub fn log_path(&self) -> &std::path::Path {
         &self.log
