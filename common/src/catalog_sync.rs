@@ -97,9 +97,10 @@ impl CatalogCopy {
     /// download (or the last upload); afterwards the copy is based on the uploaded version.
     pub async fn upload(&mut self, guard: &LockGuard) -> Result<(), CatalogSyncError> {
         let location = self.object.location().clone();
-        guard
-            .check()
-            .map_err(|source| CatalogSyncError::LockNotHeld { location: location.clone(), source })?;
+        guard.check().map_err(|source| CatalogSyncError::LockNotHeld {
+            location: location.clone(),
+            source,
+        })?;
         let bytes = tokio::fs::read(&self.local_path).await.map_err(|source| {
             CatalogSyncError::Local { operation: "read", path: self.local_path.clone(), source }
         })?;
@@ -109,9 +110,10 @@ impl CatalogCopy {
             None => self.object.create(bytes.into()).await,
         };
         let e_tag = written.map_err(|e| match e {
-            CasError::Changed { .. } | CasError::Exists { .. } => {
-                CatalogSyncError::Changed { location: location.clone(), expected: self.e_tag.clone() }
-            }
+            CasError::Changed { .. } | CasError::Exists { .. } => CatalogSyncError::Changed {
+                location: location.clone(),
+                expected: self.e_tag.clone(),
+            },
             other => other.into(),
         })?;
         tracing::info!(catalog = %location, local = %self.local_path.display(), bytes = size, "catalog uploaded");
@@ -122,7 +124,8 @@ impl CatalogCopy {
 
 /// Writes `path` via a sibling temporary file and a rename, so a crash never leaves half a file.
 async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CatalogSyncError> {
-    let err = |source| CatalogSyncError::Local { operation: "write", path: path.to_path_buf(), source };
+    let err =
+        |source| CatalogSyncError::Local { operation: "write", path: path.to_path_buf(), source };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         tokio::fs::create_dir_all(dir).await.map_err(err)?;
     }

@@ -199,11 +199,10 @@ impl S3Server {
         )?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("unreadable HTTP response to {method} {path}: {response:.200}"))?;
+        let status =
+            response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).with_context(|| {
+                format!("unreadable HTTP response to {method} {path}: {response:.200}")
+            })?;
         Ok(status)
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! Each check is a plain async fn taking a [`Backend`]; the `conformance!` macro turns it into one
 //! test per backend. Every test works under its own fresh prefix or bucket.
+#![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -143,11 +144,11 @@ async fn a_waiting_acquirer_gives_up_at_its_deadline_naming_the_holder(b: &Backe
 async fn an_expired_lock_is_taken_over_and_its_old_holder_can_neither_release_nor_upload(
     b: &Backend,
 ) {
-    let mut stale_copy = CatalogCopy::download(&b.stores, &b.catalog(), b.dir.path().join("a.db"))
-        .await
-        .unwrap();
+    let mut stale_copy =
+        CatalogCopy::download(&b.stores, &b.catalog(), b.dir.path().join("a.db")).await.unwrap();
     std::fs::write(stale_copy.local_path(), b"alpha's catalog").unwrap();
-    let alpha = b.acquire(LockOptions { ttl: Duration::from_secs(1), ..opts("alpha") }).await.unwrap();
+    let alpha =
+        b.acquire(LockOptions { ttl: Duration::from_secs(1), ..opts("alpha") }).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert!(alpha.is_lost(), "an unrenewed lock past its TTL is no longer held");
 
@@ -211,7 +212,10 @@ async fn a_python_lock_blocks_while_fresh_and_is_taken_over_once_stale(b: &Backe
     b.put_raw(&b.lock(), python_lock(Utc::now() - chrono::Duration::hours(1))).await;
     let err = b.acquire(opts("backfill")).await.unwrap_err();
     let msg = err.to_string();
-    assert!(msg.starts_with("catalog locked by incremental on host py-host (pid 4242) since "), "{msg}");
+    assert!(
+        msg.starts_with("catalog locked by incremental on host py-host (pid 4242) since "),
+        "{msg}"
+    );
     assert!(msg.contains("expires in 10h 59m") || msg.contains("expires in 11h 00m"), "{msg}");
 
     b.put_raw(&b.lock(), python_lock(Utc::now() - chrono::Duration::hours(13))).await;
@@ -289,7 +293,8 @@ async fn sixteen_concurrent_lockers_yield_exactly_one_holder_every_round(b: &Bac
                 let (stores, lock) = (b.stores.clone(), b.lock());
                 let (holding, most) = (holding.clone(), most.clone());
                 tokio::spawn(async move {
-                    let got = CatalogLock::acquire(&stores, &lock, opts(&format!("r{round}-{i}"))).await;
+                    let got =
+                        CatalogLock::acquire(&stores, &lock, opts(&format!("r{round}-{i}"))).await;
                     if got.is_ok() {
                         let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);

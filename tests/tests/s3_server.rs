@@ -1,4 +1,5 @@
 //! The moto S3 test server harness: it serves S3, resets, and never outlives its test process.
+#![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::time::{Duration, Instant};
 

@@ -30,7 +30,7 @@ pub enum CasError {
         /// The object.
         location: Location,
         /// The resolver's error.
-        source: StoreError,
+        source: Box<StoreError>,
     },
     /// A create found the object already there.
     #[error("{location} already exists")]
@@ -70,7 +70,7 @@ pub enum CasError {
         /// The object.
         location: Location,
         /// The store's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 }
 
@@ -96,9 +96,10 @@ pub struct Versioned {
 impl CasObject {
     /// The object at `location`.
     pub fn resolve(stores: &Stores, location: &Location) -> Result<Self, CasError> {
-        let resolved = stores
-            .resolve(location)
-            .map_err(|source| CasError::Resolve { location: location.clone(), source })?;
+        let resolved = stores.resolve(location).map_err(|source| CasError::Resolve {
+            location: location.clone(),
+            source: Box::new(source),
+        })?;
         let local_guard = location.as_local_path().map(|p| {
             let mut name = p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
             name.push(".cas-lock");
@@ -169,11 +170,9 @@ impl CasObject {
                 Err(CasError::Exists { location: self.location.clone() })
             }
             // S3 answers `If-Match` on a missing key with 404, which is a change all the same.
-            Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. })
-                if operation == "replace" =>
-            {
-                Err(self.changed(&expected))
-            }
+            Err(
+                object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
+            ) if operation == "replace" => Err(self.changed(&expected)),
             Err(source) => Err(self.store_error(operation, source)),
         }
     }
@@ -189,20 +188,19 @@ impl CasObject {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+            let file =
+                std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
             file.lock()?;
             Ok::<_, std::io::Error>(file)
         })
         .await
         .map_err(|join| std::io::Error::other(join.to_string()))
         .and_then(|r| r);
-        locked
-            .map(Some)
-            .map_err(|source| CasError::LocalLock { path: err_path, location, source })
+        locked.map(Some).map_err(|source| CasError::LocalLock { path: err_path, location, source })
     }
 
     fn store_error(&self, operation: &'static str, source: object_store::Error) -> CasError {
-        CasError::Store { operation, location: self.location.clone(), source }
+        CasError::Store { operation, location: self.location.clone(), source: Box::new(source) }
     }
 
     fn changed(&self, expected: &str) -> CasError {

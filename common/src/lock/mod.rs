@@ -103,12 +103,14 @@ pub enum LockError {
         /// The lock object.
         location: Location,
         /// Its holder.
-        holder: LockHolder,
+        holder: Box<LockHolder>,
         /// Time left until it expires.
         expires_in: Duration,
     },
     /// The lock object holds something that is not a lock payload.
-    #[error("lock object {location} is not a readable lock ({reason}); remove it by hand if no run holds the catalog")]
+    #[error(
+        "lock object {location} is not a readable lock ({reason}); remove it by hand if no run holds the catalog"
+    )]
     Unreadable {
         /// The lock object.
         location: Location,
@@ -184,7 +186,10 @@ impl CatalogLock {
     }
 
     /// Who holds the lock at `location` now, or `None` when it is absent or free.
-    pub async fn holder(stores: &Stores, location: &Location) -> Result<Option<LockHolder>, LockError> {
+    pub async fn holder(
+        stores: &Stores,
+        location: &Location,
+    ) -> Result<Option<LockHolder>, LockError> {
         let object = CasObject::resolve(stores, location)?;
         let Some(current) = object.read().await? else {
             return Ok(None);
@@ -201,7 +206,7 @@ impl CatalogLock {
 enum Attempt {
     Taken(String, LockPayload),
     Raced,
-    Held(LockHolder, Duration),
+    Held(Box<LockHolder>, Duration),
 }
 
 /// One create-or-take-over round.
@@ -227,7 +232,7 @@ async fn try_take(
     if !theirs.is_free(now, options.ttl) {
         let holder = holder_of(object, &theirs, options.ttl)?;
         let expires_in = (holder.expires - now).to_std().unwrap_or_default();
-        return Ok(Attempt::Held(holder, expires_in));
+        return Ok(Attempt::Held(Box::new(holder), expires_in));
     }
     match object.replace(&current.e_tag, ours.to_bytes()).await {
         Ok(e_tag) => {
