@@ -101,6 +101,21 @@ async fn an_acquired_lock_is_free_again_after_release(b: &Backend) {
     again.release().await.unwrap();
 }
 
+async fn a_guard_dropped_without_release_frees_the_lock_in_the_background(b: &Backend) {
+    let options = LockOptions { renew_every: Some(Duration::from_millis(100)), ..opts("alpha") };
+    drop(b.acquire(options).await.unwrap());
+    let mut holder = CatalogLock::holder(&b.stores, &b.lock()).await.unwrap();
+    for _ in 0..200 {
+        if holder.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        holder = CatalogLock::holder(&b.stores, &b.lock()).await.unwrap();
+    }
+    assert_eq!(holder, None, "the dropped guard's lock is still held");
+    b.acquire(opts("beta")).await.unwrap().release().await.unwrap();
+}
+
 async fn a_second_acquirer_is_refused_with_the_holders_owner_host_and_pid(b: &Backend) {
     let a = b.acquire(opts("alpha")).await.unwrap();
     let err = b.acquire(opts("beta")).await.unwrap_err();
@@ -388,6 +403,7 @@ macro_rules! conformance {
 
 conformance!(
     an_acquired_lock_is_free_again_after_release,
+    a_guard_dropped_without_release_frees_the_lock_in_the_background,
     a_second_acquirer_is_refused_with_the_holders_owner_host_and_pid,
     a_waiting_acquirer_gets_the_lock_once_the_holder_releases_it,
     a_waiting_acquirer_gives_up_at_its_deadline_naming_the_holder,

@@ -303,9 +303,11 @@ struct Shared {
 
 impl Shared {
     fn mark_lost(&self, reason: String) {
-        tracing::error!(lock = %self.object.location(), owner = %self.options.owner, %reason, "catalog lock lost");
         let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
-        lost.get_or_insert(reason);
+        if lost.is_none() {
+            tracing::error!(lock = %self.object.location(), owner = %self.options.owner, %reason, "catalog lock lost");
+            *lost = Some(reason);
+        }
     }
 
     fn lost_error(&self, reason: String) -> LockError {
@@ -322,10 +324,14 @@ impl Shared {
         }
         let expires = *self.expires.lock().unwrap_or_else(|p| p.into_inner());
         if Utc::now() >= expires {
-            return Err(self.lost_error(format!(
+            // Sticky: once anyone may have taken the lock over, a later lucky renewal must not
+            // make a caller who already saw the loss believe it held the lock all along.
+            let reason = format!(
                 "it expired at {} without a successful renewal",
                 payload::python_time(expires)
-            )));
+            );
+            self.mark_lost(reason.clone());
+            return Err(self.lost_error(reason));
         }
         Ok(())
     }
@@ -333,7 +339,8 @@ impl Shared {
     /// One renewal; returns false when renewing should stop.
     async fn renew(&self) -> bool {
         let mut held = self.held.lock().await;
-        if held.finished {
+        if held.finished || self.check().is_err() {
+            held.finished = true;
             return false;
         }
         let now = Utc::now();
@@ -352,8 +359,12 @@ impl Shared {
                 false
             }
             Err(e) => {
-                // Transient store trouble: keep trying; check() reports the loss once we expire.
+                // Transient store trouble: keep trying until the lock expires.
                 tracing::warn!(lock = %self.object.location(), error = %e, "catalog lock renewal failed; retrying");
+                if self.check().is_err() {
+                    held.finished = true;
+                    return false;
+                }
                 true
             }
         }
