@@ -28,7 +28,7 @@ async fn child_takes_the_local_lock_repeatedly() {
     for round in 0..ROUNDS {
         let options = LockOptions {
             owner: me.clone(),
-            wait: Some(Duration::from_secs(120)),
+            wait: Some(Duration::from_secs(30)),
             max_backoff: Duration::from_millis(50),
             renew_every: None,
             ..Default::default()
