@@ -3,6 +3,8 @@
 
 /// The Iceberg table on the SQLite catalog: open/create, register files, queries.
 pub mod catalog;
+/// Downloading the SQLite catalog and uploading it back by compare-and-swap under the lock.
+pub mod catalog_sync;
 /// Fan-out of items to cells and grouping by (cell, year).
 pub mod fanout;
 /// Fetching item objects with retries and typed failures.
@@ -19,6 +21,8 @@ pub mod inventory;
 pub mod known_ids;
 /// Locations: `s3://`, `file://`/paths and `memory://` as one type.
 pub mod location;
+/// The catalog lock: conditional-put lock object with renewal, release and stale takeover.
+pub mod lock;
 /// Partitioners: the grid cells (H3 or GeoJSON features) a footprint touches.
 pub mod partition;
 /// Fetch → parse → fan out → write: the data path shared by both pipelines.

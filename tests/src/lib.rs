@@ -3,3 +3,5 @@
 
 /// Python-based checkers (pyarrow, geopandas, DuckDB, PyIceberg) from the project's venv.
 pub mod python;
+/// A local moto S3 server (requests serialized so conditional writes are atomic).
+pub mod s3;
