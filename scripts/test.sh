@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 ./scripts/setup-python.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo build --workspace --bins
 cargo test --workspace

@@ -5,3 +5,9 @@
 pub mod python;
 /// A local moto S3 server (requests serialized so conditional writes are atomic).
 pub mod s3;
+/// Paths of the workspace binaries, built once per test process.
+pub mod binaries;
+/// Sample items, inventories in every format, and expected rows.
+pub mod ingest;
+/// Reading tables back with PyIceberg.
+pub mod readers;

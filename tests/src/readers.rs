@@ -1,0 +1,74 @@
+//! Reading a finished table back with PyIceberg, as a user would.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::python::Python;
+use crate::s3::S3Server;
+
+const READ_TABLE: &str = r#"
+import json, os, sys
+from pyiceberg.catalog.sql import SqlCatalog
+db, warehouse = sys.argv[1], sys.argv[2]
+props = {"uri": f"sqlite:///{db}", "warehouse": warehouse}
+if os.environ.get("AWS_ENDPOINT_URL"):
+    props.update({
+        "s3.endpoint": os.environ["AWS_ENDPOINT_URL"],
+        "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
+        "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
+    })
+cat = SqlCatalog("earthcatalog", **props)
+t = cat.load_table("earthcatalog.stac_items")
+snapshots = len(t.snapshots())
+if t.current_snapshot() is None:
+    rows = []
+else:
+    tbl = t.scan(selected_fields=("id", "grid_partition")).to_arrow()
+    rows = list(zip(tbl.column("id").to_pylist(), tbl.column("grid_partition").to_pylist()))
+print(json.dumps({"rows": rows, "snapshots": snapshots, "properties": dict(t.properties)}))
+"#;
+
+/// What PyIceberg sees in a table.
+#[derive(Debug, Clone)]
+pub struct TableView {
+    /// Every (id, grid_partition) row, duplicates kept as a count mismatch.
+    pub rows: BTreeSet<(String, String)>,
+    /// Number of rows scanned (equal to `rows.len()` when no row is duplicated).
+    pub row_count: usize,
+    /// Snapshots in the table's history.
+    pub snapshots: usize,
+    /// Table properties.
+    pub properties: serde_json::Value,
+}
+
+/// Loads `earthcatalog.stac_items` from the SQLite catalog at `db` with PyIceberg and scans it.
+pub fn read_table(
+    py: &Python,
+    db: &Path,
+    warehouse: &str,
+    s3: Option<&S3Server>,
+) -> anyhow::Result<TableView> {
+    let env: Vec<(String, String)> = s3.map(|s| s.env()).unwrap_or_default();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let db = db.to_string_lossy();
+    let out = py.run_with_env(READ_TABLE, &[&db, warehouse], &env)?;
+    let last = out.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let v: serde_json::Value =
+        serde_json::from_str(last).with_context(|| format!("PyIceberg output: {out}"))?;
+    let list = v["rows"].as_array().cloned().unwrap_or_default();
+    let rows: BTreeSet<(String, String)> = list
+        .iter()
+        .map(|r| {
+            (r[0].as_str().unwrap_or_default().to_string(), r[1].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    Ok(TableView {
+        rows,
+        row_count: list.len(),
+        snapshots: v["snapshots"].as_u64().unwrap_or(0) as usize,
+        properties: v["properties"].clone(),
+    })
+}
