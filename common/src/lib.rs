@@ -1,6 +1,8 @@
 //! earthcatalog's shared library: everything the coordinator, the workers and the CLI have in
 //! common. Each module holds one concept; the list below is the table of contents.
 
+/// The backfill's Phases 1–3 as library functions: chunking, chunk ingest, compaction.
+pub mod backfill;
 /// Fan-out of items to cells and grouping by (cell, year).
 pub mod fanout;
 /// Fetching item objects with retries and typed failures.
