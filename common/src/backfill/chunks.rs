@@ -514,7 +514,7 @@ fn fingerprint(keys: &[ObjectKey]) -> String {
         h.update(k.bucket.as_bytes());
         h.update(&[0]);
         h.update(k.key.as_bytes());
-        h.update(&[b'\n']);
+        h.update(b"\n");
     }
     format!("{}:{:032x}", keys.len(), h.digest128())
 }

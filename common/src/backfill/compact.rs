@@ -117,7 +117,7 @@ impl CompactOutcome {
 /// under `<warehouse>/grid_partition=<cell>/year=<year>/`. On error, the files this call wrote
 /// are deleted (best effort) before the error is returned.
 pub async fn compact_partition(
-    stores: &Arc<Stores>,
+    stores: &Stores,
     partition: &CellYear,
     staged: &[Location],
     warehouse: &Location,
@@ -147,7 +147,7 @@ pub async fn compact_partition(
 
 /// Every batch of every staged file, in list order, each checked to hold only `partition`.
 async fn read_all(
-    stores: &Arc<Stores>,
+    stores: &Stores,
     partition: &CellYear,
     staged: &[Location],
 ) -> Result<Vec<RecordBatch>, CompactError> {
@@ -181,7 +181,7 @@ fn check_partition(
             .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
             .ok_or_else(|| missing(schema::DATETIME))?;
         for row in 0..batch.num_rows() {
-            let cell = cells.is_valid(row).then(|| cells.value(row)).unwrap_or_default();
+            let cell = if cells.is_valid(row) { cells.value(row) } else { "" };
             let year = times.is_valid(row).then(|| utc_year(times.value(row))).flatten();
             if cell != expected.cell || year != expected.year {
                 return Err(CompactError::WrongPartition {

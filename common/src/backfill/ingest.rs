@@ -194,11 +194,10 @@ async fn write_groups(
         let stores = stores.clone();
         let location = staged_file(output, &partition);
         // Spawned so that encoding runs on every core.
-        let handle = tokio::spawn(async move {
+        tokio::spawn(async move {
             let result = write_staged(&stores, &location, &rows).await;
             (StagedFile { partition, location, rows: rows.len() as u64 }, result)
-        });
-        async move { handle.await }
+        })
     });
     let results: Vec<_> = writes.buffered(STAGED_WRITES).collect().await;
     let mut staged = Vec::with_capacity(results.len());
