@@ -1,6 +1,8 @@
 //! earthcatalog's shared library: everything the coordinator, the workers and the CLI have in
 //! common. Each module holds one concept; the list below is the table of contents.
 
+/// The backfill's phases as library functions: staging layout, chunking, chunk ingest, compaction.
+pub mod backfill;
 /// The Iceberg table on the SQLite catalog: open/create, register files, queries.
 pub mod catalog;
 /// Downloading the SQLite catalog and uploading it back by compare-and-swap under the lock.

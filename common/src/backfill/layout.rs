@@ -1,0 +1,190 @@
+//! Every staging path of a backfill run, in one place.
+//!
+//! ```text
+//! <staging root>/<run id>/
+//!   chunks/chunk_{id:06}.parquet                  Phase 1: (bucket, key) rows
+//!   chunks/_manifest.json                         Phase 1 settings; `complete` is set last
+//!   chunks/_malformed.jsonl                       inventory rows that could not be read
+//!   ingest/chunk_{id:06}/attempt_{token}/         Phase 2, one folder per lease attempt:
+//!       {cell}/{year|unknown}.parquet             staged rows of one (cell, year)
+//!       failures.jsonl                            items that did not become rows
+//!   results/ingest/{task:06}.json                 accepted Phase 2 results (coordinator)
+//!   results/compact/{task:06}.json                accepted Phase 3 results (coordinator)
+//! ```
+//!
+//! Phase 3 writes data files straight into the warehouse Hive folders; their names carry the
+//! run and the lease token (writer tag `c{token}`), so two attempts never write the same object
+//! and the outputs of an expired attempt can be told apart and deleted.
+
+use crate::geoparquet::FileNamer;
+use crate::ids::{CellYear, NULL_YEAR_DIR, RunId};
+use crate::location::Location;
+
+/// File name prefix of Phase 1 chunk files.
+const CHUNK_PREFIX: &str = "chunk_";
+/// File name suffix of Phase 1 chunk files.
+const CHUNK_SUFFIX: &str = ".parquet";
+
+/// The staging paths of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagingLayout {
+    run: RunId,
+    root: Location,
+}
+
+impl StagingLayout {
+    /// The layout of `run` under the staging root `staging`.
+    pub fn new(staging: &Location, run: RunId) -> Self {
+        StagingLayout { root: staging.join(run.as_str()), run }
+    }
+
+    /// The run these paths belong to.
+    pub fn run(&self) -> &RunId {
+        &self.run
+    }
+
+    /// The folder holding everything of this run.
+    pub fn root(&self) -> &Location {
+        &self.root
+    }
+
+    /// The folder of Phase 1 chunk files.
+    pub fn chunks_dir(&self) -> Location {
+        self.root.join("chunks")
+    }
+
+    /// Chunk file `id`.
+    pub fn chunk(&self, id: u64) -> Location {
+        self.chunks_dir().join(&chunk_file_name(id))
+    }
+
+    /// The Phase 1 manifest (settings, chunk count, completion flag).
+    pub fn chunk_manifest(&self) -> Location {
+        self.chunks_dir().join("_manifest.json")
+    }
+
+    /// The inventory rows Phase 1 could not read, as JSON lines.
+    pub fn malformed_rows(&self) -> Location {
+        self.chunks_dir().join("_malformed.jsonl")
+    }
+
+    /// The output folder of one Phase 2 attempt (lease token `token`) of chunk `chunk`.
+    pub fn ingest_attempt(&self, chunk: u64, token: u64) -> Location {
+        self.root.join(&format!("ingest/chunk_{chunk:06}/attempt_{token}"))
+    }
+
+    /// Where the coordinator keeps the accepted result of ingest task `task`.
+    pub fn ingest_result(&self, task: u64) -> Location {
+        self.root.join(&format!("results/ingest/{task:06}.json"))
+    }
+
+    /// Where the coordinator keeps the accepted result of compact task `task`.
+    pub fn compact_result(&self, task: u64) -> Location {
+        self.root.join(&format!("results/compact/{task:06}.json"))
+    }
+
+    /// The file namer of one Phase 3 attempt: names say the run and the lease token.
+    pub fn compact_namer(&self, token: u64) -> FileNamer {
+        FileNamer::new(self.run.clone(), format!("c{token}"))
+    }
+}
+
+/// The staged file of `partition` inside a Phase 2 attempt folder.
+pub fn staged_file(attempt: &Location, partition: &CellYear) -> Location {
+    let year = match partition.year {
+        Some(y) => y.to_string(),
+        None => NULL_YEAR_DIR.to_string(),
+    };
+    attempt.join(&partition.cell).join(&format!("{year}.parquet"))
+}
+
+/// The failures file inside a Phase 2 attempt folder.
+pub fn failures_file(attempt: &Location) -> Location {
+    attempt.join("failures.jsonl")
+}
+
+/// `chunk_{id:06}.parquet`.
+pub fn chunk_file_name(id: u64) -> String {
+    format!("{CHUNK_PREFIX}{id:06}{CHUNK_SUFFIX}")
+}
+
+/// The id of a chunk file name (`chunk_000042.parquet` → 42); other names give `None`.
+pub fn parse_chunk_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(CHUNK_PREFIX)?.strip_suffix(CHUNK_SUFFIX)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> StagingLayout {
+        StagingLayout::new(
+            &Location::parse("s3://bucket/staging").unwrap(),
+            RunId::from_string("20260101T000000Z-abcdef"),
+        )
+    }
+
+    #[test]
+    fn phase_1_paths_sit_under_the_run_chunks_folder() {
+        let l = layout();
+        assert_eq!(
+            l.chunk(7).to_string(),
+            "s3://bucket/staging/20260101T000000Z-abcdef/chunks/chunk_000007.parquet"
+        );
+        assert_eq!(
+            l.chunk_manifest().to_string(),
+            "s3://bucket/staging/20260101T000000Z-abcdef/chunks/_manifest.json"
+        );
+        assert_eq!(
+            l.malformed_rows().to_string(),
+            "s3://bucket/staging/20260101T000000Z-abcdef/chunks/_malformed.jsonl"
+        );
+    }
+
+    #[test]
+    fn each_ingest_attempt_has_its_own_folder() {
+        let l = layout();
+        let a = l.ingest_attempt(3, 11);
+        let b = l.ingest_attempt(3, 12);
+        assert_ne!(a, b);
+        assert_eq!(
+            staged_file(&a, &CellYear::new("8106fffffffffff", Some(2019))).to_string(),
+            "s3://bucket/staging/20260101T000000Z-abcdef/ingest/chunk_000003/attempt_11/8106fffffffffff/2019.parquet"
+        );
+        assert_eq!(
+            staged_file(&b, &CellYear::new("x", None)).to_string(),
+            "s3://bucket/staging/20260101T000000Z-abcdef/ingest/chunk_000003/attempt_12/x/unknown.parquet"
+        );
+        assert_eq!(
+            failures_file(&a).to_string(),
+            "s3://bucket/staging/20260101T000000Z-abcdef/ingest/chunk_000003/attempt_11/failures.jsonl"
+        );
+    }
+
+    #[test]
+    fn results_and_compact_names_carry_the_task_and_the_token() {
+        let l = layout();
+        assert_eq!(
+            l.ingest_result(5).to_string(),
+            "s3://bucket/staging/20260101T000000Z-abcdef/results/ingest/000005.json"
+        );
+        assert_eq!(
+            l.compact_result(9).to_string(),
+            "s3://bucket/staging/20260101T000000Z-abcdef/results/compact/000009.json"
+        );
+        assert_eq!(l.compact_namer(42).next_name(), "20260101T000000Z-abcdef_c42_000000.parquet");
+    }
+
+    #[test]
+    fn only_well_formed_chunk_names_parse() {
+        assert_eq!(parse_chunk_file_name("chunk_000042.parquet"), Some(42));
+        assert_eq!(parse_chunk_file_name(&chunk_file_name(1_234_567)), Some(1_234_567));
+        assert_eq!(parse_chunk_file_name("chunk_.parquet"), None);
+        assert_eq!(parse_chunk_file_name("chunk_12a.parquet"), None);
+        assert_eq!(parse_chunk_file_name("_manifest.json"), None);
+    }
+}
