@@ -89,7 +89,11 @@ impl KnownIds {
     }
 }
 
-async fn read_ids(stores: &Stores, file: &str, out: &mut HashSet<String>) -> Result<(), KnownIdsError> {
+async fn read_ids(
+    stores: &Stores,
+    file: &str,
+    out: &mut HashSet<String>,
+) -> Result<(), KnownIdsError> {
     let err = |reason: String| KnownIdsError { file: file.to_string(), reason };
     let location = Location::parse(file).map_err(|e| err(e.to_string()))?;
     let target = stores.resolve(&location).map_err(|e| err(e.to_string()))?;
@@ -101,8 +105,7 @@ async fn read_ids(stores: &Stores, file: &str, out: &mut HashSet<String>) -> Res
         return Err(err("no 'id' column".into()));
     };
     let mask = ProjectionMask::leaves(builder.parquet_schema(), [index]);
-    let mut stream =
-        builder.with_projection(mask).build().map_err(|e| err(e.to_string()))?;
+    let mut stream = builder.with_projection(mask).build().map_err(|e| err(e.to_string()))?;
     while let Some(batch) = stream.try_next().await.map_err(|e| err(e.to_string()))? {
         let Some(ids) = batch.column(0).as_string_opt::<i32>() else {
             return Err(err("'id' is not a string column".into()));

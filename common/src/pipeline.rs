@@ -124,11 +124,10 @@ impl DataPath {
             let partitioner = self.partitioner.clone();
             let retry = self.options.retry.clone();
             // Spawned so that parsing and covering run on every core, not just this task's.
-            let handle = tokio::spawn(async move {
+            tokio::spawn(async move {
                 let result = load_item(&stores, partitioner.as_ref(), &at, &retry).await;
                 (at, result)
-            });
-            async move { handle.await }
+            })
         });
         let mut results = tasks.buffered(self.options.fetch_concurrency.max(1));
         while let Some(joined) = results.next().await {

@@ -1,6 +1,8 @@
 //! GeoJSON boundaries: loading through a location, keys, errors naming the feature, the index,
 //! and grid descriptions round-tripping through table properties.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::time::Instant;
 

@@ -4,6 +4,8 @@
 //! across ±180, rings winding round a pole enclose it); sample points are drawn inside each
 //! footprint and on its edges, in that same reading, and located with h3o's exact `to_cell`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 
 use earthcatalog_common::partition::H3Partitioner;

@@ -1,13 +1,13 @@
 //! Test support for the workspace-level integration tests: third-party checkers, and (as they
 //! arrive) the S3 server and process harnesses.
 
-/// Python-based checkers (pyarrow, geopandas, DuckDB, PyIceberg) from the project's venv.
-pub mod python;
-/// A local moto S3 server (requests serialized so conditional writes are atomic).
-pub mod s3;
 /// Paths of the workspace binaries, built once per test process.
 pub mod binaries;
 /// Sample items, inventories in every format, and expected rows.
 pub mod ingest;
+/// Python-based checkers (pyarrow, geopandas, DuckDB, PyIceberg) from the project's venv.
+pub mod python;
 /// Reading tables back with PyIceberg.
 pub mod readers;
+/// A local moto S3 server (requests serialized so conditional writes are atomic).
+pub mod s3;

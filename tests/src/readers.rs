@@ -62,7 +62,10 @@ pub fn read_table(
     let rows: BTreeSet<(String, String)> = list
         .iter()
         .map(|r| {
-            (r[0].as_str().unwrap_or_default().to_string(), r[1].as_str().unwrap_or_default().to_string())
+            (
+                r[0].as_str().unwrap_or_default().to_string(),
+                r[1].as_str().unwrap_or_default().to_string(),
+            )
         })
         .collect();
     Ok(TableView {

@@ -34,9 +34,9 @@ pub use query::{
 pub use register::{RegisterError, RegisterSummary};
 pub use storage::{ObjectStoreStorage, ObjectStoreStorageFactory};
 pub use table::{
-    GridMismatch, NAME_MAPPING_KEY, PROP_GRID_BOUNDARIES, PROP_GRID_ID_FIELD,
-    PROP_GRID_RESOLUTION, PROP_GRID_TYPE, PROP_HASH_INDEX_PATH, TableSettings, YEAR_PARTITION,
-    iceberg_schema, name_mapping_json, partition_spec,
+    GridMismatch, NAME_MAPPING_KEY, PROP_GRID_BOUNDARIES, PROP_GRID_ID_FIELD, PROP_GRID_RESOLUTION,
+    PROP_GRID_TYPE, PROP_HASH_INDEX_PATH, TableSettings, YEAR_PARTITION, iceberg_schema,
+    name_mapping_json, partition_spec,
 };
 
 use crate::location::Location;

@@ -57,10 +57,10 @@ pub async fn run(cfg: IncrementalConfig) -> anyhow::Result<RunSummary> {
         false => None,
     };
     let result = Run::new(&cfg, stores.clone(), guard.as_ref()).execute().await;
-    if let Some(guard) = guard {
-        if let Err(e) = guard.release().await {
-            tracing::warn!(error = %e, "could not release the catalog lock");
-        }
+    if let Some(guard) = guard
+        && let Err(e) = guard.release().await
+    {
+        tracing::warn!(error = %e, "could not release the catalog lock");
     }
     result
 }
@@ -238,11 +238,11 @@ impl<'a> Run<'a> {
         if files.is_empty() {
             return Ok(table.clone());
         }
-        if let Some(guard) = self.guard {
-            if let Err(e) = guard.check() {
-                data_path.delete_files(&files).await;
-                return Err(e.into());
-            }
+        if let Some(guard) = self.guard
+            && let Err(e) = guard.check()
+        {
+            data_path.delete_files(&files).await;
+            return Err(e.into());
         }
         let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
         match catalog.register(table, &locations).await {
