@@ -39,7 +39,7 @@ pub enum CatalogSyncError {
     /// The local copy could not be read or written.
     #[error("cannot {operation} local catalog copy {path}: {source}")]
     Local {
-        /// `read` or `write`.
+        /// `read`, `write` or `remove`.
         operation: &'static str,
         /// The local file.
         path: PathBuf,
@@ -60,8 +60,10 @@ pub struct CatalogCopy {
 }
 
 impl CatalogCopy {
-    /// Downloads the catalog at `location` to `local_path`. When there is no catalog yet the
-    /// local file is left as it is and the copy is *fresh* (its upload will create the object).
+    /// Downloads the catalog at `location` to `local_path`. When there is no catalog yet, any
+    /// local file there is removed (the store is the authority: a leftover working copy of a
+    /// failed run must not become the catalog) and the copy is *fresh* (its upload will create
+    /// the object).
     pub async fn download(
         stores: &Stores,
         location: &Location,
@@ -71,6 +73,16 @@ impl CatalogCopy {
         let local_path = local_path.into();
         let Some(current) = object.read().await? else {
             tracing::info!(catalog = %location, "no existing catalog; a fresh one will be created");
+            match tokio::fs::remove_file(&local_path).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(CatalogSyncError::Local {
+                        operation: "remove",
+                        path: local_path,
+                        source: e,
+                    });
+                }
+                _ => {}
+            }
             return Ok(CatalogCopy { object, local_path, e_tag: None });
         };
         write_atomically(&local_path, &current.bytes).await?;
