@@ -108,10 +108,7 @@ fn footprint(v: Option<&Json>) -> Result<Geometry<f64>, ItemRejection> {
         None | Some(Json::Null) => return Err(ItemRejection::MissingGeometry),
         Some(v) => v,
     };
-    let gj = geojson::Geometry::from_json_value(v.clone())
-        .map_err(|e| ItemRejection::InvalidGeometry(e.to_string()))?;
-    let g: Geometry<f64> =
-        gj.try_into().map_err(|e: geojson::Error| ItemRejection::InvalidGeometry(e.to_string()))?;
+    let g = super::geometry::from_json(v).map_err(ItemRejection::InvalidGeometry)?;
     check_coordinates(&g)?;
     Ok(g)
 }

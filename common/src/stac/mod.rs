@@ -6,6 +6,7 @@
 
 mod columns;
 pub mod datetime;
+mod geometry;
 mod item;
 mod row;
 
