@@ -293,10 +293,11 @@ async fn write_slices(
         let location = folder.join(&namer.next_name());
         let geo = GeoSummary::of_batches(std::slice::from_ref(&slice)).to_json();
         match write_batches(stores, &location, &[slice], &geo, options).await {
-            Ok(metadata) => files.push(WrittenFile {
+            Ok((metadata, bytes)) => files.push(WrittenFile {
                 location,
                 partition: partition.clone(),
                 rows: len,
+                bytes,
                 metadata: Arc::new(metadata),
             }),
             Err(e) => {

@@ -14,6 +14,7 @@ use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
 use super::datafile::{DataFileError, data_file_from_footer};
 use super::query::data_files;
 use super::{Catalog, CatalogError};
+use crate::geoparquet::WrittenFile;
 use crate::location::Location;
 
 /// Footers read at once: enough to hide S3 latency, few enough to stay polite to one bucket.
@@ -137,6 +138,50 @@ impl Catalog {
             .buffered(FOOTER_CONCURRENCY)
             .try_collect()
             .await?;
+        self.commit_files(table, files, described).await
+    }
+
+    /// Registers files this process just wrote, from the footers the writer returned (no
+    /// re-reading); otherwise exactly like [`Catalog::register`].
+    pub async fn register_written(
+        &self,
+        table: &Table,
+        files: &[WrittenFile],
+    ) -> Result<(Table, RegisterSummary), RegisterError> {
+        let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
+        let dups = duplicates_in_batch(&locations);
+        if !dups.is_empty() {
+            return Err(RegisterError::AlreadyRegistered { paths: dups });
+        }
+        let metadata = table.metadata();
+        let described = files
+            .iter()
+            .map(|f| {
+                data_file_from_footer(
+                    &f.location.uri(),
+                    f.bytes,
+                    &f.metadata,
+                    metadata.current_schema(),
+                    metadata.default_partition_spec(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.commit_files(table, &locations, described).await
+    }
+
+    /// Commits described files as one fast-append snapshot.
+    async fn commit_files(
+        &self,
+        table: &Table,
+        files: &[Location],
+        described: Vec<DataFile>,
+    ) -> Result<(Table, RegisterSummary), RegisterError> {
+        if described.is_empty() {
+            return Ok((
+                table.clone(),
+                RegisterSummary { snapshot_id: None, files: 0, records: 0 },
+            ));
+        }
         let records = described.iter().map(DataFile::record_count).sum();
         let count = described.len();
         let tx = Transaction::new(table);

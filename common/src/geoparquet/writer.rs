@@ -129,6 +129,8 @@ pub struct WrittenFile {
     pub partition: CellYear,
     /// Number of rows.
     pub rows: usize,
+    /// Size of the file in bytes.
+    pub bytes: u64,
     /// The footer as written (row groups, column statistics), for registration.
     pub metadata: std::sync::Arc<ParquetMetaData>,
 }
@@ -144,37 +146,38 @@ pub async fn write_partition(
     options: &WriterOptions,
 ) -> Result<WrittenFile, WriteError> {
     let location = root.join(&partition.hive_dir()).join(&namer.next_name());
-    let metadata = write_rows(stores, &location, rows, options).await?;
+    let (metadata, bytes) = write_rows(stores, &location, rows, options).await?;
     Ok(WrittenFile {
         location,
         partition: partition.clone(),
         rows: rows.len(),
+        bytes,
         metadata: std::sync::Arc::new(metadata),
     })
 }
 
 /// Writes `rows` as one GeoParquet file at `location` (one put for small files, a multipart
-/// upload for large ones) and returns its footer.
+/// upload for large ones) and returns its footer and size in bytes.
 pub async fn write_rows(
     stores: &Stores,
     location: &Location,
     rows: &[CellRow],
     options: &WriterOptions,
-) -> Result<ParquetMetaData, WriteError> {
+) -> Result<(ParquetMetaData, u64), WriteError> {
     let batch = record_batch(rows)
         .map_err(|source| WriteError::Arrow { location: location.to_string(), source })?;
     write_batches(stores, location, &[batch], &geo_metadata(rows), options).await
 }
 
 /// Writes record batches of the table schema as one GeoParquet file with the given `geo`
-/// metadata, cutting row groups of `options.row_group_rows`.
+/// metadata, cutting row groups of `options.row_group_rows`; returns the footer and the size.
 pub async fn write_batches(
     stores: &Stores,
     location: &Location,
     batches: &[RecordBatch],
     geo: &str,
     options: &WriterOptions,
-) -> Result<ParquetMetaData, WriteError> {
+) -> Result<(ParquetMetaData, u64), WriteError> {
     let target = stores.resolve(location)?;
     let shown = || location.to_string();
     let sink = ParquetObjectWriter::new(target.store, target.path);
@@ -194,5 +197,9 @@ pub async fn write_batches(
             offset += len;
         }
     }
-    writer.close().await.map_err(|source| WriteError::Parquet { location: shown(), source })
+    let metadata = writer
+        .finish()
+        .await
+        .map_err(|source| WriteError::Parquet { location: shown(), source })?;
+    Ok((metadata, writer.bytes_written() as u64))
 }

@@ -19,7 +19,6 @@ use earthcatalog_common::geoparquet::{FileNamer, WrittenFile};
 use earthcatalog_common::ids::RunId;
 use earthcatalog_common::inventory::{self, Filter, InventoryRecord, OpenOptions};
 use earthcatalog_common::known_ids::KnownIds;
-use earthcatalog_common::location::Location;
 use earthcatalog_common::lock::{CatalogLock, LockGuard, LockOptions};
 use earthcatalog_common::partition::{GridSpec, open_partitioner};
 use earthcatalog_common::pipeline::{DataPath, DataPathOptions, ItemFailure, ObjectKey};
@@ -244,8 +243,7 @@ impl<'a> Run<'a> {
             data_path.delete_files(&files).await;
             return Err(e.into());
         }
-        let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
-        match catalog.register(table, &locations).await {
+        match catalog.register_written(table, &files).await {
             Ok((table, summary)) => {
                 self.summary.files += summary.files as u64;
                 self.summary.snapshots += u64::from(summary.snapshot_id.is_some());

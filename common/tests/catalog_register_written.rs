@@ -1,0 +1,62 @@
+//! Registering files from the footers the writer returned, without reading them back.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use earthcatalog_common::catalog::{Catalog, TableSettings, data_files};
+use earthcatalog_common::fanout::{Groups, fan_out};
+use earthcatalog_common::geoparquet::{FileNamer, WriterOptions, write_partition};
+use earthcatalog_common::ids::RunId;
+use earthcatalog_common::location::Location;
+use earthcatalog_common::partition::{H3Partitioner, Partitioner};
+use earthcatalog_common::sample::itslive_item;
+use earthcatalog_common::stac::parse_item_value;
+use earthcatalog_common::stores::{S3Settings, Stores};
+use object_store::ObjectStoreExt;
+
+#[tokio::test]
+async fn written_files_register_with_their_true_size_counts_and_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Arc::new(Stores::new(S3Settings::default()));
+    let warehouse = Location::local(dir.path().join("wh")).unwrap();
+    let catalog =
+        Catalog::open(&dir.path().join("c.db"), &warehouse, stores.clone()).await.unwrap();
+    let table = catalog.open_table(&TableSettings::h3(1)).await.unwrap();
+
+    let h3 = H3Partitioner::new(1).unwrap();
+    let mut groups = Groups::new();
+    for i in 0..60 {
+        let p = parse_item_value(&itslive_item(i)).unwrap();
+        let cells = h3.cells(&p.geometry).unwrap();
+        groups.extend(fan_out(p.row, &cells));
+    }
+    let rows = groups.row_count();
+    let namer = FileNamer::new(RunId::new(), "t");
+    let mut written = Vec::new();
+    for (part, group) in groups.into_sorted() {
+        written.push(
+            write_partition(&stores, &warehouse, &part, &group, &namer, &WriterOptions::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let (table, summary) = catalog.register_written(&table, &written).await.unwrap();
+    assert_eq!(summary.files, written.len());
+    assert_eq!(summary.records as usize, rows);
+
+    let files = data_files(&table).await.unwrap();
+    assert_eq!(files.len(), written.len());
+    for w in &written {
+        let f = files.iter().find(|f| f.path == w.location.uri()).unwrap();
+        let o = stores.resolve(&w.location).unwrap();
+        let size = o.store.head(&o.path).await.unwrap().size;
+        assert_eq!(f.file_size_in_bytes, size, "{}", f.path);
+        assert_eq!(f.record_count as usize, w.rows);
+        assert_eq!(f.grid_partition.as_deref(), Some(w.partition.cell.as_str()));
+        assert_eq!(f.year, w.partition.year);
+    }
+    // The same files again are refused by path.
+    let err = catalog.register_written(&table, &written[..1]).await.unwrap_err();
+    assert!(err.to_string().contains(&written[0].location.uri()), "{err}");
+}
