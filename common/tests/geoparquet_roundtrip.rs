@@ -139,3 +139,20 @@ async fn large_files_are_split_into_row_groups() {
     assert!(sizes.iter().all(|n| *n <= 100));
     let _ = Arc::clone(&f.metadata);
 }
+
+#[tokio::test]
+async fn small_files_use_snappy_and_large_ones_zstd() {
+    use parquet::basic::Compression;
+    let stores = Stores::new(S3Settings::default());
+    let root = Location::parse("memory://codec/wh").unwrap();
+    let namer = FileNamer::new(RunId::new(), "codec");
+    let mut g = groups(40, &["8106fffffffffff"]).into_sorted();
+    let (part, rows) = g.remove(0);
+    let small = write_partition(&stores, &root, &part, &rows, &namer, &WriterOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(small.metadata.row_group(0).column(0).compression(), Compression::SNAPPY);
+    let opts = WriterOptions { zstd_min_rows: 1, ..Default::default() };
+    let large = write_partition(&stores, &root, &part, &rows, &namer, &opts).await.unwrap();
+    assert!(matches!(large.metadata.row_group(0).column(0).compression(), Compression::ZSTD(_)));
+}
