@@ -14,7 +14,6 @@ use async_compression::tokio::bufread::GzipDecoder;
 use chrono::{DateTime, Utc};
 use csv_async::{AsyncReader, AsyncReaderBuilder, ByteRecord};
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt;
 use percent_encoding::percent_decode_str;
 use tokio::io::AsyncRead;
 use tokio_util::io::StreamReader;
@@ -127,11 +126,11 @@ impl CsvReader {
                 }
             })?;
         let target = resolve(stores, location)?;
-        let got = target.store.get(&target.path).await.map_err(|source| InventoryError::Fetch {
-            object: object.clone(),
-            source: Box::new(source),
-        })?;
-        let bytes = StreamReader::new(got.into_stream().map_err(std::io::Error::other));
+        let got =
+            super::ranged::ranged_bytes(target.store.clone(), target.path.clone()).await.map_err(
+                |source| InventoryError::Fetch { object: object.clone(), source: Box::new(source) },
+            )?;
+        let bytes = StreamReader::new(got.map_err(std::io::Error::other));
         let source: ByteSource = if gzip {
             let mut decoder = GzipDecoder::new(bytes);
             // `gzip -c a b > ab.gz` and parallel compressors write several members.

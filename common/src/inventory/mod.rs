@@ -26,6 +26,7 @@ pub mod dates;
 pub mod filter;
 pub mod manifest;
 pub mod parquet;
+mod ranged;
 
 use std::fmt;
 use std::sync::Arc;
