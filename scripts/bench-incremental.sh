@@ -2,7 +2,7 @@
 # Incremental pipeline benchmark: N generated ITS_LIVE-shaped items (default 20,000) ingested
 # end to end from local files, and from the moto S3 test server when the Python venv has moto.
 # Prints items/s and peak memory (max RSS) per run, then the median of RUNS runs.
-#   N=20000 RUNS=3 ./scripts/bench-incremental.sh
+#   N=20000 RUNS=3 ./scripts/bench-incremental.sh      (CHUNK=5000 for larger chunks, S3=0 to skip S3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20000}
@@ -38,7 +38,7 @@ run_case local --inventory "$work/sample/inventory.csv" \
   --source "its-live-data=$work/sample/items" --warehouse "$work/out/warehouse"
 
 py=.venv/bin/python
-if [ -x "$py" ] && "$py" -c "import moto" 2>/dev/null; then
+if [ "${S3:-1}" != 0 ] && [ -x "$py" ] && "$py" -c "import moto" 2>/dev/null; then
   port=$(python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
   "$py" tests/s3/moto_serialized.py -H 127.0.0.1 -p "$port" > "$work/moto.log" 2>&1 &
   moto_pid=$!
