@@ -138,11 +138,12 @@ impl Catalog {
             .buffered(FOOTER_CONCURRENCY)
             .try_collect()
             .await?;
-        self.commit_files(table, files, described).await
+        self.commit_files(table, files, described, true).await
     }
 
     /// Registers files this process just wrote, from the footers the writer returned (no
-    /// re-reading); otherwise exactly like [`Catalog::register`].
+    /// re-reading). Unlike [`Catalog::register`] it does not look through the table for the
+    /// paths: writer names are unique per run and writer, so they cannot be there already.
     pub async fn register_written(
         &self,
         table: &Table,
@@ -166,7 +167,10 @@ impl Catalog {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.commit_files(table, &locations, described).await
+        // Names carry the run id and the writer, so they cannot be in the table already;
+        // skipping iceberg's duplicate check avoids reading every manifest on every commit,
+        // which made a long run's commits grow with the table.
+        self.commit_files(table, &locations, described, false).await
     }
 
     /// Commits described files as one fast-append snapshot.
@@ -175,6 +179,7 @@ impl Catalog {
         table: &Table,
         files: &[Location],
         described: Vec<DataFile>,
+        check_duplicates: bool,
     ) -> Result<(Table, RegisterSummary), RegisterError> {
         if described.is_empty() {
             return Ok((
@@ -187,6 +192,7 @@ impl Catalog {
         let tx = Transaction::new(table);
         let tx = tx
             .fast_append()
+            .with_check_duplicate(check_duplicates)
             .add_data_files(described)
             .apply(tx)
             .map_err(|source| self.commit_error(source))?;
