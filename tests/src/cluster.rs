@@ -114,7 +114,6 @@ pub struct Cluster {
     /// Workers, in start order.
     pub workers: Vec<Proc>,
     restarts: usize,
-    runtime: tokio::runtime::Runtime,
 }
 
 /// A port that was free on 127.0.0.1 a moment ago.
@@ -126,7 +125,6 @@ impl Cluster {
     /// A cluster whose processes get `env`; `coordinator_args` are the backfill flags (the
     /// harness adds `--listen`).
     pub fn new(env: Vec<(String, String)>, coordinator_args: Vec<String>) -> anyhow::Result<Cluster> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         Ok(Cluster {
             dir: tempfile::tempdir()?,
             port: free_port()?,
@@ -135,7 +133,6 @@ impl Cluster {
             coordinator: None,
             workers: Vec::new(),
             restarts: 0,
-            runtime,
         })
     }
 
@@ -190,7 +187,10 @@ impl Cluster {
     pub fn status(&self, token: Option<&str>) -> anyhow::Result<pb::StatusResponse> {
         let url = self.url();
         let token = token.map(|t| format!("Bearer {t}"));
-        self.runtime.block_on(async move {
+        // A runtime per call: when it is dropped, the connection closes (an idle runtime would
+        // keep it open and hold up the coordinator's graceful shutdown).
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async move {
             let mut client = CoordinatorClient::connect(url).await?;
             let mut request = tonic::Request::new(pb::StatusRequest {});
             if let Some(t) = token {

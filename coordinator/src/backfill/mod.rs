@@ -50,8 +50,9 @@ const SWEEP_EVERY: Duration = Duration::from_millis(500);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait before retrying a failed task.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// After the run, how long workers get to hear "finished" before the service stops.
-const FAREWELL: Duration = Duration::from_secs(2);
+/// After the run, how long workers get to hear "finished" before the service stops (idle
+/// workers ask every 250 ms; busy ones renew at least every lease/4).
+const FAREWELL: Duration = Duration::from_secs(5);
 
 /// What a backfill run did.
 #[derive(Debug, Default, Serialize)]
@@ -151,18 +152,21 @@ pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
         }
     }
     // Let workers hear that the run is over before the service goes away.
-    let farewell = tokio::time::sleep(FAREWELL);
-    let joined = async {
-        for w in workers {
-            let _ = w.await;
-        }
-    };
-    tokio::select! { _ = joined => {}, _ = farewell => workers_stop.cancel() }
+    let deadline = Instant::now() + FAREWELL;
+    while scheduler.workers_not_told() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    workers_stop.cancel();
+    for w in workers {
+        let _ = w.await;
+    }
     serve_stop.cancel();
-    match server.await {
-        Ok(Err(e)) => tracing::warn!("gRPC service: {e:#}"),
-        Err(e) => tracing::warn!("gRPC service task: {e}"),
-        Ok(Ok(())) => {}
+    // Graceful shutdown waits for clients to hang up; one that never does must not hold the run.
+    match tokio::time::timeout(FAREWELL, server).await {
+        Ok(Ok(Err(e))) => tracing::warn!("gRPC service: {e:#}"),
+        Ok(Err(e)) => tracing::warn!("gRPC service task: {e}"),
+        Ok(Ok(Ok(()))) => {}
+        Err(_) => tracing::info!("clients still connected at exit"),
     }
     outcome?;
     summary.seconds = started.elapsed().as_secs_f64();

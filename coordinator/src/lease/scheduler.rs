@@ -134,6 +134,7 @@ struct Inner {
     finished_counts: HashMap<PhaseKind, StateCounts>,
     failed: Vec<FailedTask>,
     workers: HashMap<String, Instant>,
+    told_finished: std::collections::HashSet<String>,
     next_worker: u64,
     next_token: u64,
     items: u64,
@@ -168,6 +169,7 @@ impl Scheduler {
                 finished_counts: HashMap::new(),
                 failed: Vec::new(),
                 workers: HashMap::new(),
+                told_finished: Default::default(),
                 next_worker: 1,
                 next_token: first_token.max(1),
                 items: 0,
@@ -301,6 +303,7 @@ impl Scheduler {
         let mut inner = self.lock();
         inner.workers.insert(worker.to_string(), now);
         if inner.finished {
+            inner.told_finished.insert(worker.to_string());
             return None;
         }
         let drain = inner.drain;
@@ -426,6 +429,19 @@ impl Scheduler {
             Some(run) if run.kind == phase => Ok(f(run, now)?),
             _ => Err(ReportError::WrongPhase(phase)),
         }
+    }
+
+    /// Workers seen within one lease length that have not yet been told the run is finished.
+    pub fn workers_not_told(&self) -> usize {
+        let now = Instant::now();
+        let inner = self.lock();
+        inner
+            .workers
+            .iter()
+            .filter(|(id, seen)| {
+                now.duration_since(**seen) <= self.settings.lease && !inner.told_finished.contains(*id)
+            })
+            .count()
     }
 
     /// The run's progress.
