@@ -29,6 +29,8 @@ pub mod lock;
 pub mod partition;
 /// Fetch → parse → fan out → write: the data path shared by both pipelines.
 pub mod pipeline;
+/// The coordinator ⇄ worker gRPC contract and its proto ⇄ domain conversions.
+pub mod rpc;
 /// Deterministic ITS_LIVE-shaped sample items (benchmarks, demo data, tests).
 pub mod sample;
 /// The table schema: every column, its field id and its type.

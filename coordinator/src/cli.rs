@@ -26,6 +26,108 @@ pub enum Command {
     Info(InfoArgs),
     /// Write ITS_LIVE-shaped sample items and an inventory listing them.
     Sample(SampleArgs),
+    /// Distributed backfill: chunk the inventory, lease ingest and compact tasks to workers
+    /// (local ones by default), then register the result.
+    Backfill(BackfillArgs),
+    /// The backfill coordinator alone: like `backfill`, but only external workers
+    /// (`earthcatalog-worker`) do the work unless --local-workers is given.
+    Coordinator(BackfillArgs),
+}
+
+/// `earthcatalog backfill` and `earthcatalog coordinator`.
+#[derive(Debug, Clone, Args)]
+pub struct BackfillArgs {
+    /// Inventory: CSV, CSV.gz, Parquet or an S3 Inventory manifest.json (local or s3://).
+    #[arg(long, short = 'i', env = "EARTHCATALOG_INVENTORY")]
+    pub inventory: String,
+    /// Catalog and warehouse locations.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// Staging folder (local path or s3://bucket/prefix) for chunks, staged rows and run state.
+    #[arg(long, env = "EARTHCATALOG_STAGING", default_value = "staging")]
+    pub staging: String,
+    /// Only inventory rows last modified at or after this date or ISO timestamp.
+    #[arg(long, env = "EARTHCATALOG_SINCE")]
+    pub since: Option<String>,
+    /// Stop after this many items (0 = no limit).
+    #[arg(long, env = "EARTHCATALOG_LIMIT")]
+    pub limit: Option<u64>,
+    /// Items per chunk (one ingest task each).
+    #[arg(long, env = "EARTHCATALOG_CHUNK_SIZE", default_value_t = 100_000)]
+    pub chunk_size: usize,
+    /// Rows per data file at most.
+    #[arg(long, env = "EARTHCATALOG_COMPACT_ROWS", default_value_t = 100_000)]
+    pub compact_rows: usize,
+    /// Items one ingest task fetches at once.
+    #[arg(long, env = "EARTHCATALOG_FETCH_CONCURRENCY", default_value_t = 256)]
+    pub fetch_concurrency: usize,
+    /// H3 resolution 0-15 [default: the table's; required for a first full run].
+    #[arg(long, env = "EARTHCATALOG_H3_RESOLUTION")]
+    pub h3_resolution: Option<u8>,
+    /// Append to the existing table instead of rebuilding it.
+    #[arg(long, env = "EARTHCATALOG_DELTA")]
+    pub delta: bool,
+    /// Use the chunks already in staging instead of reading the inventory.
+    #[arg(long, env = "EARTHCATALOG_SKIP_INVENTORY")]
+    pub skip_inventory: bool,
+    /// Skip Phase 2: compact what earlier ingest tasks of this run staged.
+    #[arg(long, env = "EARTHCATALOG_SKIP_INGEST")]
+    pub skip_ingest: bool,
+    /// Ingest only the items earlier runs listed as failed (staging `pending/`), and append them.
+    #[arg(long, env = "EARTHCATALOG_RETRY_PENDING")]
+    pub retry_pending: bool,
+    /// Write the item-id hash index after the catalog is uploaded.
+    #[arg(long, env = "EARTHCATALOG_UPDATE_HASH_INDEX")]
+    pub update_hash_index: bool,
+    /// Hash index location [default: the table's property, else <warehouse>_id_hashes.parquet].
+    #[arg(long, env = "EARTHCATALOG_HASH_INDEX")]
+    pub hash_index: Option<String>,
+    /// Do not take the catalog lock (only when nothing else can write the catalog).
+    #[arg(long, env = "EARTHCATALOG_NO_LOCK")]
+    pub no_lock: bool,
+    /// Wait up to this many seconds for the lock instead of failing at once.
+    #[arg(long, env = "EARTHCATALOG_LOCK_WAIT", default_value_t = 0)]
+    pub lock_wait: u64,
+    /// Do not upload the catalog to --catalog-store at the end.
+    #[arg(long, alias = "skip-upload", env = "EARTHCATALOG_NO_UPLOAD")]
+    pub no_upload: bool,
+    /// Read the items of BUCKET from LOCATION instead; repeatable.
+    #[arg(long = "source", value_name = "BUCKET=LOCATION", env = "EARTHCATALOG_SOURCES", value_delimiter = ',')]
+    pub sources: Vec<String>,
+    /// Address the gRPC service listens on [default: 127.0.0.1:0 for backfill, 0.0.0.0:50051
+    /// for coordinator].
+    #[arg(long, env = "EARTHCATALOG_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Workers run inside this process [default: 2 for backfill, 0 for coordinator].
+    #[arg(long, env = "EARTHCATALOG_LOCAL_WORKERS")]
+    pub local_workers: Option<usize>,
+    /// Tasks each local worker runs at once.
+    #[arg(long, env = "EARTHCATALOG_WORKER_SLOTS", default_value_t = 2)]
+    pub worker_slots: usize,
+    /// Lease length in seconds.
+    #[arg(long, env = "EARTHCATALOG_LEASE_SECONDS", default_value_t = 60)]
+    pub lease_seconds: u64,
+    /// How often workers renew, in seconds [default: a quarter of the lease].
+    #[arg(long, env = "EARTHCATALOG_RENEW_SECONDS")]
+    pub renew_seconds: Option<f64>,
+    /// Attempts per task before it is marked failed.
+    #[arg(long, env = "EARTHCATALOG_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// The shared token workers must present.
+    #[arg(long, env = "EARTHCATALOG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the shared token.
+    #[arg(long, env = "EARTHCATALOG_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM); with --tls-key, the service uses TLS.
+    #[arg(long, env = "EARTHCATALOG_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "EARTHCATALOG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Print a machine-readable JSON summary on stdout at the end.
+    #[arg(long, env = "EARTHCATALOG_JSON")]
+    pub json: bool,
 }
 
 /// `earthcatalog sample`.

@@ -1,10 +1,13 @@
 //! The `earthcatalog` command: parses arguments, sets up logging, runs the subcommand.
 
+mod backfill;
 mod cli;
 mod config;
 mod incremental;
 mod info;
+mod lease;
 mod sample;
+mod server;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -77,5 +80,30 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             sample::run(args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backfill(args) => run_backfill(args, backfill::config::Mode::Backfill).await,
+        Command::Coordinator(args) => run_backfill(args, backfill::config::Mode::Coordinator).await,
     }
+}
+
+async fn run_backfill(
+    args: cli::BackfillArgs,
+    mode: backfill::config::Mode,
+) -> anyhow::Result<ExitCode> {
+    let cfg = backfill::config::BackfillConfig::from_args(args, mode)?;
+    let json = cfg.json;
+    let summary = backfill::run(cfg).await?;
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    tracing::info!(
+        "done: {} chunks, {} items ({} failed) -> {} rows in {} files, {} partitions, {:.1} s",
+        summary.chunks,
+        summary.items,
+        summary.failed_items,
+        summary.rows,
+        summary.files,
+        summary.partitions,
+        summary.seconds
+    );
+    Ok(if summary.failed_items > 0 { ExitCode::from(EXIT_ITEMS_FAILED) } else { ExitCode::SUCCESS })
 }

@@ -3,6 +3,8 @@
 
 /// Paths of the workspace binaries, built once per test process.
 pub mod binaries;
+/// A coordinator and worker processes under test: ports, logs, kill/pause/restart, reaping.
+pub mod cluster;
 /// Sample items, inventories in every format, and expected rows.
 pub mod ingest;
 /// Python-based checkers (pyarrow, geopandas, DuckDB, PyIceberg) from the project's venv.

@@ -147,6 +147,18 @@ impl<T: Clone> LeaseTable<T> {
             .collect()
     }
 
+    /// Failed tasks with the attempts made and the last error.
+    pub fn failures(&self) -> Vec<(TaskId, u32, &str)> {
+        self.tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match &e.state {
+                TaskState::Failed(f) => Some((i as TaskId, f.attempts, f.error.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Grants up to `max` ready tasks to `worker`.
     pub fn acquire(&mut self, worker: &str, max: usize, now: Instant) -> Vec<Grant<T>> {
         self.sweep(now);

@@ -1,0 +1,164 @@
+//! The validated settings of a backfill run, from `earthcatalog backfill|coordinator` flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use earthcatalog_common::inventory::parse_since;
+use earthcatalog_common::location::Location;
+
+use crate::cli::BackfillArgs;
+use crate::config::{CatalogPlace, parse_source};
+
+/// Default address of a standalone coordinator.
+const COORDINATOR_LISTEN: &str = "0.0.0.0:50051";
+/// Default address in embedded mode: loopback, any free port.
+const EMBEDDED_LISTEN: &str = "127.0.0.1:0";
+
+/// How many workers run inside the coordinator's process by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `earthcatalog backfill`: local workers unless told otherwise.
+    Backfill,
+    /// `earthcatalog coordinator`: external workers.
+    Coordinator,
+}
+
+/// Settings of one backfill run.
+#[derive(Debug, Clone)]
+pub struct BackfillConfig {
+    /// The inventory.
+    pub inventory: Location,
+    /// Catalog, lock and warehouse.
+    pub place: CatalogPlace,
+    /// Staging root.
+    pub staging: Location,
+    /// Inventory rows last modified before this are skipped.
+    pub since: Option<DateTime<Utc>>,
+    /// Stop after this many items.
+    pub limit: Option<u64>,
+    /// Items per chunk.
+    pub chunk_size: usize,
+    /// Rows per data file.
+    pub compact_rows: usize,
+    /// Items fetched at once per ingest task.
+    pub fetch_concurrency: usize,
+    /// H3 resolution asked for.
+    pub h3_resolution: Option<u8>,
+    /// Append instead of rebuilding.
+    pub delta: bool,
+    /// Reuse staged chunks only.
+    pub skip_inventory: bool,
+    /// Skip Phase 2.
+    pub skip_ingest: bool,
+    /// Retry the items listed in staging `pending/`.
+    pub retry_pending: bool,
+    /// Write the hash index.
+    pub update_hash_index: bool,
+    /// Hash index location asked for.
+    pub hash_index: Option<Location>,
+    /// Take the catalog lock.
+    pub use_lock: bool,
+    /// How long to wait for the lock.
+    pub lock_wait: Duration,
+    /// Upload the catalog at the end.
+    pub upload: bool,
+    /// Buckets read from elsewhere.
+    pub sources: Vec<(String, Location)>,
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Workers in this process.
+    pub local_workers: usize,
+    /// Slots per local worker.
+    pub worker_slots: usize,
+    /// Lease length.
+    pub lease: Duration,
+    /// Renewal interval.
+    pub renew_every: Duration,
+    /// Attempt cap.
+    pub max_attempts: u32,
+    /// Shared token.
+    pub token: Option<String>,
+    /// TLS certificate and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Print a JSON summary.
+    pub json: bool,
+}
+
+impl BackfillConfig {
+    /// Validates `args` for `mode`.
+    pub fn from_args(a: BackfillArgs, mode: Mode) -> anyhow::Result<BackfillConfig> {
+        let place = CatalogPlace::from_args(&a.catalog, None, None)?;
+        if a.chunk_size == 0 {
+            bail!("--chunk-size must be at least 1");
+        }
+        if a.compact_rows == 0 {
+            bail!("--compact-rows must be at least 1");
+        }
+        if a.max_attempts == 0 {
+            bail!("--max-attempts must be at least 1");
+        }
+        if a.lease_seconds == 0 {
+            bail!("--lease-seconds must be at least 1");
+        }
+        let lease = Duration::from_secs(a.lease_seconds);
+        // A quarter of the lease leaves three renewals to fail before the lease runs out.
+        let renew_every = match a.renew_seconds {
+            Some(s) if s > 0.0 && s < a.lease_seconds as f64 => Duration::from_secs_f64(s),
+            Some(s) => bail!("--renew-seconds {s} must be above 0 and below --lease-seconds"),
+            None => lease / 4,
+        };
+        let token = match &a.token_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("reading the token file {}", f.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => a.token.map(|t| t.trim().to_string()),
+        };
+        if token.as_deref() == Some("") {
+            bail!("the shared token is empty");
+        }
+        let (default_listen, default_workers) = match mode {
+            Mode::Backfill => (EMBEDDED_LISTEN, 2),
+            Mode::Coordinator => (COORDINATOR_LISTEN, 0),
+        };
+        let listen = match a.listen {
+            Some(l) => l,
+            None => default_listen.parse().context("default listen address")?,
+        };
+        Ok(BackfillConfig {
+            inventory: Location::parse(&a.inventory).context("--inventory")?,
+            place,
+            staging: Location::parse(&a.staging).context("--staging")?,
+            since: a.since.as_deref().map(parse_since).transpose()?,
+            limit: a.limit.filter(|l| *l > 0),
+            chunk_size: a.chunk_size,
+            compact_rows: a.compact_rows,
+            fetch_concurrency: a.fetch_concurrency.max(1),
+            h3_resolution: a.h3_resolution,
+            delta: a.delta || a.retry_pending,
+            skip_inventory: a.skip_inventory,
+            skip_ingest: a.skip_ingest,
+            retry_pending: a.retry_pending,
+            update_hash_index: a.update_hash_index,
+            hash_index: a.hash_index.as_deref().map(Location::parse).transpose().context("--hash-index")?,
+            use_lock: !a.no_lock,
+            lock_wait: Duration::from_secs(a.lock_wait),
+            upload: !a.no_upload,
+            sources: a.sources.iter().map(|s| parse_source(s)).collect::<anyhow::Result<_>>()?,
+            listen,
+            local_workers: a.local_workers.unwrap_or(default_workers),
+            worker_slots: a.worker_slots.max(1),
+            lease,
+            renew_every,
+            max_attempts: a.max_attempts,
+            token,
+            tls: a.tls_cert.zip(a.tls_key),
+            json: a.json,
+        })
+    }
+}

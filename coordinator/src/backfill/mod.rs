@@ -1,0 +1,540 @@
+//! `earthcatalog backfill` / `earthcatalog coordinator`: the distributed backfill driver.
+//!
+//! Order of a run: resolve the grid → find or start the run (`<staging>/_run.json`) → serve
+//! gRPC (and start local workers) → Phase 1 chunks the inventory (reused when staged) →
+//! Phase 2 leases one ingest task per chunk → Phase 3 leases one compact task per (cell, year)
+//! Phase 2 staged → Phase 4 takes the lock, registers exactly the accepted files, uploads the
+//! catalog, writes the hash index → failed items are kept in `<staging>/pending/` → staging is
+//! cleaned. Accepted results are recorded as they arrive, so a restarted coordinator resumes
+//! the same run without redoing them. A task given up after the attempt cap stops the run
+//! before Phase 4 with an error naming it; rerunning the command retries just those tasks.
+
+pub mod config;
+mod objects;
+pub mod register;
+pub mod results;
+pub mod run_state;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use earthcatalog_common::backfill::{
+    ChunkManifest, ChunkOptions, ChunkSettings, StagingLayout, write_chunks,
+};
+use earthcatalog_common::catalog::Catalog;
+use earthcatalog_common::catalog_sync::CatalogCopy;
+use earthcatalog_common::ids::{CellYear, RunId};
+use earthcatalog_common::location::Location;
+use earthcatalog_common::lock::{CatalogLock, LockOptions};
+use earthcatalog_common::partition::GridSpec;
+use earthcatalog_common::rpc::{
+    CompactTask, IngestTask, PhaseKind, ReportedFile, TaskReport, TaskSpec,
+};
+use earthcatalog_common::stores::Stores;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::lease::scheduler::{FailedTask, LeaseSettings, PhasePlan, Scheduler};
+use crate::lease::state::RetryRules;
+use crate::lease::table::TaskId;
+use crate::server::{Endpoint, ServeOptions};
+use config::BackfillConfig;
+use results::RunResults;
+use run_state::RunState;
+
+/// How often the driver expires overdue leases when no worker calls in.
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
+/// First wait before retrying a failed task; doubled per attempt (prior art: 1 s × 2).
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait before retrying a failed task.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// After the run, how long workers get to hear "finished" before the service stops (idle
+/// workers ask every 250 ms; busy ones renew at least every lease/4).
+const FAREWELL: Duration = Duration::from_secs(5);
+
+/// What a backfill run did.
+#[derive(Debug, Default, Serialize)]
+pub struct BackfillSummary {
+    /// The run id.
+    pub run_id: String,
+    /// Whether an unfinished run was resumed.
+    pub resumed: bool,
+    /// Chunks (ingest tasks).
+    pub chunks: u64,
+    /// Items ingested.
+    pub items: u64,
+    /// Items that could not be ingested (listed in `pending_file`).
+    pub failed_items: u64,
+    /// (cell, year) partitions compacted.
+    pub partitions: u64,
+    /// Data files registered.
+    pub files: u64,
+    /// Rows registered.
+    pub rows: u64,
+    /// Snapshots committed.
+    pub snapshots: u64,
+    /// Abandoned attempt files deleted.
+    pub orphans_deleted: u64,
+    /// Whether the catalog was uploaded.
+    pub catalog_uploaded: bool,
+    /// The hash index written.
+    pub hash_index: Option<String>,
+    /// Where the failed items are listed for `--retry-pending`.
+    pub pending_file: Option<String>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Runs a backfill (serving workers while it runs).
+pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
+    let started = Instant::now();
+    if cfg.upload && !cfg.use_lock && cfg.place.remote.is_some() {
+        bail!("--no-lock cannot be used with --catalog-store: the catalog is only uploaded under the lock (add --no-upload)");
+    }
+    let mut stores = Stores::from_env();
+    for (bucket, location) in &cfg.sources {
+        stores = stores.with_source(bucket.clone(), location.clone());
+    }
+    let stores = Arc::new(stores);
+    let grid = resolve_grid(&cfg, &stores).await?;
+    let (state, resumed) = match RunState::load(&stores, &cfg.staging).await? {
+        Some(s) => {
+            let diff = s.differences(&cfg.inventory, cfg.delta, cfg.retry_pending);
+            if !diff.is_empty() {
+                bail!(
+                    "staging {} holds unfinished run {} started with other settings ({}); finish it with the same settings or delete {}",
+                    cfg.staging,
+                    s.run_id,
+                    diff.join("; "),
+                    RunState::location(&cfg.staging)
+                );
+            }
+            tracing::info!(run = %s.run_id, started = %s.started, "resuming an unfinished run");
+            (s, true)
+        }
+        None => {
+            let s = RunState::start(&cfg.inventory, cfg.delta, cfg.retry_pending);
+            s.save(&stores, &cfg.staging).await?;
+            tracing::info!(run = %s.run_id, "starting a new run");
+            (s, false)
+        }
+    };
+    let layout = StagingLayout::new(&cfg.staging, RunId::from_string(&state.run_id));
+    let results = RunResults::new(stores.clone(), layout.clone());
+    let settings = LeaseSettings {
+        lease: cfg.lease,
+        renew_every: cfg.renew_every,
+        rules: RetryRules { max_attempts: cfg.max_attempts, first_backoff: FIRST_BACKOFF, max_backoff: MAX_BACKOFF },
+    };
+    // Tokens from the clock: a restarted coordinator never hands out a token it used before.
+    let first_token = chrono::Utc::now().timestamp_micros().max(1) as u64;
+    let scheduler =
+        Arc::new(Scheduler::new(state.run_id.clone(), settings, Arc::new(results.clone()), first_token));
+
+    let endpoint = Endpoint::bind(cfg.listen).await?;
+    let address = endpoint.address();
+    let serve_stop = CancellationToken::new();
+    let serve_options = ServeOptions { token: cfg.token.clone(), tls: cfg.tls.clone() };
+    let server = tokio::spawn(endpoint.serve(scheduler.clone(), serve_options, serve_stop.clone()));
+    let workers_stop = CancellationToken::new();
+    let workers = start_local_workers(&cfg, address, &workers_stop);
+
+    let mut driver = Driver { cfg: &cfg, stores, layout, results, scheduler: scheduler.clone(), grid };
+    let mut summary = BackfillSummary { run_id: state.run_id.clone(), resumed, ..Default::default() };
+    let outcome = driver.phases(&mut summary).await;
+    match &outcome {
+        Ok(()) => scheduler.finish(),
+        Err(_) => {
+            scheduler.drain();
+            scheduler.finish();
+        }
+    }
+    // Let workers hear that the run is over before the service goes away.
+    let deadline = Instant::now() + FAREWELL;
+    while scheduler.workers_not_told() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    workers_stop.cancel();
+    for w in workers {
+        let _ = w.await;
+    }
+    serve_stop.cancel();
+    // Graceful shutdown waits for clients to hang up; one that never does must not hold the run.
+    match tokio::time::timeout(FAREWELL, server).await {
+        Ok(Ok(Err(e))) => tracing::warn!("gRPC service: {e:#}"),
+        Ok(Err(e)) => tracing::warn!("gRPC service task: {e}"),
+        Ok(Ok(Ok(()))) => {}
+        Err(_) => tracing::info!("clients still connected at exit"),
+    }
+    outcome?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn start_local_workers(
+    cfg: &BackfillConfig,
+    address: std::net::SocketAddr,
+    stop: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    let host = if address.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], address.port()))
+    } else {
+        address
+    };
+    (0..cfg.local_workers)
+        .map(|i| {
+            let wc = earthcatalog_worker::WorkerConfig {
+                coordinator: format!("{scheme}://{host}"),
+                name: format!("local-{i}"),
+                slots: cfg.worker_slots,
+                token: cfg.token.clone(),
+                tls_ca: cfg.tls.as_ref().map(|(cert, _)| cert.clone()),
+                connect_for: Duration::from_secs(30),
+                drain_window: Duration::ZERO,
+                spot_endpoint: None,
+                handle_signals: false,
+            };
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                if let Err(e) = earthcatalog_worker::run(wc, stop).await {
+                    tracing::error!("local worker {i}: {e}");
+                }
+            })
+        })
+        .collect()
+}
+
+/// The grid: asked for, else the table's; a first full run must say which.
+async fn resolve_grid(cfg: &BackfillConfig, stores: &Arc<Stores>) -> anyhow::Result<GridSpec> {
+    if let Some(r) = cfg.h3_resolution {
+        return Ok(GridSpec::h3(r)?);
+    }
+    let scratch = tempfile::tempdir()?;
+    let local = match &cfg.place.remote {
+        Some(remote) => {
+            let copy = scratch.path().join("catalog.db");
+            CatalogCopy::download(stores, remote, &copy).await?;
+            copy
+        }
+        None => cfg.place.path.clone(),
+    };
+    let table = if local.exists() {
+        Catalog::open(&local, &cfg.place.warehouse, stores.clone()).await?.load_table().await?
+    } else {
+        None
+    };
+    match table {
+        Some(t) => {
+            let grid = GridSpec::from_properties(t.metadata().properties())?;
+            tracing::info!(?grid, "grid read from the table");
+            Ok(grid)
+        }
+        None => bail!(
+            "no existing table and no --h3-resolution given: specify --h3-resolution for the initial backfill"
+        ),
+    }
+}
+
+/// One run's phases.
+struct Driver<'a> {
+    cfg: &'a BackfillConfig,
+    stores: Arc<Stores>,
+    layout: StagingLayout,
+    results: RunResults,
+    scheduler: Arc<Scheduler>,
+    grid: GridSpec,
+}
+
+impl Driver<'_> {
+    async fn phases(&mut self, summary: &mut BackfillSummary) -> anyhow::Result<()> {
+        let inputs = self.phase1().await?;
+        summary.chunks = inputs.len() as u64;
+        let ingested = self.phase2(&inputs).await?;
+        summary.items = ingested.values().map(|r| r.items).sum();
+        summary.failed_items = ingested.values().map(|r| r.failed_items).sum();
+        let partitions = partitions(&ingested);
+        summary.partitions = partitions.len() as u64;
+        let compacted = self.phase3(&partitions).await?;
+        let files: Vec<ReportedFile> = compacted.into_values().flatten().collect();
+        let cells: Vec<CellYear> = partitions.keys().cloned().collect();
+        summary.orphans_deleted = register::delete_orphans(
+            &self.stores,
+            &self.cfg.place.warehouse,
+            self.scheduler.run_id(),
+            &cells,
+            &files,
+        )
+        .await?;
+        self.scheduler.set_stage("register");
+        let registered = self.phase4(&files).await?;
+        summary.files = registered.files;
+        summary.rows = registered.rows;
+        summary.snapshots = registered.snapshots;
+        summary.catalog_uploaded = registered.uploaded;
+        summary.hash_index = registered.hash_index.map(|(l, _)| l);
+        summary.pending_file = self.keep_failures(&ingested, &inputs).await?;
+        self.scheduler.set_stage("cleanup");
+        let deleted = objects::delete_folder(&self.stores, self.layout.root()).await?;
+        objects::delete_all(&self.stores, &[RunState::location(&self.cfg.staging)]).await;
+        tracing::info!(objects = deleted, "staging cleaned");
+        Ok(())
+    }
+
+    /// Phase 1: the chunk files (or, with --retry-pending, the pending failure lists).
+    async fn phase1(&self) -> anyhow::Result<Vec<Input>> {
+        self.scheduler.set_stage("inventory");
+        if self.cfg.retry_pending {
+            let mut pending = objects::list(&self.stores, &pending_dir(&self.cfg.staging)).await?;
+            pending.retain(|l| l.file_name().is_some_and(|n| n.ends_with(".jsonl")));
+            pending.sort();
+            if pending.is_empty() {
+                tracing::info!("no pending failures to retry");
+            }
+            return Ok(pending.into_iter().map(Input::Pending).collect());
+        }
+        let chunks = if self.cfg.skip_inventory {
+            let at = self.layout.chunk_manifest();
+            let bytes = objects::get(&self.stores, &at).await?.with_context(|| {
+                format!("--skip-inventory: no Phase 1 manifest at {at}")
+            })?;
+            let manifest: ChunkManifest = serde_json::from_slice(&bytes).with_context(|| at.to_string())?;
+            if !manifest.complete {
+                bail!("--skip-inventory: Phase 1 in {} did not finish", self.layout.root());
+            }
+            (0..manifest.chunks).map(|id| self.layout.chunk(id)).collect()
+        } else {
+            let settings = ChunkSettings {
+                inventory: self.cfg.inventory.clone(),
+                since: self.cfg.since,
+                limit: self.cfg.limit,
+                chunk_size: self.cfg.chunk_size,
+            };
+            let plan = write_chunks(&self.stores, &self.layout, &settings, &ChunkOptions::default()).await?;
+            tracing::info!(chunks = plan.chunks.len(), written = plan.written, reused = plan.reused, malformed = plan.malformed.len(), "Phase 1 done");
+            plan.chunks.into_iter().map(|c| c.location).collect::<Vec<_>>()
+        };
+        Ok(chunks.into_iter().map(Input::Chunk).collect())
+    }
+
+    /// Phase 2: one ingest task per input; returns every accepted result, by task.
+    async fn phase2(&self, inputs: &[Input]) -> anyhow::Result<BTreeMap<TaskId, IngestSummary>> {
+        let earlier = self.results.load(PhaseKind::Ingest).await?;
+        let mut all: BTreeMap<TaskId, TaskReport> =
+            earlier.into_iter().filter(|(id, _)| (*id as usize) < inputs.len()).collect();
+        let (items, rows) = all.values().fold((0, 0), |(i, r), rep| match rep {
+            TaskReport::Ingest(x) => (i + x.items, r + x.staged.iter().map(|s| s.rows).sum::<u64>()),
+            TaskReport::Compact(_) => (i, r),
+        });
+        self.scheduler.add_progress(items, rows);
+        if !self.cfg.skip_ingest {
+            let done: Vec<bool> = (0..inputs.len() as u64).map(|id| all.contains_key(&id)).collect();
+            let subjects = inputs.iter().map(|i| i.location().to_string()).collect();
+            let make = self.ingest_maker(inputs);
+            self.scheduler.start_phase(PhasePlan { kind: PhaseKind::Ingest, tasks: inputs.len() as u64, done, subjects, make });
+            let outcome = self.scheduler.phase_finished(SWEEP_EVERY).await;
+            refuse_failed(&outcome.failed, &self.layout)?;
+            all.extend(outcome.accepted);
+        }
+        Ok(all
+            .into_iter()
+            .filter_map(|(id, r)| match r {
+                TaskReport::Ingest(i) => Some((id, IngestSummary::from(i))),
+                TaskReport::Compact(_) => None,
+            })
+            .collect())
+    }
+
+    fn ingest_maker(&self, inputs: &[Input]) -> crate::lease::scheduler::TaskMaker {
+        let inputs: Arc<Vec<Input>> = Arc::new(inputs.to_vec());
+        let layout = self.layout.clone();
+        let grid = self.grid.clone();
+        let sources = self.cfg.sources.clone();
+        let fetch_concurrency = self.cfg.fetch_concurrency;
+        Arc::new(move |task, token| {
+            let input = &inputs[task as usize];
+            let (chunk, retry_failures) = match input {
+                Input::Chunk(l) => (l.clone(), None),
+                Input::Pending(l) => (l.clone(), Some(l.clone())),
+            };
+            TaskSpec::Ingest(IngestTask {
+                chunk_id: task,
+                chunk,
+                output: layout.ingest_attempt(task, token),
+                run: layout.run().clone(),
+                fetch_concurrency,
+                grid: grid.clone(),
+                sources: sources.clone(),
+                retry_failures,
+            })
+        })
+    }
+
+    /// Phase 3: one compact task per (cell, year); returns the files of every accepted result.
+    async fn phase3(
+        &self,
+        partitions: &BTreeMap<CellYear, Vec<Location>>,
+    ) -> anyhow::Result<BTreeMap<TaskId, Vec<ReportedFile>>> {
+        let earlier = self.results.load(PhaseKind::Compact).await?;
+        let mut all: BTreeMap<TaskId, TaskReport> =
+            earlier.into_iter().filter(|(id, _)| (*id as usize) < partitions.len()).collect();
+        let list: Arc<Vec<(CellYear, Vec<Location>)>> =
+            Arc::new(partitions.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        let done: Vec<bool> = (0..list.len() as u64).map(|id| all.contains_key(&id)).collect();
+        let subjects = list.iter().map(|(p, _)| p.to_string()).collect();
+        let (warehouse, run, compact_rows) =
+            (self.cfg.place.warehouse.clone(), self.layout.run().clone(), self.cfg.compact_rows);
+        let tasks = list.len() as u64;
+        let make: crate::lease::scheduler::TaskMaker = Arc::new(move |task, _token| {
+            let (partition, staged) = &list[task as usize];
+            TaskSpec::Compact(CompactTask {
+                partition: partition.clone(),
+                staged: staged.clone(),
+                warehouse: warehouse.clone(),
+                run: run.clone(),
+                compact_rows,
+            })
+        });
+        self.scheduler.start_phase(PhasePlan { kind: PhaseKind::Compact, tasks, done, subjects, make });
+        let outcome = self.scheduler.phase_finished(SWEEP_EVERY).await;
+        refuse_failed(&outcome.failed, &self.layout)?;
+        all.extend(outcome.accepted);
+        Ok(all
+            .into_iter()
+            .filter_map(|(id, r)| match r {
+                TaskReport::Compact(c) => Some((id, c.files)),
+                TaskReport::Ingest(_) => None,
+            })
+            .collect())
+    }
+
+    /// Phase 4 under the lock.
+    async fn phase4(&self, files: &[ReportedFile]) -> anyhow::Result<register::Registered> {
+        let guard = match self.cfg.use_lock {
+            true => {
+                let options = LockOptions {
+                    owner: format!("earthcatalog backfill {}", self.scheduler.run_id()),
+                    wait: (!self.cfg.lock_wait.is_zero()).then_some(self.cfg.lock_wait),
+                    ..LockOptions::default()
+                };
+                Some(CatalogLock::acquire(&self.stores, &self.cfg.place.lock, options).await?)
+            }
+            false => None,
+        };
+        let result = register::register(self.cfg, &self.stores, guard.as_ref(), &self.grid, files).await;
+        if let Some(g) = guard
+            && let Err(e) = g.release().await
+        {
+            tracing::warn!(error = %e, "could not release the catalog lock");
+        }
+        result
+    }
+
+    /// Copies every failed item into `<staging>/pending/<run>.jsonl` (for --retry-pending) and
+    /// drops the pending lists this run retried.
+    async fn keep_failures(
+        &self,
+        ingested: &BTreeMap<TaskId, IngestSummary>,
+        inputs: &[Input],
+    ) -> anyhow::Result<Option<String>> {
+        let mut lines = Vec::new();
+        for r in ingested.values() {
+            if let Some(f) = &r.failures
+                && let Some(bytes) = objects::get(&self.stores, f).await?
+            {
+                lines.extend_from_slice(&bytes);
+                if !bytes.ends_with(b"\n") {
+                    lines.push(b'\n');
+                }
+            }
+        }
+        let retried: Vec<Location> = inputs
+            .iter()
+            .filter_map(|i| match i {
+                Input::Pending(l) => Some(l.clone()),
+                Input::Chunk(_) => None,
+            })
+            .collect();
+        objects::delete_all(&self.stores, &retried).await;
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        let at = pending_dir(&self.cfg.staging).join(&format!("{}.jsonl", self.scheduler.run_id()));
+        objects::put(&self.stores, &at, lines).await?;
+        tracing::warn!(file = %at, "failed items listed; rerun with --retry-pending to try them again");
+        Ok(Some(at.uri()))
+    }
+}
+
+fn pending_dir(staging: &Location) -> Location {
+    staging.join("pending")
+}
+
+/// A Phase 2 input.
+#[derive(Debug, Clone)]
+enum Input {
+    /// A chunk file.
+    Chunk(Location),
+    /// A failures list from an earlier run.
+    Pending(Location),
+}
+
+impl Input {
+    fn location(&self) -> &Location {
+        match self {
+            Input::Chunk(l) | Input::Pending(l) => l,
+        }
+    }
+}
+
+/// What Phase 3 and the summary need of an ingest result.
+struct IngestSummary {
+    items: u64,
+    failed_items: u64,
+    staged: Vec<(CellYear, Location)>,
+    failures: Option<Location>,
+}
+
+impl From<earthcatalog_common::rpc::IngestReport> for IngestSummary {
+    fn from(r: earthcatalog_common::rpc::IngestReport) -> Self {
+        IngestSummary {
+            items: r.items,
+            failed_items: r.failed_items,
+            staged: r.staged.into_iter().map(|s| (s.partition, s.location)).collect(),
+            failures: r.failures,
+        }
+    }
+}
+
+/// The staged files of each (cell, year), in task (chunk) order.
+fn partitions(ingested: &BTreeMap<TaskId, IngestSummary>) -> BTreeMap<CellYear, Vec<Location>> {
+    let mut out: BTreeMap<CellYear, Vec<Location>> = BTreeMap::new();
+    for r in ingested.values() {
+        for (p, l) in &r.staged {
+            out.entry(p.clone()).or_default().push(l.clone());
+        }
+    }
+    out
+}
+
+/// Stops the run when tasks were given up, naming each.
+fn refuse_failed(failed: &[FailedTask], layout: &StagingLayout) -> anyhow::Result<()> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = failed
+        .iter()
+        .map(|f| format!("{} task {} ({}) after {} attempt(s): {}", f.phase, f.task, f.subject, f.attempts, f.error))
+        .collect();
+    for l in &listed {
+        tracing::error!("task failed: {l}");
+    }
+    bail!(
+        "{} task(s) failed; nothing was registered. The run is kept in {}: rerun the same command to retry them.\n  {}",
+        failed.len(),
+        layout.root(),
+        listed.join("\n  ")
+    )
+}

@@ -1,0 +1,161 @@
+//! Phase 4: exactly the files of accepted compact results become the table's contents (full
+//! mode: the table is dropped and recreated, keeping its properties; delta mode: appended),
+//! the catalog is uploaded under the lock, and then the hash index is written.
+//!
+//! Before registering, data files that attempts of this run left in the touched partitions but
+//! that no accepted result names (an expired attempt that kept writing) are deleted.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arrow::array::{Array, AsArray};
+use earthcatalog_common::catalog::{Catalog, TableSettings};
+use earthcatalog_common::catalog_sync::CatalogCopy;
+use earthcatalog_common::hash_index::HashIndex;
+use earthcatalog_common::ids::CellYear;
+use earthcatalog_common::location::Location;
+use earthcatalog_common::lock::LockGuard;
+use earthcatalog_common::partition::GridSpec;
+use earthcatalog_common::rpc::ReportedFile;
+use earthcatalog_common::staging::read_staged;
+use earthcatalog_common::stores::Stores;
+
+use super::config::BackfillConfig;
+use super::objects;
+
+/// Files registered per snapshot (as the original's batches).
+const REGISTER_BATCH: usize = 2_000;
+
+/// What Phase 4 did.
+#[derive(Debug, Default)]
+pub struct Registered {
+    /// Files registered.
+    pub files: u64,
+    /// Rows registered.
+    pub rows: u64,
+    /// Snapshots committed.
+    pub snapshots: u64,
+    /// Abandoned attempt files deleted.
+    pub orphans_deleted: u64,
+    /// Whether the catalog was uploaded.
+    pub uploaded: bool,
+    /// The hash index written, and its size.
+    pub hash_index: Option<(String, usize)>,
+}
+
+/// The hash index location: asked for, else the table's property, else next to the warehouse.
+pub fn hash_index_location(cfg: &BackfillConfig, property: Option<&str>) -> anyhow::Result<Location> {
+    if let Some(l) = &cfg.hash_index {
+        return Ok(l.clone());
+    }
+    if let Some(p) = property {
+        return Location::parse(p).context("table property earthcatalog.hash_index_path");
+    }
+    let wh = cfg.place.warehouse.uri();
+    Location::parse(&format!("{}_id_hashes.parquet", wh.trim_end_matches('/')))
+        .context("default hash index location")
+}
+
+/// Deletes this run's data files in `partitions` that no accepted result lists.
+pub async fn delete_orphans(
+    stores: &Stores,
+    warehouse: &Location,
+    run_id: &str,
+    partitions: &[CellYear],
+    accepted: &[ReportedFile],
+) -> anyhow::Result<u64> {
+    let keep: HashSet<String> = accepted.iter().map(|f| f.location.uri()).collect();
+    let ours = format!("{run_id}_c");
+    let mut orphans = Vec::new();
+    for p in partitions {
+        for l in objects::list(stores, &warehouse.join(&p.hive_dir())).await? {
+            let mine = l.file_name().is_some_and(|n| n.starts_with(&ours));
+            if mine && !keep.contains(&l.uri()) {
+                orphans.push(l);
+            }
+        }
+    }
+    if !orphans.is_empty() {
+        tracing::warn!(files = orphans.len(), "deleting data files of attempts whose results were not accepted");
+    }
+    let failed = objects::delete_all(stores, &orphans).await;
+    Ok((orphans.len() - failed) as u64)
+}
+
+/// Registers `files` and publishes the catalog; `guard` is the lock (when taken).
+pub async fn register(
+    cfg: &BackfillConfig,
+    stores: &Arc<Stores>,
+    guard: Option<&LockGuard>,
+    grid: &GridSpec,
+    files: &[ReportedFile],
+) -> anyhow::Result<Registered> {
+    let mut out = Registered::default();
+    let mut copy = match &cfg.place.remote {
+        Some(remote) => Some(CatalogCopy::download(stores, remote, &cfg.place.path).await?),
+        None => None,
+    };
+    if let Some(dir) = cfg.place.path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let catalog = Catalog::open(&cfg.place.path, &cfg.place.warehouse, stores.clone()).await?;
+    let existing = catalog.load_table().await?;
+    let property = existing
+        .as_ref()
+        .and_then(|t| t.metadata().properties().get("earthcatalog.hash_index_path").cloned());
+    let index_at = hash_index_location(cfg, property.as_deref())?;
+    let mut settings = TableSettings::from_grid(grid);
+    settings.hash_index_path = Some(index_at.uri());
+    let mut table = if cfg.delta {
+        catalog.open_table(&settings).await?
+    } else {
+        catalog.recreate_table(&settings).await?
+    };
+    let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
+    for batch in locations.chunks(REGISTER_BATCH) {
+        if let Some(g) = guard {
+            g.check()?;
+        }
+        let (t, summary) = catalog.register(&table, batch).await.context("registering data files")?;
+        table = t;
+        out.files += summary.files as u64;
+        out.rows += summary.records;
+        out.snapshots += u64::from(summary.snapshot_id.is_some());
+        tracing::info!("registered {} files", out.files);
+    }
+    drop(table);
+    if let Some(copy) = copy.as_mut().filter(|_| cfg.upload) {
+        let guard = guard.context("uploading the catalog needs the lock")?;
+        copy.upload(guard).await?;
+        out.uploaded = true;
+    }
+    // Written only now: an index must never list ids the published catalog does not hold.
+    if cfg.update_hash_index {
+        let mut index = match cfg.delta {
+            true => HashIndex::read(stores, &index_at).await?,
+            false => HashIndex::new(),
+        };
+        for f in files {
+            add_ids(stores, &f.location, &mut index).await?;
+        }
+        index.write(stores, &index_at).await?;
+        tracing::info!(index = %index_at, hashes = index.len(), "hash index written");
+        out.hash_index = Some((index_at.uri(), index.len()));
+    }
+    Ok(out)
+}
+
+async fn add_ids(stores: &Stores, file: &Location, index: &mut HashIndex) -> anyhow::Result<()> {
+    let batches = read_staged(stores, file).await.with_context(|| format!("reading ids of {file}"))?;
+    for b in batches {
+        let Some(col) = b.column_by_name("id") else {
+            anyhow::bail!("data file {file} has no id column");
+        };
+        let ids = col.as_string_opt::<i32>().with_context(|| format!("{file}: id is not a string column"))?;
+        for i in (0..ids.len()).filter(|i| ids.is_valid(*i)) {
+            index.insert_id(ids.value(i));
+        }
+    }
+    Ok(())
+}

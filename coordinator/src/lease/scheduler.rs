@@ -1,0 +1,471 @@
+//! The coordinator's live state behind the gRPC service: which phase is being leased, its lease
+//! table, the workers seen, and the results accepted so far.
+//!
+//! The backfill driver opens a phase with [`Scheduler::start_phase`] and waits for it with
+//! [`Scheduler::phase_finished`]; the service calls the other methods. Per task the table keeps
+//! only its state (the task's description is built at grant time by the phase's [`TaskMaker`]),
+//! so 100,000 tasks cost a few megabytes.
+//!
+//! An accepted result is persisted (through [`ResultStore`]) before the lease is marked done,
+//! under one report lock: a result is on record if and only if the table accepted it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use earthcatalog_common::rpc::{LeaseGrant, LeaseRef, PhaseKind, TaskReport, TaskSpec};
+use tokio::sync::Notify;
+
+use super::state::RetryRules;
+use super::table::{LeaseTable, Refusal, StateCounts, TaskId};
+
+/// Builds the description of task `task` for the grant with fencing token `token`.
+pub type TaskMaker = Arc<dyn Fn(TaskId, u64) -> TaskSpec + Send + Sync>;
+
+/// Persists accepted results (the run state a restarted coordinator resumes from).
+#[async_trait::async_trait]
+pub trait ResultStore: Send + Sync {
+    /// Records the accepted `report` of `task`.
+    async fn save(&self, phase: PhaseKind, task: TaskId, report: &TaskReport) -> Result<(), String>;
+    /// Forgets a record saved for a report the table then refused.
+    async fn forget(&self, phase: PhaseKind, task: TaskId);
+}
+
+/// A phase to lease out.
+pub struct PhasePlan {
+    /// Which phase.
+    pub kind: PhaseKind,
+    /// Number of tasks (ids `0..tasks`).
+    pub tasks: u64,
+    /// Tasks whose result was accepted by an earlier coordinator of the same run.
+    pub done: Vec<bool>,
+    /// What each task is about, for failure reports.
+    pub subjects: Vec<String>,
+    /// Builds each grant's task description.
+    pub make: TaskMaker,
+}
+
+/// A task given up, as reported to operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedTask {
+    /// The phase.
+    pub phase: PhaseKind,
+    /// The task.
+    pub task: TaskId,
+    /// What it was about.
+    pub subject: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Its last error.
+    pub error: String,
+}
+
+/// What a finished phase produced in this coordinator's lifetime.
+#[derive(Debug, Default)]
+pub struct PhaseOutcome {
+    /// Results accepted now (earlier ones are in the result store).
+    pub accepted: BTreeMap<TaskId, TaskReport>,
+    /// Tasks given up.
+    pub failed: Vec<FailedTask>,
+}
+
+/// Why a report was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The lease is not current (expired, superseded, finished, or another phase).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The report names a phase that is not being leased.
+    #[error("phase {0} is not running")]
+    WrongPhase(PhaseKind),
+    /// The result could not be persisted; the lease stays with the worker.
+    #[error("cannot record the result of task {task}: {reason}")]
+    Persist {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Lease settings.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseSettings {
+    /// Lease length.
+    pub lease: Duration,
+    /// How often workers renew.
+    pub renew_every: Duration,
+    /// Attempt cap and backoff.
+    pub rules: RetryRules,
+}
+
+/// Counts and progress for the status call.
+#[derive(Debug, Clone, Default)]
+pub struct StatusView {
+    /// Current stage name.
+    pub stage: String,
+    /// Ingest tasks per state.
+    pub ingest: StateCounts,
+    /// Compact tasks per state.
+    pub compact: StateCounts,
+    /// Items ingested so far.
+    pub items: u64,
+    /// Rows staged (Phase 2) so far.
+    pub rows: u64,
+    /// Workers seen within one lease length.
+    pub workers_alive: u32,
+    /// The run is over: workers may exit.
+    pub finished: bool,
+    /// Tasks given up.
+    pub failed: Vec<FailedTask>,
+}
+
+struct Running {
+    kind: PhaseKind,
+    table: LeaseTable<()>,
+    make: TaskMaker,
+    subjects: Vec<String>,
+    accepted: BTreeMap<TaskId, TaskReport>,
+}
+
+struct Inner {
+    stage: String,
+    running: Option<Running>,
+    finished_counts: HashMap<PhaseKind, StateCounts>,
+    failed: Vec<FailedTask>,
+    workers: HashMap<String, Instant>,
+    told_finished: std::collections::HashSet<String>,
+    next_worker: u64,
+    next_token: u64,
+    items: u64,
+    rows: u64,
+    finished: bool,
+    drain: bool,
+}
+
+/// The coordinator's shared state.
+pub struct Scheduler {
+    inner: Mutex<Inner>,
+    reports: tokio::sync::Mutex<()>,
+    results: Arc<dyn ResultStore>,
+    settings: LeaseSettings,
+    run_id: String,
+    changed: Notify,
+}
+
+impl Scheduler {
+    /// A scheduler for run `run_id`; tokens start at `first_token` (use a clock value so that a
+    /// restarted coordinator never reuses one).
+    pub fn new(
+        run_id: String,
+        settings: LeaseSettings,
+        results: Arc<dyn ResultStore>,
+        first_token: u64,
+    ) -> Self {
+        Scheduler {
+            inner: Mutex::new(Inner {
+                stage: "starting".into(),
+                running: None,
+                finished_counts: HashMap::new(),
+                failed: Vec::new(),
+                workers: HashMap::new(),
+                told_finished: Default::default(),
+                next_worker: 1,
+                next_token: first_token.max(1),
+                items: 0,
+                rows: 0,
+                finished: false,
+                drain: false,
+            }),
+            reports: tokio::sync::Mutex::new(()),
+            results,
+            settings,
+            run_id,
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Lease settings.
+    pub fn settings(&self) -> LeaseSettings {
+        self.settings
+    }
+
+    /// Names the current stage (for status) when no phase is leased (Phase 1, Phase 4).
+    pub fn set_stage(&self, stage: &str) {
+        self.lock().stage = stage.to_string();
+    }
+
+    /// Marks the run over; workers asking for work are told to exit.
+    pub fn finish(&self) {
+        let mut inner = self.lock();
+        inner.finished = true;
+        inner.stage = "finished".into();
+    }
+
+    /// Asks workers to stop taking work (the coordinator is giving up).
+    pub fn drain(&self) {
+        self.lock().drain = true;
+    }
+
+    /// Adds progress counted by the driver (results accepted by an earlier coordinator).
+    pub fn add_progress(&self, items: u64, rows: u64) {
+        let mut inner = self.lock();
+        inner.items += items;
+        inner.rows += rows;
+    }
+
+    /// Starts leasing `plan`'s tasks.
+    pub fn start_phase(&self, plan: PhasePlan) {
+        let mut inner = self.lock();
+        let mut table = LeaseTable::new(self.settings.lease, self.settings.rules, inner.next_token);
+        for task in 0..plan.tasks {
+            if plan.done.get(task as usize).copied().unwrap_or(false) {
+                table.add_done((), "earlier coordinator");
+            } else {
+                table.add(());
+            }
+        }
+        inner.stage = plan.kind.to_string();
+        tracing::info!(phase = %plan.kind, tasks = plan.tasks, already_done = table.counts().done, "leasing phase");
+        inner.running = Some(Running {
+            kind: plan.kind,
+            table,
+            make: plan.make,
+            subjects: plan.subjects,
+            accepted: BTreeMap::new(),
+        });
+        drop(inner);
+        self.changed.notify_waiters();
+    }
+
+    /// Expires overdue leases; returns whether the running phase is finished.
+    pub fn tick(&self) -> bool {
+        let mut inner = self.lock();
+        let Some(run) = inner.running.as_mut() else { return false };
+        run.table.sweep(Instant::now());
+        run.table.is_finished()
+    }
+
+    /// Waits until every task of the running phase is done or failed, then closes the phase.
+    pub async fn phase_finished(&self, sweep_every: Duration) -> PhaseOutcome {
+        loop {
+            let notified = self.changed.notified();
+            if self.tick() {
+                return self.close_phase();
+            }
+            let _ = tokio::time::timeout(sweep_every, notified).await;
+        }
+    }
+
+    fn close_phase(&self) -> PhaseOutcome {
+        let mut inner = self.lock();
+        let Some(run) = inner.running.take() else { return PhaseOutcome::default() };
+        inner.next_token = run.table.next_token();
+        let failed: Vec<FailedTask> = run
+            .table
+            .failures()
+            .into_iter()
+            .map(|(task, attempts, error)| FailedTask {
+                phase: run.kind,
+                task,
+                attempts,
+                subject: run.subjects.get(task as usize).cloned().unwrap_or_default(),
+                error: error.to_string(),
+            })
+            .collect();
+        inner.failed.extend(failed.iter().cloned());
+        inner.finished_counts.insert(run.kind, run.table.counts());
+        PhaseOutcome { accepted: run.accepted, failed }
+    }
+
+    /// A worker joins; returns its id.
+    pub fn register(&self, name: &str) -> String {
+        let mut inner = self.lock();
+        let id = format!("{}#{}", if name.is_empty() { "worker" } else { name }, inner.next_worker);
+        inner.next_worker += 1;
+        inner.workers.insert(id.clone(), Instant::now());
+        tracing::info!(worker = %id, "worker registered");
+        id
+    }
+
+    /// Grants up to `max` tasks to `worker`; `None` means the run is finished.
+    pub fn acquire(&self, worker: &str, max: usize) -> Option<(Vec<LeaseGrant>, bool)> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.workers.insert(worker.to_string(), now);
+        if inner.finished {
+            inner.told_finished.insert(worker.to_string());
+            return None;
+        }
+        let drain = inner.drain;
+        let Some(run) = inner.running.as_mut().filter(|_| !drain) else {
+            return Some((Vec::new(), drain));
+        };
+        let grants = run
+            .table
+            .acquire(worker, max, now)
+            .into_iter()
+            .map(|g| LeaseGrant {
+                lease: LeaseRef { phase: run.kind, task_id: g.task, token: g.token },
+                attempt: g.attempt,
+                duration: g.lease,
+                task: (run.make)(g.task, g.token),
+            })
+            .collect();
+        Some((grants, drain))
+    }
+
+    /// Renews `leases`; returns the ones the worker no longer holds, and the drain flag.
+    pub fn renew(&self, worker: &str, leases: &[LeaseRef]) -> (Vec<LeaseRef>, bool) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.workers.insert(worker.to_string(), now);
+        let drain = inner.drain;
+        let mut lost = Vec::new();
+        for l in leases {
+            let kept = match inner.running.as_mut() {
+                Some(run) if run.kind == l.phase => run.table.renew(l.task_id, l.token, now).is_ok(),
+                _ => false,
+            };
+            if !kept {
+                lost.push(*l);
+            }
+        }
+        (lost, drain)
+    }
+
+    /// Accepts a result from the current lease: persists it, then marks the task done.
+    pub async fn complete(
+        &self,
+        worker: &str,
+        lease: LeaseRef,
+        report: TaskReport,
+    ) -> Result<(), ReportError> {
+        let _serial = self.reports.lock().await;
+        // Renewing first both checks the token and gives the persist a full lease to finish in.
+        self.with_running(worker, lease.phase, |run, now| {
+            run.table.renew(lease.task_id, lease.token, now).map(|_| ())
+        })?;
+        if let Err(reason) = self.results.save(lease.phase, lease.task_id, &report).await {
+            return Err(ReportError::Persist { task: lease.task_id, reason });
+        }
+        let accepted = self.with_running(worker, lease.phase, |run, now| {
+            run.table.complete(lease.task_id, lease.token, now)
+        });
+        if let Err(e) = accepted {
+            self.results.forget(lease.phase, lease.task_id).await;
+            return Err(e);
+        }
+        let (items, rows) = match &report {
+            TaskReport::Ingest(i) => (i.items, i.staged.iter().map(|s| s.rows).sum()),
+            TaskReport::Compact(_) => (0, 0),
+        };
+        let finished = {
+            let mut inner = self.lock();
+            inner.items += items;
+            inner.rows += rows;
+            match inner.running.as_mut() {
+                Some(run) => {
+                    run.accepted.insert(lease.task_id, report);
+                    run.table.is_finished()
+                }
+                None => false,
+            }
+        };
+        if finished {
+            self.changed.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Records a failed attempt.
+    pub fn fail(
+        &self,
+        worker: &str,
+        lease: LeaseRef,
+        error: String,
+        retryable: bool,
+    ) -> Result<(), ReportError> {
+        tracing::warn!(%worker, phase = %lease.phase, task = lease.task_id, retryable, %error, "task attempt failed");
+        self.with_running(worker, lease.phase, |run, now| {
+            run.table.fail(lease.task_id, lease.token, error, retryable, now)
+        })?;
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Hands leases back without counting an attempt; returns how many were released.
+    pub fn release(&self, worker: &str, leases: &[LeaseRef]) -> usize {
+        let mut released = 0;
+        for l in leases {
+            let r = self.with_running(worker, l.phase, |run, now| {
+                run.table.release(l.task_id, l.token, now)
+            });
+            released += usize::from(r.is_ok());
+        }
+        tracing::info!(%worker, released, "worker handed leases back");
+        released
+    }
+
+    fn with_running<R>(
+        &self,
+        worker: &str,
+        phase: PhaseKind,
+        f: impl FnOnce(&mut Running, Instant) -> Result<R, Refusal>,
+    ) -> Result<R, ReportError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.workers.insert(worker.to_string(), now);
+        match inner.running.as_mut() {
+            Some(run) if run.kind == phase => Ok(f(run, now)?),
+            _ => Err(ReportError::WrongPhase(phase)),
+        }
+    }
+
+    /// Workers seen within one lease length that have not yet been told the run is finished.
+    pub fn workers_not_told(&self) -> usize {
+        let now = Instant::now();
+        let inner = self.lock();
+        inner
+            .workers
+            .iter()
+            .filter(|(id, seen)| {
+                now.duration_since(**seen) <= self.settings.lease && !inner.told_finished.contains(*id)
+            })
+            .count()
+    }
+
+    /// The run's progress.
+    pub fn status(&self) -> StatusView {
+        let now = Instant::now();
+        let inner = self.lock();
+        let counts = |kind: PhaseKind| match inner.running.as_ref() {
+            Some(run) if run.kind == kind => run.table.counts(),
+            _ => inner.finished_counts.get(&kind).copied().unwrap_or_default(),
+        };
+        let alive = inner
+            .workers
+            .values()
+            .filter(|seen| now.duration_since(**seen) <= self.settings.lease)
+            .count();
+        StatusView {
+            stage: inner.stage.clone(),
+            ingest: counts(PhaseKind::Ingest),
+            compact: counts(PhaseKind::Compact),
+            items: inner.items,
+            rows: inner.rows,
+            workers_alive: alive as u32,
+            finished: inner.finished,
+            failed: inner.failed.clone(),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The distributed backfill end to end: a real coordinator process, real worker processes and
+//! a real (moto) S3 server holding the items, the inventory, staging, the warehouse and the
+//! catalog. Every run must end with the table holding exactly the expected (id, cell) rows,
+//! read back with PyIceberg, whatever happened to the processes on the way.
+#![allow(clippy::unwrap_used)]
+
+#[path = "backfill_support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use earthcatalog_tests::cluster::Cluster;
+use support::{Env, TOKEN, WAIT};
+
+#[test]
+fn three_workers_backfill_exactly_the_expected_rows_into_the_s3_catalog() {
+    let Some(env) = Env::prepare("backfill_clean", 120) else { return };
+    let mut c = Cluster::new(env.process_env(), env.coordinator_args(&[])).unwrap();
+    c.start_coordinator().unwrap();
+    for _ in 0..3 {
+        c.start_worker(&env.worker_args()).unwrap();
+    }
+    let status = c.coordinator().wait(WAIT).unwrap();
+    assert!(status.success(), "coordinator failed:\n{}", c.coordinator().log());
+    for w in &mut c.workers {
+        assert!(w.wait(WAIT).unwrap().success(), "{} failed:\n{}", w.name, w.log());
+    }
+    env.assert_exact_table(1);
+    assert!(env.warehouse_files_are_exactly_the_registered_ones());
+    assert!(env.staging_is_empty(), "staging left behind: {:?}", env.staging_objects());
+    let done: usize = c.workers.iter().map(|w| w.log().matches("chunk ingested").count()).sum();
+    assert_eq!(done, 6, "each of the 6 chunks ingested once");
+}
+
+#[test]
+fn workers_killed_mid_ingest_and_mid_compaction_do_not_change_the_result() {
+    let Some(env) = Env::prepare("backfill_kill9", 120) else { return };
+    let mut c = Cluster::new(env.process_env(), env.coordinator_args(&[])).unwrap();
+    c.start_coordinator().unwrap();
+    let ingest_victim = c.start_worker(&env.worker_args_slots(1)).unwrap();
+    c.wait_status(Some(TOKEN), WAIT, "an ingest lease", |s| {
+        s.phase == "ingest" && s.ingest.as_ref().is_some_and(|i| i.leased >= 1)
+    })
+    .unwrap();
+    c.workers[ingest_victim].kill9();
+    let compact_victim = c.start_worker(&env.worker_args_slots(1)).unwrap();
+    c.wait_status(Some(TOKEN), WAIT, "a compact lease", |s| {
+        s.phase == "compact" && s.compact.as_ref().is_some_and(|i| i.leased >= 1)
+    })
+    .unwrap();
+    c.workers[compact_victim].kill9();
+    c.start_worker(&env.worker_args()).unwrap();
+    assert!(c.coordinator().wait(WAIT).unwrap().success(), "{}", c.coordinator().log());
+    let log = c.coordinator().log();
+    assert!(log.matches("lease expired").count() >= 2, "both killed leases expired:\n{log}");
+    env.assert_exact_table(1);
+    assert!(env.warehouse_files_are_exactly_the_registered_ones());
+}
+
+#[test]
+fn a_paused_worker_loses_its_compact_task_and_its_late_outputs_are_deleted_not_registered() {
+    let Some(env) = Env::prepare("backfill_sigstop", 120) else { return };
+    let mut c = Cluster::new(env.process_env(), env.coordinator_args(&[])).unwrap();
+    c.start_coordinator().unwrap();
+    let paused = c.start_worker(&env.worker_args_slots(2)).unwrap();
+    c.wait_status(Some(TOKEN), WAIT, "a compact lease", |s| {
+        s.phase == "compact" && s.compact.as_ref().is_some_and(|i| i.leased >= 1)
+    })
+    .unwrap();
+    c.workers[paused].signal("STOP").unwrap();
+    let healthy = c.start_worker(&env.worker_args()).unwrap();
+    // The paused worker's lease runs out and its task goes to the healthy worker.
+    Cluster::wait_log(c.coordinator.as_mut().unwrap(), "lease expired", WAIT).unwrap();
+    c.workers[paused].signal("CONT").unwrap();
+    assert!(c.coordinator().wait(WAIT).unwrap().success(), "{}", c.coordinator().log());
+    c.workers[healthy].wait(WAIT).unwrap();
+    c.workers[paused].wait(WAIT).unwrap();
+    let log = c.workers[paused].log();
+    assert!(
+        log.contains("lease lost") || log.contains("result refused"),
+        "the paused worker noticed it lost its lease:\n{log}"
+    );
+    env.assert_exact_table(1);
+    assert!(env.warehouse_files_are_exactly_the_registered_ones());
+}
+
+#[test]
+fn a_coordinator_killed_mid_ingest_resumes_the_run_without_redoing_accepted_tasks() {
+    let Some(env) = Env::prepare("backfill_restart", 120) else { return };
+    let mut c = Cluster::new(env.process_env(), env.coordinator_args(&[])).unwrap();
+    c.start_coordinator().unwrap();
+    c.start_worker(&env.worker_args_slots(1)).unwrap();
+    let seen = c
+        .wait_status(Some(TOKEN), WAIT, "two accepted ingest tasks", |s| {
+            s.ingest.as_ref().is_some_and(|i| i.done >= 2 && i.done < 6)
+        })
+        .unwrap();
+    c.coordinator().kill9();
+    let recorded = env.recorded_ingest_results();
+    assert!(recorded >= seen.ingest.unwrap().done as usize, "accepted results are on record");
+    c.start_coordinator().unwrap();
+    assert!(c.coordinator().wait(WAIT).unwrap().success(), "{}", c.coordinator().log());
+    let log = c.coordinator().log();
+    assert!(log.contains("resuming an unfinished run"), "{log}");
+    assert!(
+        log.contains(&format!("already_done={recorded}")),
+        "the restarted coordinator kept the {recorded} recorded tasks:\n{log}"
+    );
+    c.workers[0].wait(WAIT).unwrap();
+    env.assert_exact_table(1);
+}
+
+#[test]
+fn a_worker_with_a_wrong_token_is_refused_without_the_secret_in_the_logs() {
+    let Some(env) = Env::prepare("backfill_token", 40) else { return };
+    let mut c = Cluster::new(env.process_env(), env.coordinator_args(&[])).unwrap();
+    c.start_coordinator().unwrap();
+    let bad = c.start_worker(&["--token", "not-the-token", "--connect-seconds", "5"]).unwrap();
+    let status = c.workers[bad].wait(Duration::from_secs(30)).unwrap();
+    assert!(!status.success());
+    assert!(c.workers[bad].log().contains("refused this worker"), "{}", c.workers[bad].log());
+    let coordinator_log = c.coordinator().log();
+    assert!(coordinator_log.contains("refused a call with a wrong token"), "{coordinator_log}");
+    assert!(!coordinator_log.contains(TOKEN) && !coordinator_log.contains("not-the-token"));
+    c.start_worker(&env.worker_args()).unwrap();
+    assert!(c.coordinator().wait(WAIT).unwrap().success(), "{}", c.coordinator().log());
+    env.assert_exact_table(1);
+}

@@ -1,0 +1,84 @@
+//! `earthcatalog-worker` arguments (every flag can also come from an environment variable).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use earthcatalog_worker::WorkerConfig;
+
+/// A stateless earthcatalog backfill worker: leases tasks from a coordinator and runs them.
+#[derive(Debug, Parser)]
+#[command(name = "earthcatalog-worker", version, about)]
+pub struct Cli {
+    /// Coordinator address (`http://host:port`; `https://` with --tls-ca).
+    #[arg(long, env = "EARTHCATALOG_COORDINATOR")]
+    pub coordinator: String,
+    /// Tasks run at once.
+    #[arg(long, env = "EARTHCATALOG_WORKER_SLOTS", default_value_t = 2)]
+    pub slots: usize,
+    /// Name shown in the coordinator's logs [default: host name and process id].
+    #[arg(long, env = "EARTHCATALOG_WORKER_NAME")]
+    pub name: Option<String>,
+    /// The shared token (prefer --token-file or the environment variable).
+    #[arg(long, env = "EARTHCATALOG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the shared token.
+    #[arg(long, env = "EARTHCATALOG_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for a TLS coordinator.
+    #[arg(long, env = "EARTHCATALOG_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Seconds to keep trying to reach the coordinator before giving up.
+    #[arg(long, env = "EARTHCATALOG_CONNECT_SECONDS", default_value_t = 120)]
+    pub connect_seconds: u64,
+    /// Seconds running tasks may take to finish after SIGTERM before being handed back.
+    #[arg(long, env = "EARTHCATALOG_DRAIN_SECONDS", default_value_t = 30)]
+    pub drain_seconds: u64,
+    /// Poll the EC2 instance metadata service for spot interruption notices.
+    #[arg(long, env = "EARTHCATALOG_SPOT")]
+    pub spot: bool,
+    /// Instance metadata endpoint.
+    #[arg(long, env = "EARTHCATALOG_IMDS_ENDPOINT", default_value = "http://169.254.169.254")]
+    pub imds_endpoint: String,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "EARTHCATALOG_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// Reads the token from --token or --token-file (the file wins; surrounding space trimmed).
+pub fn read_token(token: Option<String>, file: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
+    match file {
+        Some(f) => {
+            let t = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the token file {}", f.display()))?;
+            Ok(Some(t.trim().to_string()))
+        }
+        None => Ok(token.map(|t| t.trim().to_string())),
+    }
+}
+
+impl TryFrom<Cli> for WorkerConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(c: Cli) -> anyhow::Result<Self> {
+        if c.slots == 0 {
+            anyhow::bail!("--slots must be at least 1");
+        }
+        let name = c.name.unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+            format!("{host}-{}", std::process::id())
+        });
+        Ok(WorkerConfig {
+            coordinator: c.coordinator,
+            name,
+            slots: c.slots,
+            token: read_token(c.token, c.token_file.as_ref())?,
+            tls_ca: c.tls_ca,
+            connect_for: Duration::from_secs(c.connect_seconds),
+            drain_window: Duration::from_secs(c.drain_seconds),
+            spot_endpoint: c.spot.then_some(c.imds_endpoint),
+            handle_signals: true,
+        })
+    }
+}

@@ -1,0 +1,75 @@
+//! A gRPC client to the coordinator that presents the shared token on every call.
+
+use std::path::PathBuf;
+
+use earthcatalog_common::rpc::pb::coordinator_client::CoordinatorClient;
+use earthcatalog_common::rpc::{AUTH_HEADER, bearer};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::{Request, Status};
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The coordinator address is not a URL.
+    #[error("coordinator address '{address}': {reason}")]
+    Address {
+        /// The address given.
+        address: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The token cannot be sent as metadata.
+    #[error("the shared token has characters that cannot be sent in a header")]
+    Token,
+    /// The CA certificate could not be read.
+    #[error("reading the CA certificate {path}: {source}")]
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct AddToken {
+    value: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl tonic::service::Interceptor for AddToken {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.value {
+            request.metadata_mut().insert(AUTH_HEADER, v.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The client type the worker uses.
+pub type Client = CoordinatorClient<InterceptedService<Channel, AddToken>>;
+
+/// A client for `address` (`http://host:port`, or `https://` with `ca`). The connection is made
+/// lazily, so an unreachable coordinator shows up as failing calls that the caller retries.
+pub fn client(
+    address: &str,
+    token: Option<&str>,
+    ca: Option<&PathBuf>,
+) -> Result<Client, ConnectError> {
+    let bad = |reason: String| ConnectError::Address { address: address.to_string(), reason };
+    let mut endpoint = Channel::from_shared(address.to_string()).map_err(|e| bad(e.to_string()))?;
+    endpoint = endpoint.tcp_nodelay(true).connect_timeout(std::time::Duration::from_secs(5));
+    if let Some(ca) = ca {
+        let pem =
+            std::fs::read(ca).map_err(|source| ConnectError::Ca { path: ca.clone(), source })?;
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+        endpoint = endpoint.tls_config(tls).map_err(|e| bad(e.to_string()))?;
+    }
+    let value = match token {
+        Some(t) => Some(MetadataValue::try_from(bearer(t)).map_err(|_| ConnectError::Token)?),
+        None => None,
+    };
+    Ok(CoordinatorClient::with_interceptor(endpoint.connect_lazy(), AddToken { value }))
+}

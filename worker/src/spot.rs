@@ -1,0 +1,197 @@
+//! EC2 spot interruption notices, read from the instance metadata service with IMDSv2 (a
+//! session token from `PUT /latest/api/token`, then `GET
+//! /latest/meta-data/spot/instance-action`: 404 until a notice, then `{"action", "time"}`).
+//!
+//! Plain HTTP/1.1 over a TCP stream: the endpoint is link-local and answers tiny bodies, so a
+//! full HTTP client would add nothing.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::shutdown::Shutdown;
+
+/// AWS documents checking the notice every 5 seconds.
+pub const POLL_EVERY: Duration = Duration::from_secs(5);
+/// A notice gives two minutes; keep this much for handing leases back and exiting.
+const EXIT_MARGIN: Duration = Duration::from_secs(15);
+/// One metadata request may take this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the metadata service could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SpotError {
+    /// The endpoint is not `http://host:port`.
+    #[error("metadata endpoint '{0}' must be http://host[:port]")]
+    Endpoint(String),
+    /// The request failed.
+    #[error("metadata request {path}: {reason}")]
+    Request {
+        /// The path asked for.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// An interruption notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// `terminate`, `stop` or `hibernate`.
+    pub action: String,
+    /// When it happens.
+    pub time: DateTime<Utc>,
+}
+
+/// Reads the notice, if any, from the metadata service at `endpoint`.
+pub async fn check(endpoint: &str) -> Result<Option<Notice>, SpotError> {
+    let host = endpoint
+        .strip_prefix("http://")
+        .map(|h| h.trim_end_matches('/'))
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| SpotError::Endpoint(endpoint.to_string()))?;
+    let host = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
+    let (status, token) = request(
+        &host,
+        "PUT",
+        "/latest/api/token",
+        "X-aws-ec2-metadata-token-ttl-seconds: 300\r\n",
+    )
+    .await?;
+    if status != 200 {
+        return Err(SpotError::Request {
+            path: "/latest/api/token".into(),
+            reason: format!("HTTP {status}"),
+        });
+    }
+    let path = "/latest/meta-data/spot/instance-action";
+    let header = format!("X-aws-ec2-metadata-token: {}\r\n", token.trim());
+    let (status, body) = request(&host, "GET", path, &header).await?;
+    match status {
+        404 => Ok(None),
+        200 => parse_notice(&body)
+            .map(Some)
+            .map_err(|reason| SpotError::Request { path: path.into(), reason }),
+        other => Err(SpotError::Request { path: path.into(), reason: format!("HTTP {other}") }),
+    }
+}
+
+fn parse_notice(body: &str) -> Result<Notice, String> {
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let action = v["action"].as_str().ok_or("no 'action' in the notice")?.to_string();
+    let time = v["time"].as_str().ok_or("no 'time' in the notice")?;
+    let time = DateTime::parse_from_rfc3339(time).map_err(|e| format!("time '{time}': {e}"))?;
+    Ok(Notice { action, time: time.with_timezone(&Utc) })
+}
+
+async fn request(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> Result<(u16, String), SpotError> {
+    let fail = |reason: String| SpotError::Request { path: path.to_string(), reason };
+    let exchange = async {
+        let mut stream = TcpStream::connect(host).await?;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
+    };
+    let raw = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| fail("timed out".into()))?
+        .map_err(|e| fail(e.to_string()))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| fail(format!("unreadable response: {head:.80}")))?;
+    Ok((status, body.to_string()))
+}
+
+/// Polls `endpoint` every [`POLL_EVERY`]; on a notice, asks `shutdown` to drain within the time
+/// left before the interruption (less a margin for handing leases back).
+pub fn watch(endpoint: String, shutdown: Shutdown) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(POLL_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.stop_taking.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            match check(&endpoint).await {
+                Ok(Some(notice)) => {
+                    let left = (notice.time - Utc::now()).to_std().unwrap_or_default();
+                    let window = left.saturating_sub(EXIT_MARGIN);
+                    shutdown.request(&format!("spot {} notice for {}", notice.action, notice.time), window);
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "no spot notice read"),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A metadata service on loopback that answers the token, then a notice (or 404).
+    async fn fake_imds(notice: Option<&'static str>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else { return };
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let reply = if req.starts_with("PUT /latest/api/token") {
+                    "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nTOKEN".to_string()
+                } else if !req.contains("X-aws-ec2-metadata-token: TOKEN") {
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_string()
+                } else if let Some(body) = notice {
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                } else {
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
+                };
+                s.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn no_notice_reads_as_none_and_a_notice_is_parsed_with_its_time() {
+        let quiet = fake_imds(None).await;
+        assert_eq!(check(&quiet).await.unwrap(), None);
+        let noisy =
+            fake_imds(Some(r#"{"action": "terminate", "time": "2026-01-01T00:02:00Z"}"#)).await;
+        let n = check(&noisy).await.unwrap().unwrap();
+        assert_eq!(n.action, "terminate");
+        assert_eq!(n.time.to_rfc3339(), "2026-01-01T00:02:00+00:00");
+    }
+
+    #[tokio::test]
+    async fn a_notice_makes_the_worker_drain() {
+        let endpoint =
+            fake_imds(Some(r#"{"action": "terminate", "time": "2099-01-01T00:00:00Z"}"#)).await;
+        let shutdown = Shutdown::new(&tokio_util::sync::CancellationToken::new());
+        watch(endpoint, shutdown.clone());
+        tokio::time::timeout(Duration::from_secs(10), shutdown.stop_taking.cancelled())
+            .await
+            .unwrap();
+        assert!(shutdown.window(Duration::ZERO) > Duration::from_secs(60));
+    }
+}

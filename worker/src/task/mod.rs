@@ -1,0 +1,169 @@
+//! Running one leased task: what each kind needs (stores, partitioners) and how its errors are
+//! classified for the wire.
+
+mod compact;
+mod ingest;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use earthcatalog_common::backfill::{CompactError, IngestError};
+use earthcatalog_common::location::Location;
+use earthcatalog_common::partition::{GridError, GridSpec, Partitioner, open_partitioner};
+use earthcatalog_common::rpc::{LeaseGrant, TaskReport, TaskSpec};
+use earthcatalog_common::stores::Stores;
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio_util::sync::CancellationToken;
+
+/// Why a task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// Phase 2 failed.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// Phase 3 failed.
+    #[error(transparent)]
+    Compact(#[from] CompactError),
+    /// The compaction thread died.
+    #[error("the compaction thread stopped: {0}")]
+    Thread(String),
+    /// The grid could not be opened.
+    #[error("opening the grid: {0}")]
+    Grid(#[from] GridError),
+}
+
+impl TaskError {
+    /// Whether another attempt may succeed: the one place this is decided for the wire.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TaskError::Ingest(e) => e.is_retryable(),
+            TaskError::Compact(e) => e.is_retryable(),
+            TaskError::Grid(_) | TaskError::Thread(_) => true,
+        }
+    }
+}
+
+/// What tasks share in one worker process: object store clients and partitioners.
+#[derive(Default)]
+pub struct TaskContext {
+    stores: Mutex<HashMap<Vec<(String, Location)>, Arc<Stores>>>,
+    partitioners: tokio::sync::Mutex<HashMap<String, Arc<dyn Partitioner>>>,
+}
+
+impl TaskContext {
+    /// An empty context (S3 settings come from the environment).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores reading `sources` buckets from their mapped locations.
+    fn stores(&self, sources: &[(String, Location)]) -> Arc<Stores> {
+        let mut cache = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(sources.to_vec())
+            .or_insert_with(|| {
+                let mut s = Stores::from_env();
+                for (bucket, location) in sources {
+                    s = s.with_source(bucket.clone(), location.clone());
+                }
+                Arc::new(s)
+            })
+            .clone()
+    }
+
+    async fn partitioner(
+        &self,
+        grid: &GridSpec,
+        stores: &Stores,
+    ) -> Result<Arc<dyn Partitioner>, GridError> {
+        let key = format!("{grid:?}");
+        let mut cache = self.partitioners.lock().await;
+        if let Some(p) = cache.get(&key) {
+            return Ok(p.clone());
+        }
+        let p = open_partitioner(grid, stores).await?;
+        cache.insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// Runs the task of `grant`; `Ok(None)` when `cancel` stopped it first. When this returns,
+    /// nothing of the task is still writing.
+    pub async fn execute(
+        self: &Arc<Self>,
+        grant: &LeaseGrant,
+        cancel: &CancellationToken,
+    ) -> Result<Option<TaskReport>, TaskError> {
+        match &grant.task {
+            TaskSpec::Ingest(t) => tokio::select! {
+                r = ingest::run(self, t) => r.map(Some),
+                _ = cancel.cancelled() => Ok(None),
+            },
+            TaskSpec::Compact(t) => {
+                compact::run_blocking(self.clone(), t.clone(), grant.lease.token, cancel.clone()).await
+            }
+        }
+    }
+
+    /// Deletes whatever an abandoned attempt (cancelled, lost, drained) may have written, found
+    /// by the attempt-unique names: the ingest attempt folder, or the compact files named with
+    /// the lease token in the partition folder (best effort, logged).
+    pub async fn clean_attempt(&self, grant: &LeaseGrant) {
+        let (folder, name_prefix) = match &grant.task {
+            TaskSpec::Ingest(t) => (t.output.clone(), String::new()),
+            TaskSpec::Compact(t) => (
+                t.warehouse.join(&t.partition.hive_dir()),
+                format!("{}_c{}_", t.run, grant.lease.token),
+            ),
+        };
+        let stores = self.stores(&[]);
+        let listed = match stores.resolve(&folder) {
+            Ok(o) => {
+                let store: &dyn ObjectStore = o.store.as_ref();
+                store.list(Some(&o.path)).try_collect::<Vec<_>>().await.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let names = match listed {
+            Ok(metas) => metas
+                .into_iter()
+                .filter(|m| m.location.filename().is_some_and(|n| n.starts_with(&name_prefix)))
+                .filter_map(|m| {
+                    let rel = m.location.as_ref().to_string();
+                    let base = stores.resolve(&folder).ok()?.path.as_ref().to_string();
+                    let tail = rel.strip_prefix(&base)?.trim_start_matches('/').to_string();
+                    Some(folder.join(&tail))
+                })
+                .collect(),
+            Err(error) => {
+                tracing::warn!(folder = %folder, %error, "cannot list an abandoned attempt's outputs");
+                Vec::new()
+            }
+        };
+        if !names.is_empty() {
+            tracing::info!(folder = %folder, objects = names.len(), "deleting an abandoned attempt's outputs");
+        }
+        self.delete(&names).await;
+    }
+
+    /// Deletes what a task whose result was refused wrote (best effort, logged).
+    pub async fn discard(&self, report: &TaskReport) {
+        self.delete(&report.outputs()).await;
+    }
+
+    async fn delete(&self, locations: &[Location]) {
+        let stores = self.stores(&[]);
+        for location in locations.iter().cloned() {
+            let deleted = match stores.resolve(&location) {
+                Ok(o) => match o.store.delete(&o.path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(error) = deleted {
+                tracing::warn!(object = %location, %error, "could not delete a refused output");
+            }
+        }
+    }
+}
