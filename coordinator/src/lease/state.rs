@@ -42,15 +42,6 @@ pub struct Leased {
     last_error: Option<String>,
 }
 
-/// A task whose result was accepted.
-#[derive(Debug, Clone)]
-pub struct Done {
-    /// The attempt whose result was accepted.
-    pub attempt: u32,
-    /// The worker that produced it.
-    pub worker: String,
-}
-
 /// A task that will not be tried again.
 #[derive(Debug, Clone)]
 pub struct Failed {
@@ -68,7 +59,7 @@ pub enum TaskState {
     /// Held by a worker.
     Leased(Leased),
     /// Result accepted.
-    Done(Done),
+    Done,
     /// Given up.
     Failed(Failed),
 }
@@ -110,6 +101,7 @@ impl Pending {
     }
 
     /// Whether it may be granted at `now`.
+    #[cfg(test)]
     pub fn ready(&self, now: Instant) -> bool {
         self.not_before.is_none_or(|t| now >= t)
     }
@@ -141,18 +133,29 @@ impl Leased {
     }
 
     /// The holder's result was accepted.
-    pub fn complete(self) -> Done {
-        Done { attempt: self.attempt, worker: self.worker }
+    pub fn complete(self) -> TaskState {
+        tracing::debug!(attempt = self.attempt, worker = %self.worker, "result accepted");
+        TaskState::Done
     }
 
     /// The holder handed the task back without failing it (drain, spot notice): no attempt is
     /// counted.
     pub fn release(self) -> Pending {
-        Pending { failed_attempts: self.failed_attempts, last_error: self.last_error, not_before: None }
+        Pending {
+            failed_attempts: self.failed_attempts,
+            last_error: self.last_error,
+            not_before: None,
+        }
     }
 
     /// The attempt failed (`retryable = false` gives up at once).
-    pub fn fail(self, error: String, retryable: bool, now: Instant, rules: &RetryRules) -> AfterFailure {
+    pub fn fail(
+        self,
+        error: String,
+        retryable: bool,
+        now: Instant,
+        rules: &RetryRules,
+    ) -> AfterFailure {
         let failed = self.failed_attempts + 1;
         if !retryable || failed >= rules.max_attempts {
             return AfterFailure::GiveUp(Failed { attempts: failed, error });
@@ -181,7 +184,11 @@ mod tests {
     use super::*;
 
     fn rules() -> RetryRules {
-        RetryRules { max_attempts: 3, first_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(4) }
+        RetryRules {
+            max_attempts: 3,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(4),
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! passed in, so tests drive it by hand.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::state::{Pending, RetryRules, TaskState};
@@ -74,7 +74,6 @@ pub struct LeaseTable<T> {
     ready: VecDeque<TaskId>,
     delayed: BinaryHeap<Reverse<(Instant, TaskId)>>,
     expiry: BinaryHeap<Reverse<(Instant, TaskId, u64)>>,
-    holders: HashMap<String, HashSet<TaskId>>,
     next_token: u64,
     lease: Duration,
     rules: RetryRules,
@@ -89,7 +88,6 @@ impl<T: Clone> LeaseTable<T> {
             ready: VecDeque::new(),
             delayed: BinaryHeap::new(),
             expiry: BinaryHeap::new(),
-            holders: HashMap::new(),
             next_token: first_token.max(1),
             lease,
             rules,
@@ -107,17 +105,12 @@ impl<T: Clone> LeaseTable<T> {
     }
 
     /// Adds a task whose result was accepted before (a resumed run).
-    pub fn add_done(&mut self, spec: T, worker: &str) -> TaskId {
+    pub fn add_done(&mut self, spec: T) -> TaskId {
         let id = self.tasks.len() as TaskId;
-        let state = TaskState::Done(super::state::Done { attempt: 0, worker: worker.to_string() });
+        let state = TaskState::Done;
         self.tasks.push(Entry { spec, state });
         self.counts.done += 1;
         id
-    }
-
-    /// The task's description.
-    pub fn spec(&self, task: TaskId) -> Option<&T> {
-        self.tasks.get(task as usize).map(|e| &e.spec)
     }
 
     /// Tasks per state.
@@ -133,18 +126,6 @@ impl<T: Clone> LeaseTable<T> {
     /// The next token that would be handed out (persisted so a restart keeps tokens unique).
     pub fn next_token(&self) -> u64 {
         self.next_token
-    }
-
-    /// Failed tasks with their last error.
-    pub fn failed(&self) -> Vec<(TaskId, &T, &str)> {
-        self.tasks
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| match &e.state {
-                TaskState::Failed(f) => Some((i as TaskId, &e.spec, f.error.as_str())),
-                _ => None,
-            })
-            .collect()
     }
 
     /// Failed tasks with the attempts made and the last error.
@@ -183,7 +164,6 @@ impl<T: Clone> LeaseTable<T> {
             });
             self.expiry.push(Reverse((leased.expires_at, id, token)));
             entry.state = TaskState::Leased(leased);
-            self.holders.entry(worker.to_string()).or_default().insert(id);
             self.counts.pending -= 1;
             self.counts.leased += 1;
         }
@@ -202,9 +182,7 @@ impl<T: Clone> LeaseTable<T> {
     /// Accepts the result of lease `token`; the caller persists the result first.
     pub fn complete(&mut self, task: TaskId, token: u64, now: Instant) -> Result<(), Refusal> {
         self.check(task, token, now)?;
-        let worker = self.holder(task);
-        self.with_current_lease(task, token, |l| TaskState::Done(l.complete()))?;
-        self.after_leave(worker, task);
+        self.with_current_lease(task, token, |l| l.complete())?;
         self.counts.leased -= 1;
         self.counts.done += 1;
         Ok(())
@@ -216,7 +194,7 @@ impl<T: Clone> LeaseTable<T> {
         match self.tasks.get(task as usize).map(|e| &e.state) {
             None => Err(Refusal::UnknownTask(task)),
             Some(TaskState::Leased(l)) if l.token == token => Ok(()),
-            Some(TaskState::Done(_) | TaskState::Failed(_)) => Err(Refusal::Finished(task)),
+            Some(TaskState::Done | TaskState::Failed(_)) => Err(Refusal::Finished(task)),
             Some(_) => Err(Refusal::StaleLease { task, token }),
         }
     }
@@ -231,10 +209,10 @@ impl<T: Clone> LeaseTable<T> {
         now: Instant,
     ) -> Result<(), Refusal> {
         self.check(task, token, now)?;
-        let worker = self.holder(task);
         let rules = self.rules;
-        self.with_current_lease(task, token, |l| l.fail(error, retryable, now, &rules).into_state())?;
-        self.after_leave(worker, task);
+        self.with_current_lease(task, token, |l| {
+            l.fail(error, retryable, now, &rules).into_state()
+        })?;
         self.after_failure(task);
         Ok(())
     }
@@ -242,29 +220,11 @@ impl<T: Clone> LeaseTable<T> {
     /// Hands the task back without counting an attempt (drain, spot interruption).
     pub fn release(&mut self, task: TaskId, token: u64, now: Instant) -> Result<(), Refusal> {
         self.check(task, token, now)?;
-        let worker = self.holder(task);
         self.with_current_lease(task, token, |l| TaskState::Pending(l.release()))?;
-        self.after_leave(worker, task);
         self.ready.push_front(task);
         self.counts.leased -= 1;
         self.counts.pending += 1;
         Ok(())
-    }
-
-    /// Hands back every task `worker` holds (it is draining or deregistered).
-    pub fn release_worker(&mut self, worker: &str, now: Instant) -> usize {
-        let held: Vec<(TaskId, u64)> = self
-            .holders
-            .get(worker)
-            .map(|s| s.iter().copied().collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|id| match &self.tasks[id as usize].state {
-                TaskState::Leased(l) => Some((id, l.token)),
-                _ => None,
-            })
-            .collect();
-        held.iter().filter(|(id, token)| self.release(*id, *token, now).is_ok()).count()
     }
 
     /// Expires overdue leases and readies tasks whose backoff is over.
@@ -279,13 +239,11 @@ impl<T: Clone> LeaseTable<T> {
             if !live {
                 continue; // renewed, finished or re-granted since this entry was pushed
             }
-            let worker = self.holder(id);
             let rules = self.rules;
             let _ = self.with_current_lease(id, token, |l| {
                 tracing::warn!(task = id, attempt = l.attempt, worker = %l.worker, "lease expired");
                 l.expire(now, &rules).into_state()
             });
-            self.after_leave(worker, id);
             self.after_failure(id);
         }
         while let Some(Reverse((at, id))) = self.delayed.peek().copied() {
@@ -294,24 +252,6 @@ impl<T: Clone> LeaseTable<T> {
             }
             self.delayed.pop();
             self.ready.push_back(id);
-        }
-    }
-
-    fn holder(&self, task: TaskId) -> Option<String> {
-        match &self.tasks.get(task as usize)?.state {
-            TaskState::Leased(l) => Some(l.worker.clone()),
-            _ => None,
-        }
-    }
-
-    fn after_leave(&mut self, worker: Option<String>, task: TaskId) {
-        if let Some(w) = worker {
-            if let Some(set) = self.holders.get_mut(&w) {
-                set.remove(&task);
-                if set.is_empty() {
-                    self.holders.remove(&w);
-                }
-            }
         }
     }
 
@@ -345,7 +285,7 @@ impl<T: Clone> LeaseTable<T> {
             }
             other => {
                 let refusal = match &other {
-                    TaskState::Done(_) | TaskState::Failed(_) => Refusal::Finished(task),
+                    TaskState::Done | TaskState::Failed(_) => Refusal::Finished(task),
                     _ => Refusal::StaleLease { task, token },
                 };
                 entry.state = other;
@@ -394,7 +334,8 @@ mod tests {
     fn an_expired_lease_is_handed_out_again_and_the_late_report_refused() {
         let (mut t, now) = table(1);
         let first = t.acquire("paused", 1, now).remove(0);
-        let later = now + LEASE + Duration::from_secs(1);
+        // Expired at `now + LEASE`, then a 1 s backoff before the task is handed out again.
+        let later = now + LEASE + Duration::from_secs(2);
         let second = t.acquire("healthy", 1, later).remove(0);
         assert_eq!(second.task, first.task);
         assert_eq!(second.attempt, 2);
@@ -403,7 +344,10 @@ mod tests {
             t.complete(first.task, first.token, later),
             Err(Refusal::StaleLease { task: 0, token: first.token })
         );
-        assert_eq!(t.renew(first.task, first.token, later), Err(Refusal::StaleLease { task: 0, token: first.token }));
+        assert_eq!(
+            t.renew(first.task, first.token, later),
+            Err(Refusal::StaleLease { task: 0, token: first.token })
+        );
         t.complete(second.task, second.token, later).unwrap();
         assert!(t.is_finished());
     }
@@ -443,14 +387,16 @@ mod tests {
             at += Duration::from_secs(10);
         }
         assert!(t.is_finished());
-        assert_eq!(t.failed(), vec![(0, &"chunk-0".to_string(), "error 3")]);
+        assert_eq!(t.failures(), vec![(0, 3, "error 3")]);
     }
 
     #[test]
     fn a_drained_worker_hands_its_tasks_back_without_using_an_attempt() {
         let (mut t, now) = table(2);
         let grants = t.acquire("spot", 2, now);
-        assert_eq!(t.release_worker("spot", now), 2);
+        for g in &grants {
+            t.release(g.task, g.token, now).unwrap();
+        }
         let again = t.acquire("other", 2, now);
         assert_eq!(again.iter().map(|g| g.attempt).collect::<Vec<_>>(), [1, 1]);
         assert!(t.complete(grants[0].task, grants[0].token, now).is_err());
