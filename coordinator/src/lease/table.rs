@@ -334,7 +334,8 @@ mod tests {
     fn an_expired_lease_is_handed_out_again_and_the_late_report_refused() {
         let (mut t, now) = table(1);
         let first = t.acquire("paused", 1, now).remove(0);
-        // Expired at `now + LEASE`, then a 1 s backoff before the task is handed out again.
+        // Found expired just after `now + LEASE`, then a 1 s backoff before it is handed out again.
+        t.sweep(now + LEASE + Duration::from_millis(1));
         let later = now + LEASE + Duration::from_secs(2);
         let second = t.acquire("healthy", 1, later).remove(0);
         assert_eq!(second.task, first.task);
