@@ -92,7 +92,12 @@ pub struct BackfillArgs {
     #[arg(long, alias = "skip-upload", env = "EARTHCATALOG_NO_UPLOAD")]
     pub no_upload: bool,
     /// Read the items of BUCKET from LOCATION instead; repeatable.
-    #[arg(long = "source", value_name = "BUCKET=LOCATION", env = "EARTHCATALOG_SOURCES", value_delimiter = ',')]
+    #[arg(
+        long = "source",
+        value_name = "BUCKET=LOCATION",
+        env = "EARTHCATALOG_SOURCES",
+        value_delimiter = ','
+    )]
     pub sources: Vec<String>,
     /// Address the gRPC service listens on [default: 127.0.0.1:0 for backfill, 0.0.0.0:50051
     /// for coordinator].

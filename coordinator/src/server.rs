@@ -92,7 +92,8 @@ impl Endpoint {
             .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS)
             .tcp_nodelay(true);
         if let Some((cert, key)) = &options.tls {
-            let cert = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+            let cert =
+                std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
             let key = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
             builder = builder
                 .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))

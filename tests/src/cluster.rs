@@ -29,7 +29,13 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, exe: &Path, args: &[String], env: &[(String, String)], dir: &Path) -> anyhow::Result<Proc> {
+    fn spawn(
+        name: &str,
+        exe: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        dir: &Path,
+    ) -> anyhow::Result<Proc> {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
         let child = Command::new(exe)
@@ -84,7 +90,8 @@ impl Proc {
 
     /// Sends a signal by name (`STOP`, `CONT`, `TERM`).
     pub fn signal(&self, name: &str) -> anyhow::Result<()> {
-        let status = Command::new("kill").args([format!("-{name}"), self.pid().to_string()]).status()?;
+        let status =
+            Command::new("kill").args([format!("-{name}"), self.pid().to_string()]).status()?;
         if !status.success() {
             bail!("kill -{name} {} failed", self.pid());
         }
@@ -124,7 +131,10 @@ pub fn free_port() -> anyhow::Result<u16> {
 impl Cluster {
     /// A cluster whose processes get `env`; `coordinator_args` are the backfill flags (the
     /// harness adds `--listen`).
-    pub fn new(env: Vec<(String, String)>, coordinator_args: Vec<String>) -> anyhow::Result<Cluster> {
+    pub fn new(
+        env: Vec<(String, String)>,
+        coordinator_args: Vec<String>,
+    ) -> anyhow::Result<Cluster> {
         Ok(Cluster {
             dir: tempfile::tempdir()?,
             port: free_port()?,
@@ -153,7 +163,8 @@ impl Cluster {
         args.extend(["--listen".to_string(), format!("127.0.0.1:{}", self.port)]);
         let name = format!("coordinator-{}", self.restarts);
         self.restarts += 1;
-        let mut p = Proc::spawn(&name, &binaries::earthcatalog(), &args, &self.env, self.dir.path())?;
+        let mut p =
+            Proc::spawn(&name, &binaries::earthcatalog(), &args, &self.env, self.dir.path())?;
         let start = Instant::now();
         while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
             if let Some(s) = p.exited() {
@@ -216,10 +227,16 @@ impl Cluster {
                 return Ok(s);
             }
             if let Some(s) = self.coordinator().exited() {
-                bail!("coordinator exited with {s} while waiting for {what}; log:\n{}", self.coordinator().log());
+                bail!(
+                    "coordinator exited with {s} while waiting for {what}; log:\n{}",
+                    self.coordinator().log()
+                );
             }
             if start.elapsed() > timeout {
-                bail!("no {what} after {timeout:?}; coordinator log:\n{}", self.coordinator().log());
+                bail!(
+                    "no {what} after {timeout:?}; coordinator log:\n{}",
+                    self.coordinator().log()
+                );
             }
             std::thread::sleep(Duration::from_millis(25));
         }

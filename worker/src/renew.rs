@@ -34,7 +34,8 @@ impl Held {
     /// Starts tracking a granted lease; the token is cancelled when the lease is lost.
     pub fn insert(&self, lease: LeaseRef, duration: Duration) -> CancellationToken {
         let cancel = CancellationToken::new();
-        let held = HeldLease { cancel: cancel.clone(), valid_until: Instant::now() + duration, duration };
+        let held =
+            HeldLease { cancel: cancel.clone(), valid_until: Instant::now() + duration, duration };
         self.lock().insert(lease, held);
         cancel
     }
@@ -108,8 +109,12 @@ pub fn spawn(
             };
             match client.renew(request).await {
                 Ok(r) => {
-                    let lost: Vec<LeaseRef> =
-                        r.into_inner().lost.into_iter().filter_map(|l| LeaseRef::try_from(l).ok()).collect();
+                    let lost: Vec<LeaseRef> = r
+                        .into_inner()
+                        .lost
+                        .into_iter()
+                        .filter_map(|l| LeaseRef::try_from(l).ok())
+                        .collect();
                     for l in &lost {
                         held.lose(l, "the coordinator gave it to another attempt");
                     }

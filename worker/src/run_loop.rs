@@ -101,7 +101,12 @@ struct Reach {
 
 impl Reach {
     fn new(cfg: &WorkerConfig) -> Self {
-        Reach { since: None, backoff: FIRST_BACKOFF, limit: cfg.connect_for, address: cfg.coordinator.clone() }
+        Reach {
+            since: None,
+            backoff: FIRST_BACKOFF,
+            limit: cfg.connect_for,
+            address: cfg.coordinator.clone(),
+        }
     }
 
     fn ok(&mut self) {
@@ -159,7 +164,13 @@ pub async fn run(cfg: WorkerConfig, stop: CancellationToken) -> Result<WorkerSum
     let held = Held::default();
     let renew_stop = CancellationToken::new();
     let renew_every = Duration::from_millis(registered.renew_every_ms.max(100));
-    let renewer = renew::spawn(client.clone(), worker_id.clone(), held.clone(), renew_every, renew_stop.clone());
+    let renewer = renew::spawn(
+        client.clone(),
+        worker_id.clone(),
+        held.clone(),
+        renew_every,
+        renew_stop.clone(),
+    );
     let ctx = Arc::new(TaskContext::new());
     let mut tasks: JoinSet<Outcome> = JoinSet::new();
     let mut summary = WorkerSummary::default();
@@ -198,11 +209,17 @@ pub async fn run(cfg: WorkerConfig, stop: CancellationToken) -> Result<WorkerSum
                     match LeaseGrant::try_from(lease) {
                         Ok(grant) => {
                             let cancel = held.insert(grant.lease, grant.duration);
-                            let (ctx, client, worker, held) = (ctx.clone(), client.clone(), worker_id.clone(), held.clone());
+                            let (ctx, client, worker, held) =
+                                (ctx.clone(), client.clone(), worker_id.clone(), held.clone());
                             let span = tracing::info_span!("task", phase = %grant.lease.phase, task = grant.lease.task_id, attempt = grant.attempt);
-                            tasks.spawn(run_task(ctx, client, worker, held, grant, cancel, cfg.connect_for).instrument(span));
+                            tasks.spawn(
+                                run_task(ctx, client, worker, held, grant, cancel, cfg.connect_for)
+                                    .instrument(span),
+                            );
                         }
-                        Err(e) => tracing::error!(error = %e, "unreadable lease ignored; it will expire"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "unreadable lease ignored; it will expire")
+                        }
                     }
                 }
                 if granted > 0 { Duration::ZERO } else { Duration::from_millis(r.retry_after_ms) }
@@ -224,7 +241,11 @@ pub async fn run(cfg: WorkerConfig, stop: CancellationToken) -> Result<WorkerSum
     let window = shutdown.window(cfg.drain_window);
     let deadline = tokio::time::Instant::now() + window;
     if !tasks.is_empty() {
-        tracing::info!(running = tasks.len(), window_s = window.as_secs_f64(), "waiting for running tasks");
+        tracing::info!(
+            running = tasks.len(),
+            window_s = window.as_secs_f64(),
+            "waiting for running tasks"
+        );
     }
     while !tasks.is_empty() {
         match tokio::time::timeout_at(deadline, tasks.join_next()).await {
@@ -278,7 +299,9 @@ async fn run_task(
             ctx.clean_attempt(&grant).await;
             Outcome::Abandoned
         }
-        Some(Ok(report)) => complete(&ctx, &mut client, &worker_id, &grant, report, &cancel, connect_for).await,
+        Some(Ok(report)) => {
+            complete(&ctx, &mut client, &worker_id, &grant, report, &cancel, connect_for).await
+        }
         Some(Err(e)) => {
             let request = pb::FailRequest {
                 worker_id: worker_id.clone(),

@@ -53,13 +53,9 @@ pub async fn check(endpoint: &str) -> Result<Option<Notice>, SpotError> {
         .filter(|h| !h.is_empty())
         .ok_or_else(|| SpotError::Endpoint(endpoint.to_string()))?;
     let host = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
-    let (status, token) = request(
-        &host,
-        "PUT",
-        "/latest/api/token",
-        "X-aws-ec2-metadata-token-ttl-seconds: 300\r\n",
-    )
-    .await?;
+    let (status, token) =
+        request(&host, "PUT", "/latest/api/token", "X-aws-ec2-metadata-token-ttl-seconds: 300\r\n")
+            .await?;
     if status != 200 {
         return Err(SpotError::Request {
             path: "/latest/api/token".into(),
@@ -131,7 +127,10 @@ pub fn watch(endpoint: String, shutdown: Shutdown) {
                 Ok(Some(notice)) => {
                     let left = (notice.time - Utc::now()).to_std().unwrap_or_default();
                     let window = left.saturating_sub(EXIT_MARGIN);
-                    shutdown.request(&format!("spot {} notice for {}", notice.action, notice.time), window);
+                    shutdown.request(
+                        &format!("spot {} notice for {}", notice.action, notice.time),
+                        window,
+                    );
                     return;
                 }
                 Ok(None) => {}

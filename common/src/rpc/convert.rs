@@ -55,7 +55,11 @@ fn location(message: &'static str, field: &'static str, s: &str) -> Result<Locat
     Location::parse(s).map_err(|source| ConvertError::Location { message, field, source })
 }
 
-fn required<T>(message: &'static str, field: &'static str, v: Option<T>) -> Result<T, ConvertError> {
+fn required<T>(
+    message: &'static str,
+    field: &'static str,
+    v: Option<T>,
+) -> Result<T, ConvertError> {
     v.ok_or(ConvertError::Missing { message, field })
 }
 
@@ -236,7 +240,11 @@ impl From<&TaskSpec> for pb::Task {
                 fetch_concurrency: i.fetch_concurrency as u32,
                 grid: Some(grid_to_pb(&i.grid)),
                 sources: i.sources.iter().map(|(b, l)| (b.clone(), l.uri())).collect(),
-                retry_failures_uri: i.retry_failures.as_ref().map(Location::uri).unwrap_or_default(),
+                retry_failures_uri: i
+                    .retry_failures
+                    .as_ref()
+                    .map(Location::uri)
+                    .unwrap_or_default(),
             }),
             TaskSpec::Compact(c) => pb::task::Kind::Compact(pb::CompactPartition {
                 cell: c.partition.cell.clone(),
@@ -295,8 +303,11 @@ impl TryFrom<pb::CompactPartition> for CompactTask {
         if c.compact_rows == 0 {
             return Err(ConvertError::Missing { message: M, field: "compact_rows" });
         }
-        let staged =
-            c.staged_uris.iter().map(|s| location(M, "staged_uris", s)).collect::<Result<_, _>>()?;
+        let staged = c
+            .staged_uris
+            .iter()
+            .map(|s| location(M, "staged_uris", s))
+            .collect::<Result<_, _>>()?;
         Ok(CompactTask {
             partition: CellYear::new(c.cell, c.year),
             staged,
@@ -389,12 +400,9 @@ impl TaskReport {
     /// Every object the task wrote (deleted when the report is refused).
     pub fn outputs(&self) -> Vec<Location> {
         match self {
-            TaskReport::Ingest(i) => i
-                .staged
-                .iter()
-                .map(|s| s.location.clone())
-                .chain(i.failures.clone())
-                .collect(),
+            TaskReport::Ingest(i) => {
+                i.staged.iter().map(|s| s.location.clone()).chain(i.failures.clone()).collect()
+            }
             TaskReport::Compact(c) => c.files.iter().map(|f| f.location.clone()).collect(),
         }
     }
@@ -467,7 +475,10 @@ impl TryFrom<Option<pb::TaskResult>> for TaskReport {
                     .files
                     .into_iter()
                     .map(|f| {
-                        Ok(ReportedFile { location: location("DataFile", "uri", &f.uri)?, rows: f.rows })
+                        Ok(ReportedFile {
+                            location: location("DataFile", "uri", &f.uri)?,
+                            rows: f.rows,
+                        })
                     })
                     .collect::<Result<_, ConvertError>>()?;
                 TaskReport::Compact(CompactReport {
@@ -514,7 +525,8 @@ mod tests {
     fn a_compact_result_survives_the_round_trip() {
         let report = TaskReport::Compact(CompactReport {
             files: vec![ReportedFile {
-                location: Location::parse("s3://b/wh/grid_partition=x/year=2020/a.parquet").unwrap(),
+                location: Location::parse("s3://b/wh/grid_partition=x/year=2020/a.parquet")
+                    .unwrap(),
                 rows: 7,
             }],
             input_rows: 9,

@@ -145,7 +145,12 @@ impl BackfillConfig {
             skip_ingest: a.skip_ingest,
             retry_pending: a.retry_pending,
             update_hash_index: a.update_hash_index,
-            hash_index: a.hash_index.as_deref().map(Location::parse).transpose().context("--hash-index")?,
+            hash_index: a
+                .hash_index
+                .as_deref()
+                .map(Location::parse)
+                .transpose()
+                .context("--hash-index")?,
             use_lock: !a.no_lock,
             lock_wait: Duration::from_secs(a.lock_wait),
             upload: !a.no_upload,

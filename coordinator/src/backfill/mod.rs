@@ -91,7 +91,9 @@ pub struct BackfillSummary {
 pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
     let started = Instant::now();
     if cfg.upload && !cfg.use_lock && cfg.place.remote.is_some() {
-        bail!("--no-lock cannot be used with --catalog-store: the catalog is only uploaded under the lock (add --no-upload)");
+        bail!(
+            "--no-lock cannot be used with --catalog-store: the catalog is only uploaded under the lock (add --no-upload)"
+        );
     }
     let mut stores = Stores::from_env();
     for (bucket, location) in &cfg.sources {
@@ -126,12 +128,20 @@ pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
     let settings = LeaseSettings {
         lease: cfg.lease,
         renew_every: cfg.renew_every,
-        rules: RetryRules { max_attempts: cfg.max_attempts, first_backoff: FIRST_BACKOFF, max_backoff: MAX_BACKOFF },
+        rules: RetryRules {
+            max_attempts: cfg.max_attempts,
+            first_backoff: FIRST_BACKOFF,
+            max_backoff: MAX_BACKOFF,
+        },
     };
     // Tokens from the clock: a restarted coordinator never hands out a token it used before.
     let first_token = chrono::Utc::now().timestamp_micros().max(1) as u64;
-    let scheduler =
-        Arc::new(Scheduler::new(state.run_id.clone(), settings, Arc::new(results.clone()), first_token));
+    let scheduler = Arc::new(Scheduler::new(
+        state.run_id.clone(),
+        settings,
+        Arc::new(results.clone()),
+        first_token,
+    ));
 
     let endpoint = Endpoint::bind(cfg.listen).await?;
     let address = endpoint.address();
@@ -141,8 +151,10 @@ pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
     let workers_stop = CancellationToken::new();
     let workers = start_local_workers(&cfg, address, &workers_stop);
 
-    let mut driver = Driver { cfg: &cfg, stores, layout, results, scheduler: scheduler.clone(), grid };
-    let mut summary = BackfillSummary { run_id: state.run_id.clone(), resumed, ..Default::default() };
+    let mut driver =
+        Driver { cfg: &cfg, stores, layout, results, scheduler: scheduler.clone(), grid };
+    let mut summary =
+        BackfillSummary { run_id: state.run_id.clone(), resumed, ..Default::default() };
     let outcome = driver.phases(&mut summary).await;
     match &outcome {
         Ok(()) => scheduler.finish(),
@@ -297,10 +309,11 @@ impl Driver<'_> {
         }
         let chunks = if self.cfg.skip_inventory {
             let at = self.layout.chunk_manifest();
-            let bytes = objects::get(&self.stores, &at).await?.with_context(|| {
-                format!("--skip-inventory: no Phase 1 manifest at {at}")
-            })?;
-            let manifest: ChunkManifest = serde_json::from_slice(&bytes).with_context(|| at.to_string())?;
+            let bytes = objects::get(&self.stores, &at)
+                .await?
+                .with_context(|| format!("--skip-inventory: no Phase 1 manifest at {at}"))?;
+            let manifest: ChunkManifest =
+                serde_json::from_slice(&bytes).with_context(|| at.to_string())?;
             if !manifest.complete {
                 bail!("--skip-inventory: Phase 1 in {} did not finish", self.layout.root());
             }
@@ -312,8 +325,16 @@ impl Driver<'_> {
                 limit: self.cfg.limit,
                 chunk_size: self.cfg.chunk_size,
             };
-            let plan = write_chunks(&self.stores, &self.layout, &settings, &ChunkOptions::default()).await?;
-            tracing::info!(chunks = plan.chunks.len(), written = plan.written, reused = plan.reused, malformed = plan.malformed.len(), "Phase 1 done");
+            let plan =
+                write_chunks(&self.stores, &self.layout, &settings, &ChunkOptions::default())
+                    .await?;
+            tracing::info!(
+                chunks = plan.chunks.len(),
+                written = plan.written,
+                reused = plan.reused,
+                malformed = plan.malformed.len(),
+                "Phase 1 done"
+            );
             plan.chunks.into_iter().map(|c| c.location).collect::<Vec<_>>()
         };
         Ok(chunks.into_iter().map(Input::Chunk).collect())
@@ -325,15 +346,24 @@ impl Driver<'_> {
         let mut all: BTreeMap<TaskId, TaskReport> =
             earlier.into_iter().filter(|(id, _)| (*id as usize) < inputs.len()).collect();
         let (items, rows) = all.values().fold((0, 0), |(i, r), rep| match rep {
-            TaskReport::Ingest(x) => (i + x.items, r + x.staged.iter().map(|s| s.rows).sum::<u64>()),
+            TaskReport::Ingest(x) => {
+                (i + x.items, r + x.staged.iter().map(|s| s.rows).sum::<u64>())
+            }
             TaskReport::Compact(_) => (i, r),
         });
         self.scheduler.add_progress(items, rows);
         if !self.cfg.skip_ingest {
-            let done: Vec<bool> = (0..inputs.len() as u64).map(|id| all.contains_key(&id)).collect();
+            let done: Vec<bool> =
+                (0..inputs.len() as u64).map(|id| all.contains_key(&id)).collect();
             let subjects = inputs.iter().map(|i| i.location().to_string()).collect();
             let make = self.ingest_maker(inputs);
-            self.scheduler.start_phase(PhasePlan { kind: PhaseKind::Ingest, tasks: inputs.len() as u64, done, subjects, make });
+            self.scheduler.start_phase(PhasePlan {
+                kind: PhaseKind::Ingest,
+                tasks: inputs.len() as u64,
+                done,
+                subjects,
+                make,
+            });
             let outcome = self.scheduler.phase_finished(SWEEP_EVERY).await;
             refuse_failed(&outcome.failed, &self.layout)?;
             all.extend(outcome.accepted);
@@ -397,7 +427,13 @@ impl Driver<'_> {
                 compact_rows,
             })
         });
-        self.scheduler.start_phase(PhasePlan { kind: PhaseKind::Compact, tasks, done, subjects, make });
+        self.scheduler.start_phase(PhasePlan {
+            kind: PhaseKind::Compact,
+            tasks,
+            done,
+            subjects,
+            make,
+        });
         let outcome = self.scheduler.phase_finished(SWEEP_EVERY).await;
         refuse_failed(&outcome.failed, &self.layout)?;
         all.extend(outcome.accepted);
@@ -423,7 +459,8 @@ impl Driver<'_> {
             }
             false => None,
         };
-        let result = register::register(self.cfg, &self.stores, guard.as_ref(), &self.grid, files).await;
+        let result =
+            register::register(self.cfg, &self.stores, guard.as_ref(), &self.grid, files).await;
         if let Some(g) = guard
             && let Err(e) = g.release().await
         {
@@ -526,7 +563,12 @@ fn refuse_failed(failed: &[FailedTask], layout: &StagingLayout) -> anyhow::Resul
     }
     let listed: Vec<String> = failed
         .iter()
-        .map(|f| format!("{} task {} ({}) after {} attempt(s): {}", f.phase, f.task, f.subject, f.attempts, f.error))
+        .map(|f| {
+            format!(
+                "{} task {} ({}) after {} attempt(s): {}",
+                f.phase, f.task, f.subject, f.attempts, f.error
+            )
+        })
         .collect();
     for l in &listed {
         tracing::error!("task failed: {l}");

@@ -56,8 +56,7 @@ pub async fn delete_all(stores: &Stores, locations: &[Location]) -> usize {
             }
         })
         .buffer_unordered(16);
-    let errors: Vec<String> =
-        deletions.filter_map(|r| async move { r.err() }).collect().await;
+    let errors: Vec<String> = deletions.filter_map(|r| async move { r.err() }).collect().await;
     for e in &errors {
         tracing::warn!(error = %e, "could not delete");
     }

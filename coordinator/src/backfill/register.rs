@@ -36,8 +36,6 @@ pub struct Registered {
     pub rows: u64,
     /// Snapshots committed.
     pub snapshots: u64,
-    /// Abandoned attempt files deleted.
-    pub orphans_deleted: u64,
     /// Whether the catalog was uploaded.
     pub uploaded: bool,
     /// The hash index written, and its size.
@@ -45,7 +43,10 @@ pub struct Registered {
 }
 
 /// The hash index location: asked for, else the table's property, else next to the warehouse.
-pub fn hash_index_location(cfg: &BackfillConfig, property: Option<&str>) -> anyhow::Result<Location> {
+pub fn hash_index_location(
+    cfg: &BackfillConfig,
+    property: Option<&str>,
+) -> anyhow::Result<Location> {
     if let Some(l) = &cfg.hash_index {
         return Ok(l.clone());
     }
@@ -77,7 +78,10 @@ pub async fn delete_orphans(
         }
     }
     if !orphans.is_empty() {
-        tracing::warn!(files = orphans.len(), "deleting data files of attempts whose results were not accepted");
+        tracing::warn!(
+            files = orphans.len(),
+            "deleting data files of attempts whose results were not accepted"
+        );
     }
     let failed = objects::delete_all(stores, &orphans).await;
     Ok((orphans.len() - failed) as u64)
@@ -117,7 +121,8 @@ pub async fn register(
         if let Some(g) = guard {
             g.check()?;
         }
-        let (t, summary) = catalog.register(&table, batch).await.context("registering data files")?;
+        let (t, summary) =
+            catalog.register(&table, batch).await.context("registering data files")?;
         table = t;
         out.files += summary.files as u64;
         out.rows += summary.records;
@@ -147,12 +152,15 @@ pub async fn register(
 }
 
 async fn add_ids(stores: &Stores, file: &Location, index: &mut HashIndex) -> anyhow::Result<()> {
-    let batches = read_staged(stores, file).await.with_context(|| format!("reading ids of {file}"))?;
+    let batches =
+        read_staged(stores, file).await.with_context(|| format!("reading ids of {file}"))?;
     for b in batches {
         let Some(col) = b.column_by_name("id") else {
             anyhow::bail!("data file {file} has no id column");
         };
-        let ids = col.as_string_opt::<i32>().with_context(|| format!("{file}: id is not a string column"))?;
+        let ids = col
+            .as_string_opt::<i32>()
+            .with_context(|| format!("{file}: id is not a string column"))?;
         for i in (0..ids.len()).filter(|i| ids.is_valid(*i)) {
             index.insert_id(ids.value(i));
         }

@@ -86,7 +86,9 @@ impl TryFrom<Stored> for TaskReport {
                 TaskReport::Compact(CompactReport {
                     files: files
                         .into_iter()
-                        .map(|(uri, rows)| Ok(ReportedFile { location: Location::parse(&uri)?, rows }))
+                        .map(|(uri, rows)| {
+                            Ok(ReportedFile { location: Location::parse(&uri)?, rows })
+                        })
                         .collect::<anyhow::Result<_>>()?,
                     input_rows,
                     duplicates_dropped,
@@ -141,7 +143,12 @@ impl RunResults {
 
 #[async_trait::async_trait]
 impl ResultStore for RunResults {
-    async fn save(&self, phase: PhaseKind, task: TaskId, report: &TaskReport) -> Result<(), String> {
+    async fn save(
+        &self,
+        phase: PhaseKind,
+        task: TaskId,
+        report: &TaskReport,
+    ) -> Result<(), String> {
         let bytes = serde_json::to_vec(&Stored::from(report)).map_err(|e| e.to_string())?;
         objects::put(&self.stores, &self.location(phase, task), bytes)
             .await

@@ -62,16 +62,28 @@ impl RunState {
 
     /// Whether a new request is compatible with this run (else the operator must finish or
     /// discard it first).
-    pub fn differences(&self, inventory: &Location, delta: bool, retry_pending: bool) -> Vec<String> {
+    pub fn differences(
+        &self,
+        inventory: &Location,
+        delta: bool,
+        retry_pending: bool,
+    ) -> Vec<String> {
         let mut out = Vec::new();
         if self.inventory != inventory.uri() {
-            out.push(format!("inventory: run has {}, requested {}", self.inventory, inventory.uri()));
+            out.push(format!(
+                "inventory: run has {}, requested {}",
+                self.inventory,
+                inventory.uri()
+            ));
         }
         if self.delta != delta {
             out.push(format!("delta: run has {}, requested {delta}", self.delta));
         }
         if self.retry_pending != retry_pending {
-            out.push(format!("retry-pending: run has {}, requested {retry_pending}", self.retry_pending));
+            out.push(format!(
+                "retry-pending: run has {}, requested {retry_pending}",
+                self.retry_pending
+            ));
         }
         out
     }

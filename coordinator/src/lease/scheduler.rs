@@ -26,7 +26,8 @@ pub type TaskMaker = Arc<dyn Fn(TaskId, u64) -> TaskSpec + Send + Sync>;
 #[async_trait::async_trait]
 pub trait ResultStore: Send + Sync {
     /// Records the accepted `report` of `task`.
-    async fn save(&self, phase: PhaseKind, task: TaskId, report: &TaskReport) -> Result<(), String>;
+    async fn save(&self, phase: PhaseKind, task: TaskId, report: &TaskReport)
+    -> Result<(), String>;
     /// Forgets a record saved for a report the table then refused.
     async fn forget(&self, phase: PhaseKind, task: TaskId);
 }
@@ -333,7 +334,9 @@ impl Scheduler {
         let mut lost = Vec::new();
         for l in leases {
             let kept = match inner.running.as_mut() {
-                Some(run) if run.kind == l.phase => run.table.renew(l.task_id, l.token, now).is_ok(),
+                Some(run) if run.kind == l.phase => {
+                    run.table.renew(l.task_id, l.token, now).is_ok()
+                }
                 _ => false,
             };
             if !kept {
@@ -439,7 +442,8 @@ impl Scheduler {
             .workers
             .iter()
             .filter(|(id, seen)| {
-                now.duration_since(**seen) <= self.settings.lease && !inner.told_finished.contains(*id)
+                now.duration_since(**seen) <= self.settings.lease
+                    && !inner.told_finished.contains(*id)
             })
             .count()
     }

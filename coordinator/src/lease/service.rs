@@ -31,7 +31,9 @@ fn refs(list: Vec<pb::LeaseRef>) -> Result<Vec<LeaseRef>, Status> {
     list.into_iter().map(|l| LeaseRef::try_from(l).map_err(Status::from)).collect()
 }
 
-fn report_response(result: Result<(), ReportError>) -> Result<Response<pb::ReportResponse>, Status> {
+fn report_response(
+    result: Result<(), ReportError>,
+) -> Result<Response<pb::ReportResponse>, Status> {
     let outcome = match result {
         Ok(()) => pb::report_response::Outcome::Accepted(pb::Accepted {}),
         Err(ReportError::Persist { task, reason }) => {

@@ -148,11 +148,21 @@ impl Leased {
     /// The holder handed the task back without failing it (drain, spot notice): no attempt is
     /// counted.
     pub fn release(self) -> Pending {
-        Pending { failed_attempts: self.failed_attempts, last_error: self.last_error, not_before: None }
+        Pending {
+            failed_attempts: self.failed_attempts,
+            last_error: self.last_error,
+            not_before: None,
+        }
     }
 
     /// The attempt failed (`retryable = false` gives up at once).
-    pub fn fail(self, error: String, retryable: bool, now: Instant, rules: &RetryRules) -> AfterFailure {
+    pub fn fail(
+        self,
+        error: String,
+        retryable: bool,
+        now: Instant,
+        rules: &RetryRules,
+    ) -> AfterFailure {
         let failed = self.failed_attempts + 1;
         if !retryable || failed >= rules.max_attempts {
             return AfterFailure::GiveUp(Failed { attempts: failed, error });
@@ -181,7 +191,11 @@ mod tests {
     use super::*;
 
     fn rules() -> RetryRules {
-        RetryRules { max_attempts: 3, first_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(4) }
+        RetryRules {
+            max_attempts: 3,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(4),
+        }
     }
 
     #[test]

@@ -233,7 +233,9 @@ impl<T: Clone> LeaseTable<T> {
         self.check(task, token, now)?;
         let worker = self.holder(task);
         let rules = self.rules;
-        self.with_current_lease(task, token, |l| l.fail(error, retryable, now, &rules).into_state())?;
+        self.with_current_lease(task, token, |l| {
+            l.fail(error, retryable, now, &rules).into_state()
+        })?;
         self.after_leave(worker, task);
         self.after_failure(task);
         Ok(())
@@ -305,12 +307,12 @@ impl<T: Clone> LeaseTable<T> {
     }
 
     fn after_leave(&mut self, worker: Option<String>, task: TaskId) {
-        if let Some(w) = worker {
-            if let Some(set) = self.holders.get_mut(&w) {
-                set.remove(&task);
-                if set.is_empty() {
-                    self.holders.remove(&w);
-                }
+        if let Some(w) = worker
+            && let Some(set) = self.holders.get_mut(&w)
+        {
+            set.remove(&task);
+            if set.is_empty() {
+                self.holders.remove(&w);
             }
         }
     }
@@ -394,7 +396,10 @@ mod tests {
     fn an_expired_lease_is_handed_out_again_and_the_late_report_refused() {
         let (mut t, now) = table(1);
         let first = t.acquire("paused", 1, now).remove(0);
-        let later = now + LEASE + Duration::from_secs(1);
+        let expired_at = now + LEASE + Duration::from_secs(1);
+        t.sweep(expired_at);
+        // An expiry counts as a failed attempt, so the task waits out the first backoff.
+        let later = expired_at + Duration::from_secs(1);
         let second = t.acquire("healthy", 1, later).remove(0);
         assert_eq!(second.task, first.task);
         assert_eq!(second.attempt, 2);
@@ -403,7 +408,10 @@ mod tests {
             t.complete(first.task, first.token, later),
             Err(Refusal::StaleLease { task: 0, token: first.token })
         );
-        assert_eq!(t.renew(first.task, first.token, later), Err(Refusal::StaleLease { task: 0, token: first.token }));
+        assert_eq!(
+            t.renew(first.task, first.token, later),
+            Err(Refusal::StaleLease { task: 0, token: first.token })
+        );
         t.complete(second.task, second.token, later).unwrap();
         assert!(t.is_finished());
     }

@@ -32,11 +32,7 @@ pub(super) async fn run_blocking(
 }
 
 /// Compacts `task`; `token` names this attempt's files.
-async fn run(
-    ctx: &TaskContext,
-    task: &CompactTask,
-    token: u64,
-) -> Result<TaskReport, TaskError> {
+async fn run(ctx: &TaskContext, task: &CompactTask, token: u64) -> Result<TaskReport, TaskError> {
     let stores = ctx.stores(&[]);
     let namer = FileNamer::new(task.run.clone(), format!("c{token}"));
     let outcome = compact_partition(

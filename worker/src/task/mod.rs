@@ -44,10 +44,13 @@ impl TaskError {
     }
 }
 
+/// Bucket → location mappings, the key of the stores cache.
+type Sources = Vec<(String, Location)>;
+
 /// What tasks share in one worker process: object store clients and partitioners.
 #[derive(Default)]
 pub struct TaskContext {
-    stores: Mutex<HashMap<Vec<(String, Location)>, Arc<Stores>>>,
+    stores: Mutex<HashMap<Sources, Arc<Stores>>>,
     partitioners: tokio::sync::Mutex<HashMap<String, Arc<dyn Partitioner>>>,
 }
 
@@ -100,7 +103,8 @@ impl TaskContext {
                 _ = cancel.cancelled() => Ok(None),
             },
             TaskSpec::Compact(t) => {
-                compact::run_blocking(self.clone(), t.clone(), grant.lease.token, cancel.clone()).await
+                compact::run_blocking(self.clone(), t.clone(), grant.lease.token, cancel.clone())
+                    .await
             }
         }
     }
@@ -153,8 +157,8 @@ impl TaskContext {
 
     async fn delete(&self, locations: &[Location]) {
         let stores = self.stores(&[]);
-        for location in locations.iter().cloned() {
-            let deleted = match stores.resolve(&location) {
+        for location in locations {
+            let deleted = match stores.resolve(location) {
                 Ok(o) => match o.store.delete(&o.path).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                     Err(e) => Err(e.to_string()),
