@@ -7,12 +7,12 @@
 
 #[path = "../src/lease/mod.rs"]
 mod lease;
-#[path = "../src/server.rs"]
-mod server;
 #[path = "../src/backfill/objects.rs"]
 mod objects;
 #[path = "../src/backfill/results.rs"]
 mod results;
+#[path = "../src/server.rs"]
+mod server;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,12 +39,19 @@ fn rss_bytes() -> u64 {
 
 fn scheduler(name: &str) -> Arc<Scheduler> {
     let stores = Arc::new(Stores::new(S3Settings::default()));
-    let layout = StagingLayout::new(&Location::parse(&format!("memory://{name}/staging")).unwrap(), RunId::new());
+    let layout = StagingLayout::new(
+        &Location::parse(&format!("memory://{name}/staging")).unwrap(),
+        RunId::new(),
+    );
     let results = results::RunResults::new(stores, layout);
     let settings = LeaseSettings {
         lease: Duration::from_secs(60),
         renew_every: Duration::from_secs(15),
-        rules: RetryRules { max_attempts: 3, first_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(30) },
+        rules: RetryRules {
+            max_attempts: 3,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        },
     };
     Arc::new(Scheduler::new("bench".into(), settings, Arc::new(results), 1))
 }
@@ -74,7 +81,8 @@ async fn round_trips() {
     let endpoint = server::Endpoint::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let url = format!("http://{}", endpoint.address());
     let stop = CancellationToken::new();
-    let served = tokio::spawn(endpoint.serve(s.clone(), server::ServeOptions::default(), stop.clone()));
+    let served =
+        tokio::spawn(endpoint.serve(s.clone(), server::ServeOptions::default(), stop.clone()));
     let start = Instant::now();
     let mut workers = Vec::new();
     for w in 0..WORKERS {
@@ -84,10 +92,18 @@ async fn round_trips() {
             let id = format!("sim-{w}");
             let mut done = 0u64;
             loop {
-                let r = c.acquire(pb::AcquireRequest { worker_id: id.clone(), max_tasks: 1 }).await.unwrap().into_inner();
+                let r = c
+                    .acquire(pb::AcquireRequest { worker_id: id.clone(), max_tasks: 1 })
+                    .await
+                    .unwrap()
+                    .into_inner();
                 let Some(lease) = r.leases.into_iter().next() else { break };
                 let report = TaskReport::Compact(CompactReport::default());
-                let req = pb::CompleteRequest { worker_id: id.clone(), lease: lease.r#ref, result: Some(pb::TaskResult::from(&report)) };
+                let req = pb::CompleteRequest {
+                    worker_id: id.clone(),
+                    lease: lease.r#ref,
+                    result: Some(pb::TaskResult::from(&report)),
+                };
                 c.complete(req).await.unwrap();
                 done += 1;
             }
@@ -121,6 +137,7 @@ fn tracked_memory() {
 
 fn main() {
     tracked_memory();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(round_trips());
 }

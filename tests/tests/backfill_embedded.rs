@@ -144,7 +144,8 @@ fn a_delta_run_after_a_full_run_appends_its_items_and_extends_the_hash_index() {
     assert_eq!(rows, expected);
     assert_eq!(snapshots, 2, "the delta appended one snapshot");
 
-    let index_at = Location::local(format!("{}_id_hashes.parquet", t.path("wh").display())).unwrap();
+    let index_at =
+        Location::local(format!("{}_id_hashes.parquet", t.path("wh").display())).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let index = rt.block_on(HashIndex::read(&Local::stores(), &index_at)).unwrap();
     let ids: Vec<String> = first.ids().into_iter().chain(second.ids()).collect();
