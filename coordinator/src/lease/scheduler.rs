@@ -473,3 +473,97 @@ impl Scheduler {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use earthcatalog_common::ids::{CellYear, RunId};
+    use earthcatalog_common::location::Location;
+    use earthcatalog_common::rpc::{CompactReport, CompactTask};
+
+    /// Records what was saved, in memory.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<(PhaseKind, TaskId)>>);
+
+    #[async_trait::async_trait]
+    impl ResultStore for Recorded {
+        async fn save(
+            &self,
+            phase: PhaseKind,
+            task: TaskId,
+            _r: &TaskReport,
+        ) -> Result<(), String> {
+            self.0.lock().unwrap().push((phase, task));
+            Ok(())
+        }
+        async fn forget(&self, phase: PhaseKind, task: TaskId) {
+            self.0.lock().unwrap().retain(|x| *x != (phase, task));
+        }
+    }
+
+    fn setup(lease: Duration, max_attempts: u32) -> (Scheduler, Arc<Recorded>) {
+        let recorded = Arc::new(Recorded::default());
+        let settings = LeaseSettings {
+            lease,
+            renew_every: lease / 4,
+            rules: RetryRules {
+                max_attempts,
+                first_backoff: Duration::ZERO,
+                max_backoff: Duration::ZERO,
+            },
+        };
+        let s = Scheduler::new("run".into(), settings, recorded.clone(), 1);
+        s.start_phase(PhasePlan {
+            kind: PhaseKind::Compact,
+            tasks: 1,
+            done: Vec::new(),
+            subjects: vec!["grid_partition=x/year=2020".into()],
+            make: Arc::new(|_, _| {
+                TaskSpec::Compact(CompactTask {
+                    partition: CellYear::new("x", Some(2020)),
+                    staged: Vec::new(),
+                    warehouse: Location::parse("memory://t/wh").unwrap(),
+                    run: RunId::from_string("run"),
+                    compact_rows: 10,
+                })
+            }),
+        });
+        (s, recorded)
+    }
+
+    fn report() -> TaskReport {
+        TaskReport::Compact(CompactReport::default())
+    }
+
+    #[tokio::test]
+    async fn a_late_result_is_refused_and_never_recorded_while_the_current_one_is() {
+        let (s, recorded) = setup(Duration::from_millis(50), 3);
+        let (first, _) = s.acquire("paused", 1).unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let (second, _) = s.acquire("healthy", 1).unwrap();
+        assert_eq!(second.len(), 1, "the expired task is granted again");
+        assert!(s.complete("paused", first[0].lease, report()).await.is_err());
+        assert!(recorded.0.lock().unwrap().is_empty(), "the late result is not on record");
+        s.complete("healthy", second[0].lease, report()).await.unwrap();
+        let outcome = s.phase_finished(Duration::from_millis(10)).await;
+        assert_eq!(outcome.accepted.len(), 1);
+        assert_eq!(*recorded.0.lock().unwrap(), vec![(PhaseKind::Compact, 0)]);
+    }
+
+    #[tokio::test]
+    async fn a_task_failing_every_attempt_is_given_up_at_the_cap_with_its_last_error() {
+        let (s, _) = setup(Duration::from_secs(60), 2);
+        for attempt in 1..=2 {
+            let (g, _) = s.acquire("w", 1).unwrap();
+            assert_eq!(g[0].attempt, attempt);
+            s.fail("w", g[0].lease, format!("boom {attempt}"), true).unwrap();
+        }
+        let outcome = s.phase_finished(Duration::from_millis(10)).await;
+        assert_eq!(outcome.failed.len(), 1);
+        let f = &outcome.failed[0];
+        assert_eq!((f.attempts, f.error.as_str()), (2, "boom 2"));
+        assert_eq!(f.subject, "grid_partition=x/year=2020");
+        assert_eq!(s.status().failed.len(), 1, "the status call lists it");
+    }
+}

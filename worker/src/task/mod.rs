@@ -44,13 +44,13 @@ impl TaskError {
     }
 }
 
-/// Stores per source mapping (bucket → location list), shared by the tasks that use it.
-type StoresBySources = Mutex<HashMap<Vec<(String, Location)>, Arc<Stores>>>;
+/// Bucket → location mappings, the key of the stores cache.
+type Sources = Vec<(String, Location)>;
 
 /// What tasks share in one worker process: object store clients and partitioners.
 #[derive(Default)]
 pub struct TaskContext {
-    stores: StoresBySources,
+    stores: Mutex<HashMap<Sources, Arc<Stores>>>,
     partitioners: tokio::sync::Mutex<HashMap<String, Arc<dyn Partitioner>>>,
 }
 

@@ -1,0 +1,154 @@
+//! `earthcatalog backfill` with its workers in the same process (`--local-workers`), on local
+//! folders: a task that cannot succeed, a resumed run, a delta run after a full run and the
+//! hash index it maintains.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use earthcatalog_common::hash_index::HashIndex;
+use earthcatalog_common::location::Location;
+use earthcatalog_common::stores::{S3Settings, Stores};
+use earthcatalog_tests::binaries;
+use earthcatalog_tests::ingest::{BUCKET, Samples};
+use earthcatalog_tests::python::Python;
+use earthcatalog_tests::readers::read_table;
+
+struct Local {
+    dir: tempfile::TempDir,
+    py: Python,
+}
+
+impl Local {
+    fn new(test: &str) -> Option<Local> {
+        let py = Python::find(test)?;
+        Some(Local { dir: tempfile::tempdir().unwrap(), py })
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn stores() -> Stores {
+        Stores::new(S3Settings::default())
+    }
+
+    /// Writes `samples`' items under `items/` and their inventory as `name`.
+    fn inputs(&self, samples: &Samples, name: &str) {
+        let root = Location::local(self.path("items")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(samples.upload(&Self::stores(), &root)).unwrap();
+        std::fs::write(self.path(name), samples.csv()).unwrap();
+    }
+
+    fn backfill(&self, inventory: &str, extra: &[&str]) -> Output {
+        let items = Location::local(self.path("items")).unwrap().uri();
+        let mut args: Vec<String> = vec![
+            "backfill".into(),
+            "--inventory".into(),
+            self.path(inventory).to_string_lossy().into(),
+            "--catalog".into(),
+            self.path("catalog.db").to_string_lossy().into(),
+            "--warehouse".into(),
+            self.path("wh").to_string_lossy().into(),
+            "--staging".into(),
+            self.path("staging").to_string_lossy().into(),
+            "--source".into(),
+            format!("{BUCKET}={items}"),
+            "--chunk-size".into(),
+            "20".into(),
+            "--compact-rows".into(),
+            "50".into(),
+            "--local-workers".into(),
+            "2".into(),
+            "--lease-seconds".into(),
+            "3".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Command::new(binaries::earthcatalog()).args(&args).output().unwrap()
+    }
+
+    fn rows(&self) -> (BTreeSet<(String, String)>, usize, usize) {
+        let wh = Location::local(self.path("wh")).unwrap().uri();
+        let v = read_table(&self.py, &self.path("catalog.db"), &wh, None).unwrap();
+        (v.rows, v.row_count, v.snapshots)
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn block(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, b"a file where the attempt folders of chunk 1 would go").unwrap();
+}
+
+#[test]
+fn a_task_that_cannot_succeed_stops_the_run_before_registration_and_a_rerun_finishes_it() {
+    let Some(t) = Local::new("backfill_failing_task") else { return };
+    let samples = Samples::itslive(0, 60);
+    t.inputs(&samples, "inventory.csv");
+    // A run already under way whose chunk 1 cannot be staged: a file sits where its
+    // attempt folders must be created.
+    let run = "20260101T000000Z-failing";
+    let pointer = serde_json::json!({
+        "run_id": run,
+        "inventory": Location::local(t.path("inventory.csv")).unwrap().uri(),
+        "delta": false,
+        "retry_pending": false,
+        "started": "2026-01-01T00:00:00Z",
+    });
+    std::fs::create_dir_all(t.path("staging")).unwrap();
+    std::fs::write(t.path("staging/_run.json"), pointer.to_string()).unwrap();
+    let blocker = t.path(&format!("staging/{run}/ingest/chunk_000001"));
+    block(&blocker);
+
+    let first = t.backfill("inventory.csv", &["--h3-resolution", "1", "--max-attempts", "2"]);
+    let out = text(&first);
+    assert!(!first.status.success(), "{out}");
+    assert!(out.contains("1 task(s) failed; nothing was registered"), "{out}");
+    assert!(out.contains("ingest task 1"), "{out}");
+    assert!(out.contains("chunk_000001.parquet"), "{out}");
+    assert!(!t.path("catalog.db").exists(), "no catalog written");
+
+    std::fs::remove_file(&blocker).unwrap();
+    let second = t.backfill("inventory.csv", &["--h3-resolution", "1", "--max-attempts", "2"]);
+    let out = text(&second);
+    assert!(second.status.success(), "{out}");
+    assert!(out.contains("resuming an unfinished run"), "{out}");
+    assert!(out.contains("already_done=2"), "the two chunks accepted before are kept: {out}");
+    let (rows, count, _) = t.rows();
+    assert_eq!(count, rows.len());
+    assert_eq!(rows, samples.expected_rows(1));
+}
+
+#[test]
+fn a_delta_run_after_a_full_run_appends_its_items_and_extends_the_hash_index() {
+    let Some(t) = Local::new("backfill_delta") else { return };
+    let first = Samples::itslive(0, 40);
+    let second = Samples::itslive(40, 30);
+    t.inputs(&first, "full.csv");
+    t.inputs(&second, "delta.csv");
+
+    let full = t.backfill("full.csv", &["--h3-resolution", "1", "--update-hash-index"]);
+    assert!(full.status.success(), "{}", text(&full));
+    let delta = t.backfill("delta.csv", &["--delta", "--update-hash-index"]);
+    assert!(delta.status.success(), "{}", text(&delta));
+
+    let (rows, count, snapshots) = t.rows();
+    let mut expected = first.expected_rows(1);
+    expected.extend(second.expected_rows(1));
+    assert_eq!(count, rows.len(), "no row twice");
+    assert_eq!(rows, expected);
+    assert_eq!(snapshots, 2, "the delta appended one snapshot");
+
+    let index_at =
+        Location::local(format!("{}_id_hashes.parquet", t.path("wh").display())).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let index = rt.block_on(HashIndex::read(&Local::stores(), &index_at)).unwrap();
+    let ids: Vec<String> = first.ids().into_iter().chain(second.ids()).collect();
+    assert_eq!(index.len(), ids.len());
+    assert!(ids.iter().all(|id| index.contains_id(id)));
+}
