@@ -19,7 +19,22 @@ fn ensure_built() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // `cargo test` gives its tests variables (CARGO_PKG_*, CARGO_MANIFEST_DIR, ...) that some
+        // build scripts watch; passed on, they make this build redo those crates every time.
+        // With only the user's environment it is the same build `scripts/test.sh` already did.
+        let keep = [
+            "PATH",
+            "HOME",
+            "CARGO_HOME",
+            "RUSTUP_HOME",
+            "RUSTUP_TOOLCHAIN",
+            "CARGO_TARGET_DIR",
+            "CI",
+            "TMPDIR",
+        ];
         let status = Command::new(cargo)
+            .env_clear()
+            .envs(keep.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))))
             .args(["build", "--quiet", "--workspace", "--bins"])
             .current_dir(workspace_root())
             .status()

@@ -3,9 +3,5 @@
 
 pub mod scheduler;
 pub mod service;
-// The state machine and table offer more than the driver uses today (introspection of done
-// tasks, per-worker release); tests and benchmarks use the rest.
-#[allow(dead_code)]
 pub mod state;
-#[allow(dead_code)]
 pub mod table;
