@@ -25,6 +25,8 @@ pub mod known_ids;
 pub mod location;
 /// The catalog lock: conditional-put lock object with renewal, release and stale takeover.
 pub mod lock;
+/// Log set-up shared by the binaries (RUST_LOG, text or JSON, stderr).
+pub mod logging;
 /// Partitioners: the grid cells (H3 or GeoJSON features) a footprint touches.
 pub mod partition;
 /// Fetch → parse → fan out → write: the data path shared by both pipelines.

@@ -9,34 +9,19 @@ mod lease;
 mod sample;
 mod server;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command};
 
 /// Exit code of a run that finished but could not ingest some items (they are listed).
 const EXIT_ITEMS_FAILED: u8 = 3;
 
-fn init_logging(format: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    earthcatalog_common::logging::init(&cli.log_format);
     match dispatch(cli.command).await {
         Ok(code) => code,
         Err(e) => {
