@@ -242,6 +242,35 @@ impl Cluster {
         }
     }
 
+    /// Pauses (`SIGSTOP`) worker `worker` at a moment it holds a `phase` lease, and leaves it
+    /// paused. Only `worker` may be running. A worker whose last task finished between the
+    /// status poll and the signal holds nothing, so after the signal the status is read again
+    /// (once in-flight calls have landed) and the pause is retried until a lease is caught.
+    pub fn pause_holding_a_lease(
+        &mut self,
+        worker: usize,
+        token: Option<&str>,
+        phase: &str,
+    ) -> anyhow::Result<()> {
+        let leased = |s: &pb::StatusResponse| {
+            let counts = if phase == "ingest" { &s.ingest } else { &s.compact };
+            s.phase == phase && counts.as_ref().is_some_and(|c| c.leased >= 1)
+        };
+        let start = Instant::now();
+        loop {
+            self.wait_status(token, READY_TIMEOUT, &format!("a {phase} lease"), leased)?;
+            self.workers[worker].signal("STOP")?;
+            std::thread::sleep(Duration::from_millis(300));
+            if leased(&self.status(token)?) {
+                return Ok(());
+            }
+            self.workers[worker].signal("CONT")?;
+            if start.elapsed() > READY_TIMEOUT {
+                bail!("{} never held a {phase} lease when paused", self.workers[worker].name);
+            }
+        }
+    }
+
     /// Waits until a log line of process `proc` contains `needle`.
     pub fn wait_log(proc: &mut Proc, needle: &str, timeout: Duration) -> anyhow::Result<()> {
         let start = Instant::now();

@@ -38,16 +38,11 @@ fn workers_killed_mid_ingest_and_mid_compaction_do_not_change_the_result() {
     let mut c = Cluster::new(env.process_env(), env.coordinator_args(&[])).unwrap();
     c.start_coordinator().unwrap();
     let ingest_victim = c.start_worker(&env.worker_args_slots(1)).unwrap();
-    c.wait_status(Some(TOKEN), WAIT, "an ingest lease", |s| {
-        s.phase == "ingest" && s.ingest.as_ref().is_some_and(|i| i.leased >= 1)
-    })
-    .unwrap();
+    // Paused first so that the kill lands while a lease is held, not between two tasks.
+    c.pause_holding_a_lease(ingest_victim, Some(TOKEN), "ingest").unwrap();
     c.workers[ingest_victim].kill9();
     let compact_victim = c.start_worker(&env.worker_args_slots(1)).unwrap();
-    c.wait_status(Some(TOKEN), WAIT, "a compact lease", |s| {
-        s.phase == "compact" && s.compact.as_ref().is_some_and(|i| i.leased >= 1)
-    })
-    .unwrap();
+    c.pause_holding_a_lease(compact_victim, Some(TOKEN), "compact").unwrap();
     c.workers[compact_victim].kill9();
     c.start_worker(&env.worker_args()).unwrap();
     assert!(c.coordinator().wait(WAIT).unwrap().success(), "{}", c.coordinator().log());
@@ -63,11 +58,7 @@ fn a_paused_worker_loses_its_compact_task_and_its_late_outputs_are_deleted_not_r
     let mut c = Cluster::new(env.process_env(), env.coordinator_args(&[])).unwrap();
     c.start_coordinator().unwrap();
     let paused = c.start_worker(&env.worker_args_slots(2)).unwrap();
-    c.wait_status(Some(TOKEN), WAIT, "a compact lease", |s| {
-        s.phase == "compact" && s.compact.as_ref().is_some_and(|i| i.leased >= 1)
-    })
-    .unwrap();
-    c.workers[paused].signal("STOP").unwrap();
+    c.pause_holding_a_lease(paused, Some(TOKEN), "compact").unwrap();
     let healthy = c.start_worker(&env.worker_args()).unwrap();
     // The paused worker's lease runs out and its task goes to the healthy worker.
     Cluster::wait_log(c.coordinator.as_mut().unwrap(), "lease expired", WAIT).unwrap();
