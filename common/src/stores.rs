@@ -232,6 +232,16 @@ impl Stores {
         self
     }
 
+    /// Reads the objects of each (bucket, location) pair's bucket from its location.
+    pub fn with_sources<'a>(
+        self,
+        sources: impl IntoIterator<Item = &'a (String, Location)>,
+    ) -> Self {
+        sources
+            .into_iter()
+            .fold(self, |s, (bucket, location)| s.with_source(bucket.clone(), location.clone()))
+    }
+
     /// The S3 settings used for `bucket`.
     pub fn s3_settings(&self, bucket: &str) -> S3Settings {
         match self.per_bucket.get(bucket) {

@@ -82,23 +82,15 @@ pub struct BackfillArgs {
     /// Hash index location [default: the table's property, else <warehouse>_id_hashes.parquet].
     #[arg(long, env = "EARTHCATALOG_HASH_INDEX")]
     pub hash_index: Option<String>,
-    /// Do not take the catalog lock (only when nothing else can write the catalog).
-    #[arg(long, env = "EARTHCATALOG_NO_LOCK")]
-    pub no_lock: bool,
-    /// Wait up to this many seconds for the lock instead of failing at once.
-    #[arg(long, env = "EARTHCATALOG_LOCK_WAIT", default_value_t = 0)]
-    pub lock_wait: u64,
+    /// How the catalog lock is taken.
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// Do not upload the catalog to --catalog-store at the end.
     #[arg(long, alias = "skip-upload", env = "EARTHCATALOG_NO_UPLOAD")]
     pub no_upload: bool,
-    /// Read the items of BUCKET from LOCATION instead; repeatable.
-    #[arg(
-        long = "source",
-        value_name = "BUCKET=LOCATION",
-        env = "EARTHCATALOG_SOURCES",
-        value_delimiter = ','
-    )]
-    pub sources: Vec<String>,
+    /// Buckets whose items are read from elsewhere.
+    #[command(flatten)]
+    pub sources: SourceArgs,
     /// Address the gRPC service listens on [default: 127.0.0.1:0 for backfill, 0.0.0.0:50051
     /// for coordinator].
     #[arg(long, env = "EARTHCATALOG_LISTEN")]
@@ -171,6 +163,31 @@ pub struct CatalogArgs {
     pub warehouse: Option<String>,
 }
 
+/// How the catalog lock is taken (shared by every command that writes the catalog).
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// Do not take the catalog lock (only when nothing else can write the catalog).
+    #[arg(long, env = "EARTHCATALOG_NO_LOCK")]
+    pub no_lock: bool,
+    /// Wait up to this many seconds for the lock instead of failing at once.
+    #[arg(long, env = "EARTHCATALOG_LOCK_WAIT", default_value_t = 0)]
+    pub lock_wait: u64,
+}
+
+/// Buckets read from another place (shared by every command that fetches items).
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Read the items of BUCKET from LOCATION instead (a local mirror or another endpoint);
+    /// repeatable: --source its-live-data=/data/mirror.
+    #[arg(
+        long = "source",
+        value_name = "BUCKET=LOCATION",
+        env = "EARTHCATALOG_SOURCES",
+        value_delimiter = ','
+    )]
+    pub sources: Vec<String>,
+}
+
 /// `earthcatalog incremental`.
 #[derive(Debug, Clone, Args)]
 pub struct IncrementalArgs {
@@ -198,24 +215,15 @@ pub struct IncrementalArgs {
     /// H3 resolution 0-15 [default: the table's, else 1].
     #[arg(long, env = "EARTHCATALOG_H3_RESOLUTION")]
     pub h3_resolution: Option<u8>,
-    /// Do not take the catalog lock (only when nothing else can write the catalog).
-    #[arg(long, env = "EARTHCATALOG_NO_LOCK")]
-    pub no_lock: bool,
-    /// Wait up to this many seconds for the lock instead of failing at once.
-    #[arg(long, env = "EARTHCATALOG_LOCK_WAIT", default_value_t = 0)]
-    pub lock_wait: u64,
+    /// How the catalog lock is taken.
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// Register all files in one snapshot at the end instead of one snapshot per chunk.
     #[arg(long, env = "EARTHCATALOG_BATCH_ADD_FILES")]
     pub batch_add_files: bool,
-    /// Read the items of BUCKET from LOCATION instead (a local mirror or another endpoint);
-    /// repeatable: --source its-live-data=/data/mirror.
-    #[arg(
-        long = "source",
-        value_name = "BUCKET=LOCATION",
-        env = "EARTHCATALOG_SOURCES",
-        value_delimiter = ','
-    )]
-    pub sources: Vec<String>,
+    /// Buckets whose items are read from elsewhere.
+    #[command(flatten)]
+    pub sources: SourceArgs,
     /// Where to write the failures file [default: next to the catalog].
     #[arg(long, env = "EARTHCATALOG_FAILURES")]
     pub failures: Option<String>,
@@ -268,7 +276,7 @@ mod tests {
             "--batch-add-files",
         ]);
         let Command::Incremental(a) = cli.command else { panic!("not incremental") };
-        assert_eq!(a.sources, ["its-live-data=/mirror", "other=s3://x"]);
+        assert_eq!(a.sources.sources, ["its-live-data=/mirror", "other=s3://x"]);
         assert!(a.batch_add_files);
         assert_eq!(a.catalog.warehouse.as_deref(), Some("s3://b/wh"));
     }

@@ -1,15 +1,18 @@
 //! The original's YAML config, and the validated settings of an incremental run.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use earthcatalog_common::inventory::parse_since;
 use earthcatalog_common::location::Location;
+use earthcatalog_common::lock::{CatalogLock, LockGuard, LockOptions};
 use earthcatalog_common::partition::{DEFAULT_ID_FIELD, GridSpec};
+use earthcatalog_common::stores::Stores;
 use serde::Deserialize;
 
-use crate::cli::{CatalogArgs, IncrementalArgs};
+use crate::cli::{CatalogArgs, IncrementalArgs, LockArgs, SourceArgs};
 
 /// The YAML config file: `catalog`, `grid` and `ingest` sections, each optional; an unknown key
 /// is an error (as in the original).
@@ -150,10 +153,8 @@ pub struct IncrementalConfig {
     pub max_workers: usize,
     /// The grid asked for; `None` = the table's, else H3 resolution 1.
     pub grid: Option<GridSpec>,
-    /// Take the catalog lock.
-    pub use_lock: bool,
-    /// How long to wait for the lock.
-    pub lock_wait: std::time::Duration,
+    /// How the catalog lock is taken.
+    pub lock: LockPolicy,
     /// One snapshot per run.
     pub batch_add_files: bool,
     /// Buckets read from elsewhere.
@@ -164,6 +165,45 @@ pub struct IncrementalConfig {
     pub json: bool,
     /// Show a progress bar on a terminal.
     pub progress: bool,
+}
+
+/// Whether and how a run takes the catalog lock.
+#[derive(Debug, Clone)]
+pub struct LockPolicy {
+    /// Take the lock (off only when nothing else can write the catalog).
+    pub enabled: bool,
+    /// How long to wait for a held lock; zero fails at once.
+    pub wait: Duration,
+}
+
+impl LockPolicy {
+    /// From `--no-lock` and `--lock-wait`.
+    pub fn from_args(a: &LockArgs) -> LockPolicy {
+        LockPolicy { enabled: !a.no_lock, wait: Duration::from_secs(a.lock_wait) }
+    }
+
+    /// Takes the lock at `lock` as `owner`, or nothing when the lock is off.
+    pub async fn acquire(
+        &self,
+        stores: &Stores,
+        lock: &Location,
+        owner: String,
+    ) -> anyhow::Result<Option<LockGuard>> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let options = LockOptions {
+            owner,
+            wait: (!self.wait.is_zero()).then_some(self.wait),
+            ..LockOptions::default()
+        };
+        Ok(Some(CatalogLock::acquire(stores, lock, options).await?))
+    }
+}
+
+/// Parses every `--source BUCKET=LOCATION`.
+pub fn parse_sources(a: &SourceArgs) -> anyhow::Result<Vec<(String, Location)>> {
+    a.sources.iter().map(|s| parse_source(s)).collect()
 }
 
 /// Parses `BUCKET=LOCATION`.
@@ -211,10 +251,9 @@ impl TryFrom<IncrementalArgs> for IncrementalConfig {
             chunk_size,
             max_workers: a.max_workers.or(config.ingest.max_workers).unwrap_or(16).max(1),
             grid,
-            use_lock: !a.no_lock,
-            lock_wait: std::time::Duration::from_secs(a.lock_wait),
+            lock: LockPolicy::from_args(&a.lock),
             batch_add_files: a.batch_add_files || config.ingest.batch_add_files.unwrap_or(false),
-            sources: a.sources.iter().map(|s| parse_source(s)).collect::<anyhow::Result<_>>()?,
+            sources: parse_sources(&a.sources)?,
             failures,
             json: a.json,
             progress: !a.no_progress,

@@ -10,7 +10,7 @@ use earthcatalog_common::inventory::parse_since;
 use earthcatalog_common::location::Location;
 
 use crate::cli::BackfillArgs;
-use crate::config::{CatalogPlace, parse_source};
+use crate::config::{CatalogPlace, LockPolicy, parse_sources};
 
 /// Default address of a standalone coordinator.
 const COORDINATOR_LISTEN: &str = "0.0.0.0:50051";
@@ -59,10 +59,8 @@ pub struct BackfillConfig {
     pub update_hash_index: bool,
     /// Hash index location asked for.
     pub hash_index: Option<Location>,
-    /// Take the catalog lock.
-    pub use_lock: bool,
-    /// How long to wait for the lock.
-    pub lock_wait: Duration,
+    /// How the catalog lock is taken.
+    pub lock: LockPolicy,
     /// Upload the catalog at the end.
     pub upload: bool,
     /// Buckets read from elsewhere.
@@ -151,10 +149,9 @@ impl BackfillConfig {
                 .map(Location::parse)
                 .transpose()
                 .context("--hash-index")?,
-            use_lock: !a.no_lock,
-            lock_wait: Duration::from_secs(a.lock_wait),
+            lock: LockPolicy::from_args(&a.lock),
             upload: !a.no_upload,
-            sources: a.sources.iter().map(|s| parse_source(s)).collect::<anyhow::Result<_>>()?,
+            sources: parse_sources(&a.sources)?,
             listen,
             local_workers: a.local_workers.unwrap_or(default_workers),
             worker_slots: a.worker_slots.max(1),

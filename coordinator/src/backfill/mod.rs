@@ -27,7 +27,6 @@ use earthcatalog_common::catalog::Catalog;
 use earthcatalog_common::catalog_sync::CatalogCopy;
 use earthcatalog_common::ids::{CellYear, RunId};
 use earthcatalog_common::location::Location;
-use earthcatalog_common::lock::{CatalogLock, LockOptions};
 use earthcatalog_common::partition::GridSpec;
 use earthcatalog_common::rpc::{
     CompactTask, IngestTask, PhaseKind, ReportedFile, TaskReport, TaskSpec,
@@ -90,16 +89,12 @@ pub struct BackfillSummary {
 /// Runs a backfill (serving workers while it runs).
 pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
     let started = Instant::now();
-    if cfg.upload && !cfg.use_lock && cfg.place.remote.is_some() {
+    if cfg.upload && !cfg.lock.enabled && cfg.place.remote.is_some() {
         bail!(
             "--no-lock cannot be used with --catalog-store: the catalog is only uploaded under the lock (add --no-upload)"
         );
     }
-    let mut stores = Stores::from_env();
-    for (bucket, location) in &cfg.sources {
-        stores = stores.with_source(bucket.clone(), location.clone());
-    }
-    let stores = Arc::new(stores);
+    let stores = Arc::new(Stores::from_env().with_sources(&cfg.sources));
     let grid = resolve_grid(&cfg, &stores).await?;
     let (state, resumed) = match RunState::load(&stores, &cfg.staging).await? {
         Some(s) => {
@@ -448,17 +443,8 @@ impl Driver<'_> {
 
     /// Phase 4 under the lock.
     async fn phase4(&self, files: &[ReportedFile]) -> anyhow::Result<register::Registered> {
-        let guard = match self.cfg.use_lock {
-            true => {
-                let options = LockOptions {
-                    owner: format!("earthcatalog backfill {}", self.scheduler.run_id()),
-                    wait: (!self.cfg.lock_wait.is_zero()).then_some(self.cfg.lock_wait),
-                    ..LockOptions::default()
-                };
-                Some(CatalogLock::acquire(&self.stores, &self.cfg.place.lock, options).await?)
-            }
-            false => None,
-        };
+        let owner = format!("earthcatalog backfill {}", self.scheduler.run_id());
+        let guard = self.cfg.lock.acquire(&self.stores, &self.cfg.place.lock, owner).await?;
         let result =
             register::register(self.cfg, &self.stores, guard.as_ref(), &self.grid, files).await;
         if let Some(g) = guard

@@ -19,7 +19,7 @@ use earthcatalog_common::geoparquet::{FileNamer, WrittenFile};
 use earthcatalog_common::ids::RunId;
 use earthcatalog_common::inventory::{self, Filter, InventoryRecord, OpenOptions};
 use earthcatalog_common::known_ids::KnownIds;
-use earthcatalog_common::lock::{CatalogLock, LockGuard, LockOptions};
+use earthcatalog_common::lock::LockGuard;
 use earthcatalog_common::partition::{GridSpec, open_partitioner};
 use earthcatalog_common::pipeline::{DataPath, DataPathOptions, ItemFailure, ObjectKey};
 use earthcatalog_common::stores::Stores;
@@ -34,27 +34,14 @@ use progress::Progress;
 
 /// Runs the incremental pipeline; the summary says what happened (failed items included).
 pub async fn run(cfg: IncrementalConfig) -> anyhow::Result<RunSummary> {
-    if !cfg.use_lock && cfg.place.remote.is_some() {
+    if !cfg.lock.enabled && cfg.place.remote.is_some() {
         bail!(
             "--no-lock cannot be used with --catalog-store: the catalog is only uploaded under the lock"
         );
     }
-    let mut stores = Stores::from_env();
-    for (bucket, location) in &cfg.sources {
-        stores = stores.with_source(bucket.clone(), location.clone());
-    }
-    let stores = Arc::new(stores);
-    let guard = match cfg.use_lock {
-        true => {
-            let options = LockOptions {
-                owner: "earthcatalog incremental".into(),
-                wait: (!cfg.lock_wait.is_zero()).then_some(cfg.lock_wait),
-                ..LockOptions::default()
-            };
-            Some(CatalogLock::acquire(&stores, &cfg.place.lock, options).await?)
-        }
-        false => None,
-    };
+    let stores = Arc::new(Stores::from_env().with_sources(&cfg.sources));
+    let guard =
+        cfg.lock.acquire(&stores, &cfg.place.lock, "earthcatalog incremental".into()).await?;
     let result = Run::new(&cfg, stores.clone(), guard.as_ref()).execute().await;
     if let Some(guard) = guard
         && let Err(e) = guard.release().await

@@ -65,13 +65,7 @@ impl TaskContext {
         let mut cache = self.stores.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .entry(sources.to_vec())
-            .or_insert_with(|| {
-                let mut s = Stores::from_env();
-                for (bucket, location) in sources {
-                    s = s.with_source(bucket.clone(), location.clone());
-                }
-                Arc::new(s)
-            })
+            .or_insert_with(|| Arc::new(Stores::from_env().with_sources(sources)))
             .clone()
     }
 
