@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use crate::fanout::{Groups, fan_out};
@@ -200,15 +199,8 @@ impl DataPath {
 
     /// Deletes files this process wrote but will not register (best effort, logged).
     pub async fn delete_files(&self, files: &[WrittenFile]) {
-        for f in files {
-            let result = match self.stores.resolve(&f.location) {
-                Ok(o) => o.store.delete(&o.path).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = result {
-                tracing::warn!(file = %f.location, error = %e, "could not delete an unregistered file");
-            }
-        }
+        let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
+        crate::cleanup::delete_objects(&self.stores, &locations, "an unregistered file").await;
     }
 }
 

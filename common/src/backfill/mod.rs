@@ -116,16 +116,5 @@ async fn list_names(
 /// Deletes what a failed call wrote (best effort: a leftover is logged, never fatal, since
 /// its name is attempt-unique and nothing registers it).
 async fn delete_quietly(stores: &Stores, locations: &[Location]) {
-    for location in locations {
-        let result = match stores.resolve(location) {
-            Ok(t) => match t.store.delete(&t.path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            },
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(error) = result {
-            tracing::warn!(object = %location, %error, "could not delete an abandoned output");
-        }
-    }
+    crate::cleanup::delete_objects(stores, locations, "an abandoned output").await;
 }

@@ -25,6 +25,7 @@ use earthcatalog_common::backfill::{
 };
 use earthcatalog_common::catalog::Catalog;
 use earthcatalog_common::catalog_sync::CatalogCopy;
+use earthcatalog_common::cleanup::delete_objects;
 use earthcatalog_common::ids::{CellYear, RunId};
 use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::GridSpec;
@@ -285,7 +286,8 @@ impl Driver<'_> {
         summary.pending_file = self.keep_failures(&ingested, &inputs).await?;
         self.scheduler.set_stage("cleanup");
         let deleted = objects::delete_folder(&self.stores, self.layout.root()).await?;
-        objects::delete_all(&self.stores, &[RunState::location(&self.cfg.staging)]).await;
+        delete_objects(&self.stores, &[RunState::location(&self.cfg.staging)], "the run state")
+            .await;
         tracing::info!(objects = deleted, "staging cleaned");
         Ok(())
     }
@@ -480,7 +482,7 @@ impl Driver<'_> {
                 Input::Chunk(_) => None,
             })
             .collect();
-        objects::delete_all(&self.stores, &retried).await;
+        delete_objects(&self.stores, &retried, "a retried pending list").await;
         if lines.is_empty() {
             return Ok(None);
         }

@@ -2,9 +2,10 @@
 //! folder cleanup), with errors that name the object.
 
 use anyhow::Context;
+use earthcatalog_common::cleanup::delete_objects;
 use earthcatalog_common::location::Location;
 use earthcatalog_common::stores::Stores;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 /// Writes `bytes` at `location`.
@@ -45,27 +46,9 @@ pub async fn list(stores: &Stores, location: &Location) -> anyhow::Result<Vec<Lo
         .collect())
 }
 
-/// Deletes `locations` (missing ones are fine); returns how many deletions failed.
-pub async fn delete_all(stores: &Stores, locations: &[Location]) -> usize {
-    let deletions = futures::stream::iter(locations.iter().cloned())
-        .map(|l| async move {
-            let o = stores.resolve(&l).map_err(|e| e.to_string())?;
-            match o.store.delete(&o.path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(format!("{l}: {e}")),
-            }
-        })
-        .buffer_unordered(16);
-    let errors: Vec<String> = deletions.filter_map(|r| async move { r.err() }).collect().await;
-    for e in &errors {
-        tracing::warn!(error = %e, "could not delete");
-    }
-    errors.len()
-}
-
-/// Deletes everything under the folder `location`.
+/// Deletes everything under the folder `location`; returns how many objects went.
 pub async fn delete_folder(stores: &Stores, location: &Location) -> anyhow::Result<usize> {
     let all = list(stores, location).await?;
-    let failed = delete_all(stores, &all).await;
+    let failed = delete_objects(stores, &all, "a staging object").await;
     Ok(all.len() - failed)
 }

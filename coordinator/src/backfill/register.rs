@@ -12,6 +12,7 @@ use anyhow::Context;
 use arrow::array::{Array, AsArray};
 use earthcatalog_common::catalog::{Catalog, TableSettings};
 use earthcatalog_common::catalog_sync::CatalogCopy;
+use earthcatalog_common::cleanup::delete_objects;
 use earthcatalog_common::hash_index::HashIndex;
 use earthcatalog_common::ids::CellYear;
 use earthcatalog_common::location::Location;
@@ -83,7 +84,7 @@ pub async fn delete_orphans(
             "deleting data files of attempts whose results were not accepted"
         );
     }
-    let failed = objects::delete_all(stores, &orphans).await;
+    let failed = delete_objects(stores, &orphans, "an orphaned data file").await;
     Ok((orphans.len() - failed) as u64)
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use earthcatalog_common::backfill::{StagedFile, StagingLayout};
+use earthcatalog_common::cleanup::delete_objects;
 use earthcatalog_common::ids::CellYear;
 use earthcatalog_common::location::Location;
 use earthcatalog_common::rpc::{CompactReport, IngestReport, PhaseKind, ReportedFile, TaskReport};
@@ -157,6 +158,6 @@ impl ResultStore for RunResults {
 
     async fn forget(&self, phase: PhaseKind, task: TaskId) {
         let at = self.location(phase, task);
-        objects::delete_all(&self.stores, &[at]).await;
+        delete_objects(&self.stores, &[at], "a stale task result").await;
     }
 }

@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use earthcatalog_common::backfill::{CompactError, IngestError};
+use earthcatalog_common::cleanup::delete_objects;
 use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::{GridError, GridSpec, Partitioner, open_partitioner};
 use earthcatalog_common::rpc::{LeaseGrant, TaskReport, TaskSpec};
 use earthcatalog_common::stores::Stores;
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
 /// Why a task failed.
@@ -150,18 +151,6 @@ impl TaskContext {
     }
 
     async fn delete(&self, locations: &[Location]) {
-        let stores = self.stores(&[]);
-        for location in locations {
-            let deleted = match stores.resolve(location) {
-                Ok(o) => match o.store.delete(&o.path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(e.to_string()),
-                },
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(error) = deleted {
-                tracing::warn!(object = %location, %error, "could not delete a refused output");
-            }
-        }
+        delete_objects(&self.stores(&[]), locations, "a refused output").await;
     }
 }
