@@ -156,6 +156,11 @@ impl Cluster {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The coordinator's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Starts (or restarts) the coordinator and waits until it listens.
     pub fn start_coordinator(&mut self) -> anyhow::Result<()> {
         let mut args = vec!["coordinator".to_string()];
@@ -181,7 +186,16 @@ impl Cluster {
 
     /// Starts a worker with `extra` flags (after `--coordinator`); returns its index.
     pub fn start_worker<S: AsRef<str>>(&mut self, extra: &[S]) -> anyhow::Result<usize> {
-        let mut args = vec!["--coordinator".to_string(), self.url()];
+        self.start_worker_at(&self.url(), extra)
+    }
+
+    /// Starts a worker told to reach the coordinator at `url` (e.g. `https://localhost:PORT`).
+    pub fn start_worker_at<S: AsRef<str>>(
+        &mut self,
+        url: &str,
+        extra: &[S],
+    ) -> anyhow::Result<usize> {
+        let mut args = vec!["--coordinator".to_string(), url.to_string()];
         args.extend(extra.iter().map(|s| s.as_ref().to_string()));
         let name = format!("worker-{}", self.workers.len());
         let p = Proc::spawn(&name, &binaries::worker(), &args, &self.env, self.dir.path())?;

@@ -1,5 +1,5 @@
-//! Test support for the workspace-level integration tests: third-party checkers, and (as they
-//! arrive) the S3 server and process harnesses.
+//! Test support for the workspace-level integration tests: third-party checkers, the S3
+//! server, the process harness and test certificates.
 
 /// Paths of the workspace binaries, built once per test process.
 pub mod binaries;
@@ -13,3 +13,5 @@ pub mod python;
 pub mod readers;
 /// A local moto S3 server (requests serialized so conditional writes are atomic).
 pub mod s3;
+/// Throwaway certificates for TLS tests.
+pub mod tls;

@@ -10,6 +10,7 @@ mod support;
 use std::time::Duration;
 
 use earthcatalog_tests::cluster::Cluster;
+use earthcatalog_tests::tls::TestPki;
 use support::{Env, TOKEN, WAIT};
 
 #[test]
@@ -115,5 +116,47 @@ fn a_worker_with_a_wrong_token_is_refused_without_the_secret_in_the_logs() {
     assert!(!coordinator_log.contains(TOKEN) && !coordinator_log.contains("not-the-token"));
     c.start_worker(&env.worker_args()).unwrap();
     assert!(c.coordinator().wait(WAIT).unwrap().success(), "{}", c.coordinator().log());
+    env.assert_exact_table(1);
+}
+
+#[test]
+fn workers_reach_a_tls_coordinator_only_when_they_trust_its_certificate() {
+    let Some(env) = Env::prepare("backfill_tls", 40) else { return };
+    let pki = TestPki::write(env.dir.path()).unwrap();
+    let (cert, key) = (pki.cert.to_string_lossy(), pki.key.to_string_lossy());
+    let mut c = Cluster::new(
+        env.process_env(),
+        env.coordinator_args(&["--tls-cert", &cert, "--tls-key", &key]),
+    )
+    .unwrap();
+    c.start_coordinator().unwrap();
+    let https = format!("https://localhost:{}", c.port());
+    let token = env.dir.path().join("token").to_string_lossy().into_owned();
+    let quick = ["--token-file", &token, "--connect-seconds", "3"];
+    let plaintext = c.start_worker(&quick).unwrap();
+    let other_ca = pki.other_ca.to_string_lossy();
+    let mistrusting =
+        c.start_worker_at(&https, &[&quick[..], &["--tls-ca", &other_ca]].concat()).unwrap();
+    for (w, why) in [(plaintext, "could not be reached"), (mistrusting, "invalid peer certificate")]
+    {
+        let status = c.workers[w].wait(WAIT).unwrap();
+        let log = c.workers[w].log();
+        assert!(
+            !status.success(),
+            "{} reached a TLS coordinator it must not:\n{log}",
+            c.workers[w].name
+        );
+        assert!(log.contains(why) && !log.contains("chunk ingested"), "{log}");
+    }
+    let ca = pki.ca.to_string_lossy();
+    let trusting = c
+        .start_worker_at(
+            &https,
+            &[&env.worker_args()[..], &["--tls-ca".into(), ca.into_owned()]].concat(),
+        )
+        .unwrap();
+    assert!(c.coordinator().wait(WAIT).unwrap().success(), "{}", c.coordinator().log());
+    assert!(c.workers[trusting].wait(WAIT).unwrap().success(), "{}", c.workers[trusting].log());
+    assert!(c.coordinator().log().contains("tls=true"));
     env.assert_exact_table(1);
 }
