@@ -209,6 +209,13 @@ pub struct Stores {
     local: Option<Arc<dyn ObjectStore>>,
 }
 
+/// The local file system as a store. Deleting a folder's last object removes the folders it
+/// leaves empty, so a cleaned local staging or a deleted attempt leaves no empty tree behind,
+/// as on S3 where folders do not exist.
+fn local_files() -> Arc<dyn ObjectStore> {
+    Arc::new(LocalFileSystem::new().with_automatic_cleanup(true))
+}
+
 impl Stores {
     /// Stores whose S3 settings come from the environment.
     pub fn from_env() -> Self {
@@ -217,7 +224,7 @@ impl Stores {
 
     /// Stores with the given S3 defaults.
     pub fn new(s3_defaults: S3Settings) -> Self {
-        Stores { s3_defaults, local: Some(Arc::new(LocalFileSystem::new())), ..Default::default() }
+        Stores { s3_defaults, local: Some(local_files()), ..Default::default() }
     }
 
     /// Overrides S3 settings for one bucket.
@@ -264,7 +271,7 @@ impl Stores {
                 Ok(ObjectLocation { store, path: Path::from(prefix.as_str()) })
             }
             Location::Local { path } => {
-                let store = self.local.clone().unwrap_or_else(|| Arc::new(LocalFileSystem::new()));
+                let store = self.local.clone().unwrap_or_else(local_files);
                 let path = Path::from_absolute_path(path).map_err(|source| {
                     StoreError::LocalPath { path: path.display().to_string(), source }
                 })?;

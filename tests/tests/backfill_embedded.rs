@@ -76,6 +76,12 @@ impl Local {
     }
 }
 
+/// Every file and folder under `dir` (nothing when it is gone).
+fn walkdir(dir: &std::path::Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().flat_map(|e| std::iter::once(e.path()).chain(walkdir(&e.path()))).collect()
+}
+
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -134,6 +140,8 @@ fn a_delta_run_after_a_full_run_appends_its_items_and_extends_the_hash_index() {
 
     let full = t.backfill("full.csv", &["--h3-resolution", "1", "--update-hash-index"]);
     assert!(full.status.success(), "{}", text(&full));
+    let left: Vec<_> = walkdir(&t.path("staging"));
+    assert!(left.is_empty(), "a finished run leaves nothing in local staging: {left:?}");
     let delta = t.backfill("delta.csv", &["--delta", "--update-hash-index"]);
     assert!(delta.status.success(), "{}", text(&delta));
 
