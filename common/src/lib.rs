@@ -39,6 +39,8 @@ pub mod rpc;
 pub mod sample;
 /// The table schema: every column, its field id and its type.
 pub mod schema;
+/// Waiting for SIGTERM or Ctrl-C.
+pub mod signals;
 /// STAC item JSON → typed table rows.
 pub mod stac;
 /// The Parquet row format staged between backfill phases 2 and 3.

@@ -32,6 +32,25 @@ pub enum Command {
     /// The backfill coordinator alone: like `backfill`, but only external workers
     /// (`earthcatalog-worker`) do the work unless --local-workers is given.
     Coordinator(BackfillArgs),
+    /// Ask a coordinator whether it is serving (exit 0 if so); for container health checks.
+    Health(HealthArgs),
+}
+
+/// `earthcatalog health`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// Coordinator address (`http://host:port`; `https://` with --tls-ca).
+    #[arg(long, env = "EARTHCATALOG_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    pub coordinator: String,
+    /// CA certificate (PEM) to trust for a TLS coordinator.
+    #[arg(long, env = "EARTHCATALOG_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Service to ask about ("" = the server as a whole).
+    #[arg(long, env = "EARTHCATALOG_HEALTH_SERVICE", default_value = "")]
+    pub service: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, env = "EARTHCATALOG_HEALTH_TIMEOUT", default_value_t = 5.0)]
+    pub timeout_seconds: f64,
 }
 
 /// `earthcatalog backfill` and `earthcatalog coordinator`.

@@ -3,6 +3,7 @@
 mod backfill;
 mod cli;
 mod config;
+mod health;
 mod incremental;
 mod info;
 mod lease;
@@ -12,6 +13,7 @@ mod server;
 use std::process::ExitCode;
 
 use clap::Parser;
+use earthcatalog_common::signals::stop_requested;
 
 use cli::{Cli, Command};
 
@@ -22,7 +24,16 @@ const EXIT_ITEMS_FAILED: u8 = 3;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     earthcatalog_common::logging::init(&cli.log_format);
-    match dispatch(cli.command).await {
+    let outcome = tokio::select! {
+        outcome = dispatch(cli.command) => outcome,
+        signal = stop_requested() => {
+            // Everything this process commits is resumable (runs are idempotent, a backfill
+            // resumes from staging), so stopping at once is safe, as a kill would be.
+            tracing::warn!("{}: stopping; rerun with the same flags to resume", signal.name());
+            return ExitCode::from(signal.exit_code());
+        }
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -67,6 +78,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Backfill(args) => run_backfill(args, backfill::config::Mode::Backfill).await,
         Command::Coordinator(args) => run_backfill(args, backfill::config::Mode::Coordinator).await,
+        Command::Health(args) => {
+            health::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -8,8 +8,12 @@ use clap::Parser;
 use earthcatalog_worker::WorkerConfig;
 
 /// A stateless earthcatalog backfill worker: leases tasks from a coordinator and runs them.
+///
+/// Exit codes: 0 when the coordinator says the run is finished; 75 when the worker stopped
+/// early (SIGTERM or a spot interruption notice) and handed its unfinished tasks back, so the
+/// run still needs workers; 1 on an error (coordinator unreachable, token refused, …).
 #[derive(Debug, Parser)]
-#[command(name = "earthcatalog-worker", version, about)]
+#[command(name = "earthcatalog-worker", version, about, long_about)]
 pub struct Cli {
     /// Coordinator address (`http://host:port`; `https://` with --tls-ca).
     #[arg(long, env = "EARTHCATALOG_COORDINATOR")]

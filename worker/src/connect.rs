@@ -58,6 +58,16 @@ pub fn client(
     token: Option<&str>,
     ca: Option<&PathBuf>,
 ) -> Result<Client, ConnectError> {
+    let value = match token {
+        Some(t) => Some(MetadataValue::try_from(bearer(t)).map_err(|_| ConnectError::Token)?),
+        None => None,
+    };
+    Ok(CoordinatorClient::with_interceptor(channel(address, ca)?, AddToken { value }))
+}
+
+/// A lazily connecting channel to `address` (`http://host:port`, or `https://` trusting `ca`),
+/// for any service the coordinator serves.
+pub fn channel(address: &str, ca: Option<&PathBuf>) -> Result<Channel, ConnectError> {
     let bad = |reason: String| ConnectError::Address { address: address.to_string(), reason };
     let mut endpoint = Channel::from_shared(address.to_string()).map_err(|e| bad(e.to_string()))?;
     endpoint = endpoint.tcp_nodelay(true).connect_timeout(std::time::Duration::from_secs(5));
@@ -67,9 +77,5 @@ pub fn client(
         let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
         endpoint = endpoint.tls_config(tls).map_err(|e| bad(e.to_string()))?;
     }
-    let value = match token {
-        Some(t) => Some(MetadataValue::try_from(bearer(t)).map_err(|_| ConnectError::Token)?),
-        None => None,
-    };
-    Ok(CoordinatorClient::with_interceptor(endpoint.connect_lazy(), AddToken { value }))
+    Ok(endpoint.connect_lazy())
 }

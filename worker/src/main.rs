@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+/// Exit code of a worker that stopped before the run finished (EX_TEMPFAIL): a supervisor
+/// should count it as neither success nor a crash and let another worker take over.
+const EXIT_DRAINED: u8 = 75;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = cli::Cli::parse();
@@ -19,9 +23,17 @@ async fn main() -> ExitCode {
         }
     };
     match earthcatalog_worker::run(config, CancellationToken::new()).await {
-        Ok(summary) => {
-            tracing::info!(completed = summary.completed, finished = summary.finished, "done");
+        Ok(summary) if summary.finished => {
+            tracing::info!(completed = summary.completed, "done: the run is finished");
             ExitCode::SUCCESS
+        }
+        Ok(summary) => {
+            tracing::info!(
+                completed = summary.completed,
+                released = summary.released,
+                "stopped before the run finished; unfinished tasks were handed back"
+            );
+            ExitCode::from(EXIT_DRAINED)
         }
         Err(e) => {
             tracing::error!("{e}");

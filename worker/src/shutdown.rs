@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use earthcatalog_common::signals::stop_requested;
 use tokio_util::sync::CancellationToken;
 
 /// A stop request shared by the worker's parts.
@@ -38,23 +39,8 @@ impl Shutdown {
 /// Requests a drain on SIGTERM or Ctrl-C, giving running tasks `window`.
 pub fn on_signals(shutdown: Shutdown, window: Duration) {
     tokio::spawn(async move {
-        #[cfg(unix)]
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch SIGTERM");
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
         tokio::select! {
-            _ = term => shutdown.request("SIGTERM", window),
-            _ = tokio::signal::ctrl_c() => shutdown.request("interrupted", window),
+            signal = stop_requested() => shutdown.request(signal.name(), window),
             _ = shutdown.stop_taking.cancelled() => {}
         }
     });

@@ -1,15 +1,10 @@
 //! EC2 spot interruption notices, read from the instance metadata service with IMDSv2 (a
 //! session token from `PUT /latest/api/token`, then `GET
 //! /latest/meta-data/spot/instance-action`: 404 until a notice, then `{"action", "time"}`).
-//!
-//! Plain HTTP/1.1 over a TCP stream: the endpoint is link-local and answers tiny bodies, so a
-//! full HTTP client would add nothing.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::shutdown::Shutdown;
 
@@ -47,24 +42,33 @@ pub struct Notice {
 
 /// Reads the notice, if any, from the metadata service at `endpoint`.
 pub async fn check(endpoint: &str) -> Result<Option<Notice>, SpotError> {
-    let host = endpoint
-        .strip_prefix("http://")
-        .map(|h| h.trim_end_matches('/'))
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| SpotError::Endpoint(endpoint.to_string()))?;
-    let host = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
-    let (status, token) =
-        request(&host, "PUT", "/latest/api/token", "X-aws-ec2-metadata-token-ttl-seconds: 300\r\n")
-            .await?;
+    let base = endpoint.trim_end_matches('/');
+    if !base.starts_with("http://") || base.len() <= "http://".len() {
+        return Err(SpotError::Endpoint(endpoint.to_string()));
+    }
+    let http = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| SpotError::Endpoint(format!("{endpoint}: {e}")))?;
+    let token_path = "/latest/api/token";
+    let (status, token) = send(
+        http.put(format!("{base}{token_path}"))
+            .header("X-aws-ec2-metadata-token-ttl-seconds", "300"),
+        token_path,
+    )
+    .await?;
     if status != 200 {
         return Err(SpotError::Request {
-            path: "/latest/api/token".into(),
+            path: token_path.into(),
             reason: format!("HTTP {status}"),
         });
     }
     let path = "/latest/meta-data/spot/instance-action";
-    let header = format!("X-aws-ec2-metadata-token: {}\r\n", token.trim());
-    let (status, body) = request(&host, "GET", path, &header).await?;
+    let (status, body) = send(
+        http.get(format!("{base}{path}")).header("X-aws-ec2-metadata-token", token.trim()),
+        path,
+    )
+    .await?;
     match status {
         404 => Ok(None),
         200 => parse_notice(&body)
@@ -74,43 +78,21 @@ pub async fn check(endpoint: &str) -> Result<Option<Notice>, SpotError> {
     }
 }
 
+/// Sends one metadata request; returns the status and body.
+async fn send(request: reqwest::RequestBuilder, path: &str) -> Result<(u16, String), SpotError> {
+    let fail =
+        |e: reqwest::Error| SpotError::Request { path: path.to_string(), reason: e.to_string() };
+    let response = request.send().await.map_err(fail)?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await.map_err(fail)?))
+}
+
 fn parse_notice(body: &str) -> Result<Notice, String> {
     let v: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
     let action = v["action"].as_str().ok_or("no 'action' in the notice")?.to_string();
     let time = v["time"].as_str().ok_or("no 'time' in the notice")?;
     let time = DateTime::parse_from_rfc3339(time).map_err(|e| format!("time '{time}': {e}"))?;
     Ok(Notice { action, time: time.with_timezone(&Utc) })
-}
-
-async fn request(
-    host: &str,
-    method: &str,
-    path: &str,
-    headers: &str,
-) -> Result<(u16, String), SpotError> {
-    let fail = |reason: String| SpotError::Request { path: path.to_string(), reason };
-    let exchange = async {
-        let mut stream = TcpStream::connect(host).await?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(head.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        Ok::<_, std::io::Error>(raw)
-    };
-    let raw = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-        .await
-        .map_err(|_| fail("timed out".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| fail(format!("unreadable response: {head:.80}")))?;
-    Ok((status, body.to_string()))
 }
 
 /// Polls `endpoint` every [`POLL_EVERY`]; on a notice, asks `shutdown` to drain within the time
@@ -144,6 +126,7 @@ pub fn watch(endpoint: String, shutdown: Shutdown) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     /// A metadata service on loopback that answers the token, then a notice (or 404).
@@ -155,16 +138,21 @@ mod tests {
                 let Ok((mut s, _)) = listener.accept().await else { return };
                 let mut buf = vec![0u8; 4096];
                 let n = s.read(&mut buf).await.unwrap();
-                let req = String::from_utf8_lossy(&buf[..n]).to_string();
-                let reply = if req.starts_with("PUT /latest/api/token") {
-                    "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nTOKEN".to_string()
-                } else if !req.contains("X-aws-ec2-metadata-token: TOKEN") {
-                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_string()
+                // Header names are case-insensitive; clients send them in any case.
+                let req = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+                let (status, body) = if req.starts_with("put /latest/api/token") {
+                    ("200 OK", "TOKEN")
+                } else if !req.contains("x-aws-ec2-metadata-token: token") {
+                    ("401 Unauthorized", "")
                 } else if let Some(body) = notice {
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                    ("200 OK", body)
                 } else {
-                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
+                    ("404 Not Found", "")
                 };
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
                 s.write_all(reply.as_bytes()).await.unwrap();
             }
         });
