@@ -5,6 +5,8 @@
 pub mod binaries;
 /// A coordinator and worker processes under test: ports, logs, kill/pause/restart, reaping.
 pub mod cluster;
+/// A stand-in for the EC2 instance metadata service (spot interruption notices).
+pub mod imds;
 /// Sample items, inventories in every format, and expected rows.
 pub mod ingest;
 /// Python-based checkers (pyarrow, geopandas, DuckDB, PyIceberg) from the project's venv.

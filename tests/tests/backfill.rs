@@ -7,9 +7,12 @@
 #[path = "backfill_support/mod.rs"]
 mod support;
 
+use std::process::Command;
 use std::time::Duration;
 
+use earthcatalog_tests::binaries;
 use earthcatalog_tests::cluster::Cluster;
+use earthcatalog_tests::imds::FakeImds;
 use earthcatalog_tests::tls::TestPki;
 use support::{Env, TOKEN, WAIT};
 
@@ -158,5 +161,83 @@ fn workers_reach_a_tls_coordinator_only_when_they_trust_its_certificate() {
     assert!(c.coordinator().wait(WAIT).unwrap().success(), "{}", c.coordinator().log());
     assert!(c.workers[trusting].wait(WAIT).unwrap().success(), "{}", c.workers[trusting].log());
     assert!(c.coordinator().log().contains("tls=true"));
+    env.assert_exact_table(1);
+}
+
+#[test]
+fn a_worker_told_to_stop_hands_its_leases_back_and_exits_75_while_another_finishes_the_run() {
+    let Some(env) = Env::prepare("backfill_sigterm", 120) else { return };
+    let mut c = Cluster::new(env.process_env(), env.coordinator_args(&[])).unwrap();
+    c.start_coordinator().unwrap();
+    let mut args = env.worker_args_slots(2);
+    args.extend(["--drain-seconds".into(), "0".into()]);
+    let stopped = c.start_worker(&args).unwrap();
+    c.pause_holding_a_lease(stopped, Some(TOKEN), "ingest").unwrap();
+    // Delivered on resume, before the held tasks can finish: the drain window is 0 s.
+    c.workers[stopped].signal("TERM").unwrap();
+    c.workers[stopped].signal("CONT").unwrap();
+    let status = c.workers[stopped].wait(WAIT).unwrap();
+    let log = c.workers[stopped].log();
+    assert_eq!(status.code(), Some(75), "a drained worker exits 75:\n{log}");
+    assert!(log.contains("SIGTERM: draining"), "{log}");
+    Cluster::wait_log(c.coordinator.as_mut().unwrap(), "worker handed leases back", WAIT).unwrap();
+    assert!(!c.coordinator().log().contains("lease expired"), "handed back, not left to expire");
+    let finisher = c.start_worker(&env.worker_args()).unwrap();
+    assert!(c.coordinator().wait(WAIT).unwrap().success(), "{}", c.coordinator().log());
+    assert_eq!(c.workers[finisher].wait(WAIT).unwrap().code(), Some(0));
+    env.assert_exact_table(1);
+    assert!(env.warehouse_files_are_exactly_the_registered_ones());
+}
+
+#[test]
+fn a_spot_interruption_notice_drains_the_worker_and_the_run_still_completes() {
+    let Some(env) = Env::prepare("backfill_spot", 120) else { return };
+    let imds = FakeImds::start().unwrap();
+    let mut c = Cluster::new(env.process_env(), env.coordinator_args(&[])).unwrap();
+    c.start_coordinator().unwrap();
+    let mut args = env.worker_args_slots(1);
+    args.extend(["--spot".into(), "--imds-endpoint".into(), imds.endpoint().into()]);
+    let spot = c.start_worker(&args).unwrap();
+    c.wait_status(Some(TOKEN), WAIT, "an ingest lease", |s| {
+        s.ingest.as_ref().is_some_and(|i| i.leased >= 1)
+    })
+    .unwrap();
+    // Less time left than the worker keeps for handing back: it stops at once.
+    imds.post_termination_notice(5);
+    let status = c.workers[spot].wait(WAIT).unwrap();
+    let log = c.workers[spot].log();
+    assert_eq!(status.code(), Some(75), "{log}");
+    assert!(log.contains("spot terminate notice"), "{log}");
+    c.start_worker(&env.worker_args()).unwrap();
+    assert!(c.coordinator().wait(WAIT).unwrap().success(), "{}", c.coordinator().log());
+    env.assert_exact_table(1);
+    assert!(env.warehouse_files_are_exactly_the_registered_ones());
+}
+
+#[test]
+fn a_coordinator_stopped_by_sigterm_exits_143_and_resumes_its_run_when_restarted() {
+    let Some(env) = Env::prepare("backfill_coordinator_term", 60) else { return };
+    let mut c = Cluster::new(env.process_env(), env.coordinator_args(&[])).unwrap();
+    c.start_coordinator().unwrap();
+    let url = c.url();
+    let health = |c: &Cluster| {
+        Command::new(binaries::earthcatalog())
+            .args(["health", "--coordinator", &url, "--timeout-seconds", "5"])
+            .current_dir(c.dir())
+            .output()
+            .unwrap()
+    };
+    assert!(health(&c).status.success(), "a listening coordinator is healthy");
+    c.coordinator().signal("TERM").unwrap();
+    let status = c.coordinator().wait(WAIT).unwrap();
+    assert_eq!(status.code(), Some(143), "{}", c.coordinator().log());
+    assert!(c.coordinator().log().contains("SIGTERM: stopping"));
+    let down = health(&c);
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains(&url), "the error names the address");
+    c.start_coordinator().unwrap();
+    c.start_worker(&env.worker_args()).unwrap();
+    assert!(c.coordinator().wait(WAIT).unwrap().success(), "{}", c.coordinator().log());
+    assert!(c.coordinator().log().contains("resuming an unfinished run"));
     env.assert_exact_table(1);
 }
