@@ -217,6 +217,18 @@ fn compose_usages(compose: &Value) -> Vec<Usage> {
             }),
             None => {}
         }
+        // A healthcheck runs in the same container; its variables belong to the main command.
+        let check = strings(&service["healthcheck"]["test"]);
+        if check.first().is_some_and(|c| c == "CMD")
+            && let Some((program, flags)) = program_of(&check[1..])
+        {
+            usages.push(Usage {
+                place: format!("compose service {name} healthcheck"),
+                program,
+                flags,
+                env: vec![],
+            });
+        }
     }
     usages
 }
@@ -238,6 +250,10 @@ fn the_compose_file_runs_the_sample_through_a_coordinator_and_workers_with_accep
     assert_eq!(programs.get("sample").map(String::as_str), Some("earthcatalog sample"));
     assert_eq!(programs.get("coordinator").map(String::as_str), Some("earthcatalog coordinator"));
     assert_eq!(programs.get("worker").map(String::as_str), Some("earthcatalog-worker"));
+    assert_eq!(
+        programs.get("coordinator healthcheck").map(String::as_str),
+        Some("earthcatalog health")
+    );
     Checker::new().assert_clean(&usages);
 
     // The pieces must meet: workers dial the coordinator's service on the port it listens on,
