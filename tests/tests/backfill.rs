@@ -13,6 +13,7 @@ use std::time::Duration;
 use earthcatalog_tests::binaries;
 use earthcatalog_tests::cluster::Cluster;
 use earthcatalog_tests::imds::FakeImds;
+use earthcatalog_tests::ingest::Samples;
 use earthcatalog_tests::tls::TestPki;
 use support::{Env, TOKEN, WAIT};
 
@@ -240,4 +241,67 @@ fn a_coordinator_stopped_by_sigterm_exits_143_and_resumes_its_run_when_restarted
     assert!(c.coordinator().wait(WAIT).unwrap().success(), "{}", c.coordinator().log());
     assert!(c.coordinator().log().contains("resuming an unfinished run"));
     env.assert_exact_table(1);
+}
+
+#[test]
+fn a_task_that_always_fails_is_reported_nothing_is_registered_and_a_rerun_after_the_fix_completes()
+{
+    let Some(env) = Env::prepare("backfill_failing_task", 120) else { return };
+    let mut c =
+        Cluster::new(env.process_env(), env.coordinator_args(&["--max-attempts", "2"])).unwrap();
+    c.start_coordinator().unwrap();
+    // Phase 1 is done once ingest tasks are offered; no worker has started yet.
+    let s = c.wait_status(Some(TOKEN), WAIT, "Phase 1", |s| s.phase == "ingest").unwrap();
+    let chunk = format!("staging/{}/chunks/chunk_000002.parquet", s.run_id);
+    let good = env.read(&chunk);
+    env.write(&chunk, b"not a parquet file: every attempt at this chunk fails".to_vec());
+    for _ in 0..2 {
+        c.start_worker(&env.worker_args()).unwrap();
+    }
+    let status = c.coordinator().wait(WAIT).unwrap();
+    let log = c.coordinator().log();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("1 task(s) failed; nothing was registered"), "{log}");
+    assert!(log.contains("ingest task 2") && log.contains("chunk_000002.parquet"), "{log}");
+    assert!(!env.catalog_published(), "no catalog is published by a failed run");
+    for w in &mut c.workers {
+        w.wait(WAIT).unwrap();
+    }
+
+    // The operator puts the chunk right and reruns: the run resumes and keeps what was done.
+    env.write(&chunk, good);
+    c.start_coordinator().unwrap();
+    c.start_worker(&env.worker_args()).unwrap();
+    assert!(c.coordinator().wait(WAIT).unwrap().success(), "{}", c.coordinator().log());
+    let log = c.coordinator().log();
+    assert!(log.contains("resuming an unfinished run") && log.contains("already_done=5"), "{log}");
+    env.assert_exact_table(1);
+    assert!(env.warehouse_files_are_exactly_the_registered_ones());
+}
+
+#[test]
+fn a_delta_run_after_a_full_run_appends_exactly_the_new_items_and_extends_the_hash_index() {
+    let Some(env) = Env::prepare("backfill_delta_s3", 40) else { return };
+    let mut full =
+        Cluster::new(env.process_env(), env.coordinator_args(&["--update-hash-index"])).unwrap();
+    full.start_coordinator().unwrap();
+    full.start_worker(&env.worker_args()).unwrap();
+    assert!(full.coordinator().wait(WAIT).unwrap().success(), "{}", full.coordinator().log());
+    assert_eq!(env.hash_index("wh_id_hashes.parquet").len(), 40);
+
+    let more = Samples::itslive(40, 30);
+    env.upload(&more, "delta.csv");
+    let args = env.coordinator_args_for("delta.csv", &["--delta", "--update-hash-index"]);
+    let mut delta = Cluster::new(env.process_env(), args).unwrap();
+    delta.start_coordinator().unwrap();
+    for _ in 0..2 {
+        delta.start_worker(&env.worker_args()).unwrap();
+    }
+    assert!(delta.coordinator().wait(WAIT).unwrap().success(), "{}", delta.coordinator().log());
+    let everything = Samples::itslive(0, 70);
+    env.assert_table_holds(&everything, 1);
+    assert!(env.warehouse_files_are_exactly_the_registered_ones());
+    let index = env.hash_index("wh_id_hashes.parquet");
+    assert_eq!(index.len(), 70);
+    assert!(everything.ids().iter().all(|id| index.contains_id(id)));
 }

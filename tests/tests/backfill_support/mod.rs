@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use earthcatalog_common::hash_index::HashIndex;
 use earthcatalog_common::location::Location;
 use earthcatalog_common::stores::Stores;
 use earthcatalog_tests::ingest::{BUCKET, Samples, get, put};
@@ -89,10 +90,15 @@ impl Env {
 
     /// The coordinator's flags (small chunks and files, short leases), then `extra`.
     pub fn coordinator_args(&self, extra: &[&str]) -> Vec<String> {
+        self.coordinator_args_for("inventory.csv", extra)
+    }
+
+    /// The coordinator's flags for the inventory uploaded as `inventory`, then `extra`.
+    pub fn coordinator_args_for(&self, inventory: &str, extra: &[&str]) -> Vec<String> {
         let token = self.dir.path().join("token");
         let mut args: Vec<String> = [
             "--inventory",
-            &self.uri("inventory.csv"),
+            &self.uri(inventory),
             "--catalog",
             &self.dir.path().join("work/catalog.db").to_string_lossy(),
             "--catalog-store",
@@ -200,6 +206,26 @@ impl Env {
         let registered = self.registered_files();
         assert_eq!(data, registered, "warehouse data files vs registered files");
         true
+    }
+
+    /// The bytes of the object at `rel` in the test's bucket.
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        self.runtime.block_on(get(&self.stores(), &self.bucket.join(rel))).unwrap()
+    }
+
+    /// Writes `bytes` at `rel` in the test's bucket.
+    pub fn write(&self, rel: &str, bytes: Vec<u8>) {
+        self.runtime.block_on(put(&self.stores(), &self.bucket.join(rel), bytes)).unwrap()
+    }
+
+    /// The item-id hash index at `rel`.
+    pub fn hash_index(&self, rel: &str) -> HashIndex {
+        self.runtime.block_on(HashIndex::read(&self.stores(), &self.bucket.join(rel))).unwrap()
+    }
+
+    /// Whether the catalog was published to the catalog store.
+    pub fn catalog_published(&self) -> bool {
+        self.objects("catalog").iter().any(|o| o.ends_with("/catalog.db"))
     }
 
     /// Objects left in staging.
