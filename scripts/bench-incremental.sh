@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20000}
 RUNS=${RUNS:-3}
-CHUNK=${CHUNK:-500}
+CHUNK=${CHUNK:-5000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --quiet --release -p earthcatalog-coordinator
 bin="$CARGO_TARGET_DIR/release/earthcatalog"

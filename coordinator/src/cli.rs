@@ -225,7 +225,7 @@ pub struct IncrementalArgs {
     /// Stop after this many items (0 = no limit).
     #[arg(long, env = "EARTHCATALOG_LIMIT")]
     pub limit: Option<u64>,
-    /// Items per chunk; each chunk's files are registered together [default: 500].
+    /// Items per chunk; each chunk's files are registered together [default: 5000].
     #[arg(long, env = "EARTHCATALOG_CHUNK_SIZE")]
     pub chunk_size: Option<usize>,
     /// Items fetched at once [default: 16].
