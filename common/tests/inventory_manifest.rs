@@ -41,7 +41,9 @@ mod inventory_manifest {
             .await;
             let location = root.join("inv/2018-01-03T00-00Z/manifest.json");
             assert_eq!(InventoryFormat::of(&location), InventoryFormat::Manifest);
-            put(&stores, &location, fixture("aws-docs_manifest_parquet.json")).await;
+            let data = keys_parquet(&["a.stac.json", "b.nc"], 1_514_944_800_000);
+            put(&stores, &location, listing(&fixture("aws-docs_manifest_parquet.json"), &data))
+                .await;
             let got = entries(open(&stores, &location, &OpenOptions::default())).await;
             assert_eq!(
                 pairs(&got),
@@ -108,7 +110,7 @@ mod inventory_manifest {
                 let stores = mapped("example-inventory-destination-bucket", &root.join("dest"));
                 put(&stores, &root.join("dest").join(data_key), rows.clone()).await;
                 let location = root.join("inv/manifest.json");
-                put(&stores, &location, fixture(manifest_name)).await;
+                put(&stores, &location, listing(&fixture(manifest_name), &rows)).await;
                 let got = entries(open(&stores, &location, &OpenOptions::default())).await;
                 let keys: Vec<&str> = got.iter().map(|e| e.key.as_str()).collect();
                 assert_eq!(
@@ -119,6 +121,38 @@ mod inventory_manifest {
                 assert!(got.iter().all(|e| e.bucket == "bucket"));
                 assert_eq!(got[1].last_modified, Some(utc("2024-04-22T01:13:28Z")));
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_data_file_whose_size_differs_from_the_listing_is_an_error_naming_both() {
+        let r = roots("manifest-size");
+        let data = keys_parquet(&["one.stac.json"], 0);
+        let json = format!(
+            r#"{{"destinationBucket": "arn:aws:s3:::dest", "fileFormat": "Parquet",
+            "files": [{{"key": "d/short.parquet", "size": {}}}, {{"key": "d/ok.parquet", "size": {}}}]}}"#,
+            data.len() + 100,
+            data.len()
+        );
+        for root in &r.roots {
+            let stores = mapped("dest", &root.join("mirror"));
+            put(&stores, &root.join("mirror/d/short.parquet"), data.clone()).await;
+            put(&stores, &root.join("mirror/d/ok.parquet"), data.clone()).await;
+            let location = root.join("manifest.json");
+            put(&stores, &location, json.clone()).await;
+            let items = collect(open(&stores, &location, &OpenOptions::default())).await;
+            assert_eq!(items.len(), 2, "the error, then the good file's row");
+            let err = items[0].as_ref().unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "invalid manifest {location}: data file {} is {} bytes, the manifest lists {}: it was replaced or truncated after the manifest was written",
+                    root.join("mirror/d/short.parquet"),
+                    data.len(),
+                    data.len() + 100
+                )
+            );
+            assert!(items[1].is_ok());
         }
     }
 

@@ -145,10 +145,22 @@ pub fn gzip(data: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(e.finish()?)
 }
 
-/// An S3 Inventory `manifest.json` for data files in `destination` bucket.
-pub fn manifest(format: &str, file_schema: &str, destination: &str, keys: &[String]) -> String {
-    let files: Vec<Value> =
-        keys.iter().map(|k| serde_json::json!({"key": k, "size": 1, "MD5checksum": "x"})).collect();
+/// An S3 Inventory `manifest.json` for data files in `destination` bucket, each listed with
+/// the size and MD5 of its bytes, as AWS lists them.
+pub fn manifest(
+    format: &str,
+    file_schema: &str,
+    destination: &str,
+    files: &[(String, &[u8])],
+) -> String {
+    use md5::Digest;
+    let files: Vec<Value> = files
+        .iter()
+        .map(|(key, data)| {
+            let md5 = format!("{:x}", md5::Md5::digest(data));
+            serde_json::json!({"key": key, "size": data.len(), "MD5checksum": md5})
+        })
+        .collect();
     serde_json::json!({
         "sourceBucket": BUCKET,
         "destinationBucket": format!("arn:aws:s3:::{destination}"),

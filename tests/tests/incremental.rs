@@ -263,18 +263,23 @@ async fn every_inventory_format_on_s3_gives_the_exact_table() {
     put(&stores, &data.join("inv.parquet"), samples.parquet().unwrap()).await.unwrap();
     // AWS layouts: the manifest names data files in a destination bucket.
     let Location::S3 { bucket: name, .. } = &bucket else { unreachable!() };
-    put(&stores, &bucket.join("data/a.parquet"), samples.parquet().unwrap()).await.unwrap();
+    let parquet = samples.parquet().unwrap();
+    put(&stores, &bucket.join("data/a.parquet"), parquet.clone()).await.unwrap();
     let m = manifest(
         "Parquet",
         "message s3 { required binary bucket; }",
         name,
-        &["data/a.parquet".into()],
+        &[("data/a.parquet".into(), &parquet)],
     );
     put(&stores, &data.join("parquet/manifest.json"), m.into_bytes()).await.unwrap();
-    put(&stores, &bucket.join("data/a.csv.gz"), gzip(samples.aws_csv().as_bytes()).unwrap())
-        .await
-        .unwrap();
-    let m = manifest("CSV", "Bucket, Key, Size, LastModifiedDate", name, &["data/a.csv.gz".into()]);
+    let csv_gz = gzip(samples.aws_csv().as_bytes()).unwrap();
+    put(&stores, &bucket.join("data/a.csv.gz"), csv_gz.clone()).await.unwrap();
+    let m = manifest(
+        "CSV",
+        "Bucket, Key, Size, LastModifiedDate",
+        name,
+        &[("data/a.csv.gz".into(), &csv_gz)],
+    );
     put(&stores, &data.join("csv/manifest.json"), m.into_bytes()).await.unwrap();
 
     let env = server.env();
@@ -313,6 +318,42 @@ async fn every_inventory_format_on_s3_gives_the_exact_table() {
         assert_eq!(table.rows, want, "{inv}");
         assert_eq!(table.row_count, want.len(), "{inv}");
     }
+
+    // A data file rewritten after its manifest was (same size, other bytes) is refused by MD5.
+    let mut changed = csv_gz.clone();
+    let last = changed.len() - 1;
+    changed[last] ^= 0xff;
+    put(&stores, &bucket.join("data/changed.csv.gz"), changed).await.unwrap();
+    let m = manifest(
+        "CSV",
+        "Bucket, Key, Size, LastModifiedDate",
+        name,
+        &[("data/changed.csv.gz".into(), &csv_gz)],
+    );
+    put(&stores, &data.join("changed/manifest.json"), m.into_bytes()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = bucket.join("changed-run");
+    let args = [
+        "incremental".to_string(),
+        "--inventory".into(),
+        data.join("changed/manifest.json").to_string(),
+        "--source".into(),
+        format!("{BUCKET}={}", bucket.join("mirror")),
+        "--catalog".into(),
+        s(&dir.path().join("work.db")),
+        "--catalog-store".into(),
+        root.join("catalog").to_string(),
+        "--warehouse".into(),
+        root.join("warehouse").to_string(),
+    ];
+    let out = run(&argv(&args), &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("data file {} has MD5 ", bucket.join("data/changed.csv.gz")))
+            && stderr.contains("replaced or truncated after the manifest was written"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

@@ -5,6 +5,11 @@
 //! through [`Stores::source_location`], so a bucket can be mapped to a local mirror or a memory
 //! store. CSV data files are headerless and take their columns from `fileSchema`. ORC is refused.
 //! The manifest itself is small (one line per data file) and is read whole; data files stream.
+//!
+//! Before a data file is read, its size is checked against the manifest's `size`, and on S3 its
+//! ETag against `MD5checksum` (the ETag of a single-part upload is the object's MD5; multipart
+//! ETags carry a `-N` suffix and are not compared). A data file replaced or truncated since the
+//! manifest was written would otherwise lose rows without a trace.
 
 use std::sync::Arc;
 
@@ -38,8 +43,19 @@ pub struct Manifest {
     pub file_format: DataFormat,
     /// The CSV column list (`Bucket, Key, ...`) or the Parquet/ORC schema text.
     pub file_schema: Option<String>,
-    /// Data file keys in the destination bucket, in the listed order.
-    pub files: Vec<String>,
+    /// Data files in the destination bucket, in the listed order.
+    pub files: Vec<DataFile>,
+}
+
+/// One data file of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFile {
+    /// Key in the destination bucket.
+    pub key: String,
+    /// Size in bytes, when listed.
+    pub size: Option<u64>,
+    /// Hex MD5 of the file, when listed.
+    pub md5: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -54,6 +70,9 @@ struct ManifestJson {
 #[derive(Deserialize)]
 struct ManifestFileJson {
     key: String,
+    size: Option<u64>,
+    #[serde(rename = "MD5checksum")]
+    md5: Option<String>,
 }
 
 /// Parses manifest JSON; `manifest` (its URI) names it in errors.
@@ -77,7 +96,10 @@ pub fn parse(json: &[u8], manifest: &str) -> Result<Manifest, InventoryError> {
         destination_bucket: raw.destination_bucket.map(|b| bucket_name(&b).to_string()),
         file_format,
         file_schema: raw.file_schema,
-        files: files.into_iter().map(|f| f.key).collect(),
+        files: files
+            .into_iter()
+            .map(|f| DataFile { key: f.key, size: f.size, md5: f.md5.map(|m| m.to_lowercase()) })
+            .collect(),
     })
 }
 
@@ -145,15 +167,62 @@ pub fn read(stores: Arc<Stores>, location: Location, options: OpenOptions) -> In
                 manifest.file_schema.clone().or(data_options.csv_file_schema);
         }
         let manifest = Arc::new(manifest);
-        let keys: Vec<String> = manifest.files.clone();
-        let stream = futures::stream::iter(keys).flat_map(move |key| {
-            match manifest.data_location(&stores, &location, &key) {
-                Ok(data) => open_as(&stores, &data, manifest.reader_for(&data), &data_options),
-                Err(err) => futures::stream::iter([Err(err)]).boxed(),
-            }
+        let files: Vec<DataFile> = manifest.files.clone();
+        let stream = futures::stream::iter(files).flat_map(move |file| {
+            let (stores, manifest, options) =
+                (stores.clone(), manifest.clone(), data_options.clone());
+            let location = location.clone();
+            lazily(async move {
+                let data = manifest.data_location(&stores, &location, &file.key)?;
+                verify(&stores, &location, &data, &file).await?;
+                Ok(open_as(&stores, &data, manifest.reader_for(&data), &options))
+            })
         });
         Ok(stream.boxed())
     })
+}
+
+/// Checks the data file at `data` against what the manifest at `manifest` lists for it.
+async fn verify(
+    stores: &Stores,
+    manifest: &Location,
+    data: &Location,
+    file: &DataFile,
+) -> Result<(), InventoryError> {
+    if file.size.is_none() && file.md5.is_none() {
+        return Ok(());
+    }
+    let target = resolve(stores, data)?;
+    let meta = target
+        .store
+        .head(&target.path)
+        .await
+        .map_err(|source| InventoryError::Fetch { object: data.uri(), source: Box::new(source) })?;
+    let differs = |what: String| InventoryError::Manifest {
+        manifest: manifest.uri(),
+        reason: format!(
+            "data file {} {what}: it was replaced or truncated after the manifest was written",
+            data.uri()
+        ),
+    };
+    if let Some(size) = file.size
+        && size != meta.size
+    {
+        return Err(differs(format!("is {} bytes, the manifest lists {size}", meta.size)));
+    }
+    let etag = meta.e_tag.as_deref().map(|e| e.trim_matches('"').to_lowercase());
+    if let (Some(md5), Some(etag), Location::S3 { .. }) = (&file.md5, &etag, data)
+        && is_plain_md5(etag)
+        && etag != md5
+    {
+        return Err(differs(format!("has MD5 {etag}, the manifest lists {md5}")));
+    }
+    Ok(())
+}
+
+/// Whether an S3 ETag is a single-part upload's MD5 (32 hex digits, no `-parts` suffix).
+fn is_plain_md5(etag: &str) -> bool {
+    etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]

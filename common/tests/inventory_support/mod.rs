@@ -24,6 +24,19 @@ pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
 }
 
+/// `manifest` (JSON) with every data file listed at the size and MD5 of `data`, as AWS would
+/// list the data file the test wrote.
+pub fn listing(manifest: &[u8], data: &[u8]) -> Vec<u8> {
+    use md5::Digest;
+    let mut json: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+    let md5 = format!("{:x}", md5::Md5::digest(data));
+    for file in json["files"].as_array_mut().unwrap() {
+        file["size"] = data.len().into();
+        file["MD5checksum"] = md5.clone().into();
+    }
+    serde_json::to_vec(&json).unwrap()
+}
+
 /// Stores with no S3 configuration (tests use memory:// and file:// only).
 pub fn stores() -> Arc<Stores> {
     Arc::new(Stores::new(S3Settings::default()))
