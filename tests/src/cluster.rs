@@ -123,6 +123,18 @@ pub struct Cluster {
     restarts: usize,
 }
 
+/// An endpoint that accepts connections and never answers: whatever a process sends there
+/// waits for its own timeouts. The connections are held until the test process ends.
+pub fn unresponsive_endpoint() -> anyhow::Result<String> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    std::thread::spawn(move || {
+        let held: Vec<TcpStream> = listener.incoming().flatten().collect();
+        drop(held);
+    });
+    Ok(url)
+}
+
 /// A port that was free on 127.0.0.1 a moment ago.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
@@ -195,10 +207,21 @@ impl Cluster {
         url: &str,
         extra: &[S],
     ) -> anyhow::Result<usize> {
+        self.start_worker_with(url, extra, &[])
+    }
+
+    /// Starts a worker at `url` whose environment also has `env` (later entries win).
+    pub fn start_worker_with<S: AsRef<str>>(
+        &mut self,
+        url: &str,
+        extra: &[S],
+        env: &[(String, String)],
+    ) -> anyhow::Result<usize> {
         let mut args = vec!["--coordinator".to_string(), url.to_string()];
         args.extend(extra.iter().map(|s| s.as_ref().to_string()));
         let name = format!("worker-{}", self.workers.len());
-        let p = Proc::spawn(&name, &binaries::worker(), &args, &self.env, self.dir.path())?;
+        let env: Vec<(String, String)> = self.env.iter().chain(env).cloned().collect();
+        let p = Proc::spawn(&name, &binaries::worker(), &args, &env, self.dir.path())?;
         self.workers.push(p);
         Ok(self.workers.len() - 1)
     }

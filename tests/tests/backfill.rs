@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use earthcatalog_tests::binaries;
-use earthcatalog_tests::cluster::Cluster;
+use earthcatalog_tests::cluster::{Cluster, unresponsive_endpoint};
 use earthcatalog_tests::imds::FakeImds;
 use earthcatalog_tests::ingest::Samples;
 use earthcatalog_tests::tls::TestPki;
@@ -170,19 +170,26 @@ fn a_worker_told_to_stop_hands_its_leases_back_and_exits_75_while_another_finish
     let Some(env) = Env::prepare("backfill_sigterm", 120) else { return };
     let mut c = Cluster::new(env.process_env(), env.coordinator_args(&[])).unwrap();
     c.start_coordinator().unwrap();
+    // Its S3 calls go to a server that never answers, so both of its tasks are still running
+    // when it is told to stop; a drain window of 0 s hands them back at once.
+    let nowhere = vec![("AWS_ENDPOINT_URL".to_string(), unresponsive_endpoint().unwrap())];
     let mut args = env.worker_args_slots(2);
     args.extend(["--drain-seconds".into(), "0".into()]);
-    let stopped = c.start_worker(&args).unwrap();
-    c.pause_holding_a_lease(stopped, Some(TOKEN), "ingest").unwrap();
-    // Delivered on resume, before the held tasks can finish: the drain window is 0 s.
+    let stopped = c.start_worker_with(&c.url(), &args, &nowhere).unwrap();
+    c.wait_status(Some(TOKEN), WAIT, "two ingest leases", |s| {
+        s.ingest.as_ref().is_some_and(|i| i.leased == 2)
+    })
+    .unwrap();
     c.workers[stopped].signal("TERM").unwrap();
-    c.workers[stopped].signal("CONT").unwrap();
     let status = c.workers[stopped].wait(WAIT).unwrap();
     let log = c.workers[stopped].log();
     assert_eq!(status.code(), Some(75), "a drained worker exits 75:\n{log}");
     assert!(log.contains("SIGTERM: draining"), "{log}");
-    Cluster::wait_log(c.coordinator.as_mut().unwrap(), "worker handed leases back", WAIT).unwrap();
-    assert!(!c.coordinator().log().contains("lease expired"), "handed back, not left to expire");
+    let coordinator = c.coordinator().log();
+    assert!(
+        coordinator.contains("worker handed leases back") && coordinator.contains("released=2")
+    );
+    assert!(!coordinator.contains("lease expired"), "handed back, not left to expire");
     let finisher = c.start_worker(&env.worker_args()).unwrap();
     assert!(c.coordinator().wait(WAIT).unwrap().success(), "{}", c.coordinator().log());
     assert_eq!(c.workers[finisher].wait(WAIT).unwrap().code(), Some(0));
@@ -196,15 +203,13 @@ fn a_spot_interruption_notice_drains_the_worker_and_the_run_still_completes() {
     let imds = FakeImds::start().unwrap();
     let mut c = Cluster::new(env.process_env(), env.coordinator_args(&[])).unwrap();
     c.start_coordinator().unwrap();
+    // Posted before the worker starts: it polls every 5 s, and a worker that finished the whole
+    // (small) run between two polls would never see it. Less time is left than the worker keeps
+    // for handing back, so it stops at once, handing back anything it leased meanwhile.
+    imds.post_termination_notice(5);
     let mut args = env.worker_args_slots(1);
     args.extend(["--spot".into(), "--imds-endpoint".into(), imds.endpoint().into()]);
     let spot = c.start_worker(&args).unwrap();
-    c.wait_status(Some(TOKEN), WAIT, "an ingest lease", |s| {
-        s.ingest.as_ref().is_some_and(|i| i.leased >= 1)
-    })
-    .unwrap();
-    // Less time left than the worker keeps for handing back: it stops at once.
-    imds.post_termination_notice(5);
     let status = c.workers[spot].wait(WAIT).unwrap();
     let log = c.workers[spot].log();
     assert_eq!(status.code(), Some(75), "{log}");

@@ -22,6 +22,10 @@ use crate::task::TaskContext;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest wait between attempts to reach the coordinator (a restart takes seconds).
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long cancelled tasks may spend deleting their partial outputs after their leases were
+/// handed back. Past it they are abandoned: the worker may be minutes from losing its machine,
+/// and the coordinator deletes outputs no accepted result names before it registers anything.
+const CLEANUP_GRACE: Duration = Duration::from_secs(5);
 
 /// Settings of one worker.
 #[derive(Debug, Clone)]
@@ -254,8 +258,20 @@ pub async fn run(cfg: WorkerConfig, stop: CancellationToken) -> Result<WorkerSum
             Err(_) => {
                 let leases = held.cancel_all();
                 summary.released += release(&mut client, &worker_id, &leases).await;
-                while let Some(done) = tasks.join_next().await {
-                    tally(&mut summary, done.unwrap_or(Outcome::Abandoned));
+                let cleaned = async {
+                    while let Some(done) = tasks.join_next().await {
+                        tally(&mut summary, done.unwrap_or(Outcome::Abandoned));
+                    }
+                };
+                if tokio::time::timeout(CLEANUP_GRACE, cleaned).await.is_err() {
+                    tracing::warn!(
+                        tasks = tasks.len(),
+                        "handed-back tasks still cleaning up; leaving their outputs to the coordinator"
+                    );
+                    tasks.abort_all();
+                    while let Some(done) = tasks.join_next().await {
+                        tally(&mut summary, done.unwrap_or(Outcome::Abandoned));
+                    }
                 }
             }
         }
