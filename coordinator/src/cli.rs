@@ -34,6 +34,28 @@ pub enum Command {
     Coordinator(BackfillArgs),
     /// Ask a coordinator whether it is serving (exit 0 if so); for container health checks.
     Health(HealthArgs),
+    /// Show where a running backfill stands: phase, tasks by state, items and rows so far.
+    Status(StatusArgs),
+}
+
+/// `earthcatalog status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Coordinator address (`http://host:port`; `https://` with --tls-ca).
+    #[arg(long, env = "EARTHCATALOG_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    pub coordinator: String,
+    /// The shared token the coordinator expects.
+    #[arg(long, env = "EARTHCATALOG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the shared token.
+    #[arg(long, env = "EARTHCATALOG_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for a TLS coordinator.
+    #[arg(long, env = "EARTHCATALOG_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, env = "EARTHCATALOG_JSON")]
+    pub json: bool,
 }
 
 /// `earthcatalog health`.

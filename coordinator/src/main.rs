@@ -9,6 +9,7 @@ mod info;
 mod lease;
 mod sample;
 mod server;
+mod status;
 
 use std::process::ExitCode;
 
@@ -80,6 +81,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Coordinator(args) => run_backfill(args, backfill::config::Mode::Coordinator).await,
         Command::Health(args) => {
             health::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            status::run(args).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

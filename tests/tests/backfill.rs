@@ -234,6 +234,22 @@ fn a_coordinator_stopped_by_sigterm_exits_143_and_resumes_its_run_when_restarted
             .unwrap()
     };
     assert!(health(&c).status.success(), "a listening coordinator is healthy");
+    let token = env.dir.path().join("token").to_string_lossy().into_owned();
+    let status = |token_flags: &[&str]| {
+        let mut args = vec!["status", "--coordinator", &url, "--json"];
+        args.extend(token_flags);
+        Command::new(binaries::earthcatalog()).args(&args).output().unwrap()
+    };
+    c.wait_status(Some(TOKEN), WAIT, "Phase 1", |s| s.phase == "ingest").unwrap();
+    let out = status(&["--token-file", &token]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["phase"], "ingest");
+    assert_eq!(s["workers_alive"], 0);
+    assert_eq!(s["ingest"], serde_json::json!({"pending": 3, "leased": 0, "done": 0, "failed": 0}));
+    let refused = status(&["--token", "not-the-token"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("asking"), "names what failed");
     c.coordinator().signal("TERM").unwrap();
     let status = c.coordinator().wait(WAIT).unwrap();
     assert_eq!(status.code(), Some(143), "{}", c.coordinator().log());

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use earthcatalog_worker::WorkerConfig;
+use earthcatalog_worker::connect::read_token;
 
 /// A stateless earthcatalog backfill worker: leases tasks from a coordinator and runs them.
 ///
@@ -50,18 +50,6 @@ pub struct Cli {
     pub log_format: String,
 }
 
-/// Reads the token from --token or --token-file (the file wins; surrounding space trimmed).
-pub fn read_token(token: Option<String>, file: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
-    match file {
-        Some(f) => {
-            let t = std::fs::read_to_string(f)
-                .with_context(|| format!("reading the token file {}", f.display()))?;
-            Ok(Some(t.trim().to_string()))
-        }
-        None => Ok(token.map(|t| t.trim().to_string())),
-    }
-}
-
 impl TryFrom<Cli> for WorkerConfig {
     type Error = anyhow::Error;
 
@@ -77,7 +65,7 @@ impl TryFrom<Cli> for WorkerConfig {
             coordinator: c.coordinator,
             name,
             slots: c.slots,
-            token: read_token(c.token, c.token_file.as_ref())?,
+            token: read_token(c.token, c.token_file.as_deref())?,
             tls_ca: c.tls_ca,
             connect_for: Duration::from_secs(c.connect_seconds),
             drain_window: Duration::from_secs(c.drain_seconds),

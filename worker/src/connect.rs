@@ -1,6 +1,6 @@
 //! A gRPC client to the coordinator that presents the shared token on every call.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use earthcatalog_common::rpc::pb::coordinator_client::CoordinatorClient;
 use earthcatalog_common::rpc::{AUTH_HEADER, bearer};
@@ -23,6 +23,17 @@ pub enum ConnectError {
     /// The token cannot be sent as metadata.
     #[error("the shared token has characters that cannot be sent in a header")]
     Token,
+    /// The token file could not be read.
+    #[error("reading the token file {path}: {source}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The token is empty (a blank file or variable would let anyone in, or no one).
+    #[error("the shared token is empty")]
+    EmptyToken,
     /// The CA certificate could not be read.
     #[error("reading the CA certificate {path}: {source}")]
     Ca {
@@ -31,6 +42,24 @@ pub enum ConnectError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+/// The shared token from `file` (which wins) or `token`, without surrounding white space.
+pub fn read_token(
+    token: Option<String>,
+    file: Option<&Path>,
+) -> Result<Option<String>, ConnectError> {
+    let token = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|source| ConnectError::TokenFile { path: path.to_path_buf(), source })?,
+        ),
+        None => token,
+    };
+    match token.map(|t| t.trim().to_string()) {
+        Some(t) if t.is_empty() => Err(ConnectError::EmptyToken),
+        other => Ok(other),
+    }
 }
 
 /// Adds `authorization: Bearer <token>` to every call.

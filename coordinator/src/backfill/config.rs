@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use earthcatalog_common::inventory::parse_since;
 use earthcatalog_common::location::Location;
 
+use earthcatalog_worker::connect::read_token;
+
 use crate::cli::BackfillArgs;
 use crate::config::{CatalogPlace, LockPolicy, parse_sources};
 
@@ -108,18 +110,7 @@ impl BackfillConfig {
             Some(s) => bail!("--renew-seconds {s} must be above 0 and below --lease-seconds"),
             None => lease / 4,
         };
-        let token = match &a.token_file {
-            Some(f) => Some(
-                std::fs::read_to_string(f)
-                    .with_context(|| format!("reading the token file {}", f.display()))?
-                    .trim()
-                    .to_string(),
-            ),
-            None => a.token.map(|t| t.trim().to_string()),
-        };
-        if token.as_deref() == Some("") {
-            bail!("the shared token is empty");
-        }
+        let token = read_token(a.token, a.token_file.as_deref())?;
         let (default_listen, default_workers) = match mode {
             Mode::Backfill => (EMBEDDED_LISTEN, 2),
             Mode::Coordinator => (COORDINATOR_LISTEN, 0),

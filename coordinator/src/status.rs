@@ -1,0 +1,128 @@
+//! `earthcatalog status`: where a running backfill stands, from its coordinator's status call
+//! (phase, tasks by state, items and rows so far, workers alive, tasks given up).
+
+use std::fmt::Write as _;
+
+use anyhow::Context;
+use earthcatalog_common::rpc::pb;
+use earthcatalog_worker::connect::{client, read_token};
+use serde_json::json;
+
+use crate::cli::StatusArgs;
+
+/// Asks the coordinator once and prints the answer (text, or JSON with `--json`).
+pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let token = read_token(args.token, args.token_file.as_deref())?;
+    let mut coordinator = client(&args.coordinator, token.as_deref(), args.tls_ca.as_ref())?;
+    let status = coordinator
+        .status(pb::StatusRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))
+        .with_context(|| format!("asking {} for its status", args.coordinator))?
+        .into_inner();
+    let text = if args.json { as_json(&status).to_string() } else { as_text(&status) };
+    // The command's output, not a log line.
+    println!("{text}");
+    Ok(())
+}
+
+fn counts(c: Option<&pb::TaskCounts>) -> pb::TaskCounts {
+    c.copied().unwrap_or_default()
+}
+
+fn phase_name(phase: i32) -> &'static str {
+    match pb::Phase::try_from(phase) {
+        Ok(pb::Phase::Ingest) => "ingest",
+        Ok(pb::Phase::Compact) => "compact",
+        _ => "unknown",
+    }
+}
+
+fn as_json(s: &pb::StatusResponse) -> serde_json::Value {
+    let tasks = |c: pb::TaskCounts| json!({"pending": c.pending, "leased": c.leased, "done": c.done, "failed": c.failed});
+    json!({
+        "run_id": s.run_id,
+        "phase": s.phase,
+        "finished": s.finished,
+        "workers_alive": s.workers_alive,
+        "items": s.items,
+        "rows": s.rows,
+        "ingest": tasks(counts(s.ingest.as_ref())),
+        "compact": tasks(counts(s.compact.as_ref())),
+        "failed": s.failed.iter().map(|f| json!({
+            "phase": phase_name(f.phase),
+            "task": f.task_id,
+            "subject": f.subject,
+            "attempts": f.attempts,
+            "error": f.error,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn as_text(s: &pb::StatusResponse) -> String {
+    let mut out = String::new();
+    let finished = if s.finished { ", finished" } else { "" };
+    let _ = writeln!(out, "run {}: phase {}{finished}", s.run_id, s.phase);
+    let _ = writeln!(out, "workers alive: {}", s.workers_alive);
+    for (name, c) in [("ingest", s.ingest.as_ref()), ("compact", s.compact.as_ref())] {
+        let c = counts(c);
+        let total = c.pending + c.leased + c.done + c.failed;
+        let _ = writeln!(
+            out,
+            "{name:<8} {done}/{total} done, {leased} leased, {pending} pending, {failed} failed",
+            done = c.done,
+            leased = c.leased,
+            pending = c.pending,
+            failed = c.failed
+        );
+    }
+    let _ = write!(out, "items so far: {}, rows so far: {}", s.items, s.rows);
+    for f in &s.failed {
+        let _ = write!(
+            out,
+            "\ngave up: {} task {} ({}) after {} attempt(s): {}",
+            phase_name(f.phase),
+            f.task_id,
+            f.subject,
+            f.attempts,
+            f.error
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_shows_progress_per_phase_and_every_task_given_up() {
+        let s = pb::StatusResponse {
+            run_id: "20260101T000000Z-abc".into(),
+            phase: "compact".into(),
+            ingest: Some(pb::TaskCounts { pending: 0, leased: 0, done: 5, failed: 1 }),
+            compact: Some(pb::TaskCounts { pending: 90, leased: 8, done: 20, failed: 0 }),
+            items: 100,
+            rows: 157,
+            workers_alive: 4,
+            finished: false,
+            failed: vec![pb::FailedTask {
+                phase: pb::Phase::Ingest as i32,
+                task_id: 2,
+                attempts: 3,
+                error: "bad chunk".into(),
+                subject: "s3://b/staging/chunks/chunk_000002.parquet".into(),
+            }],
+        };
+        assert_eq!(
+            as_text(&s),
+            "run 20260101T000000Z-abc: phase compact\n\
+             workers alive: 4\n\
+             ingest   5/6 done, 0 leased, 0 pending, 1 failed\n\
+             compact  20/118 done, 8 leased, 90 pending, 0 failed\n\
+             items so far: 100, rows so far: 157\n\
+             gave up: ingest task 2 (s3://b/staging/chunks/chunk_000002.parquet) after 3 attempt(s): bad chunk"
+        );
+        assert_eq!(as_json(&s)["failed"][0]["phase"], "ingest");
+    }
+}
