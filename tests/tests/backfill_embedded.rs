@@ -160,3 +160,42 @@ fn a_delta_run_after_a_full_run_appends_its_items_and_extends_the_hash_index() {
     assert_eq!(index.len(), ids.len());
     assert!(ids.iter().all(|id| index.contains_id(id)));
 }
+
+#[test]
+fn a_delta_run_stopped_after_registering_resumes_without_registering_its_files_twice() {
+    let Some(t) = Local::new("backfill_delta_resume") else { return };
+    let first = Samples::itslive(0, 40);
+    let second = Samples::itslive(40, 30);
+    t.inputs(&first, "full.csv");
+    t.inputs(&second, "delta.csv");
+    let full = t.backfill("full.csv", &["--h3-resolution", "1"]);
+    assert!(full.status.success(), "{}", text(&full));
+
+    // The delta's files are registered, then writing the hash index fails (its folder is a
+    // file): the run stops after Phase 4 committed, with its run state still in staging.
+    std::fs::write(t.path("not-a-folder"), b"x").unwrap();
+    let bad_index = t.path("not-a-folder/ids.parquet").to_string_lossy().into_owned();
+    let stopped =
+        t.backfill("delta.csv", &["--delta", "--update-hash-index", "--hash-index", &bad_index]);
+    assert!(!stopped.status.success(), "{}", text(&stopped));
+    assert!(t.path("staging/_run.json").exists(), "the unfinished run is on record");
+
+    let index = t.path("ids.parquet").to_string_lossy().into_owned();
+    let resumed =
+        t.backfill("delta.csv", &["--delta", "--update-hash-index", "--hash-index", &index]);
+    let out = text(&resumed);
+    assert!(resumed.status.success(), "{out}");
+    assert!(out.contains("resuming an unfinished run"), "{out}");
+    assert!(out.contains("registered before it stopped; not registering them again"), "{out}");
+    let (rows, count, snapshots) = t.rows();
+    let mut expected = first.expected_rows(1);
+    expected.extend(second.expected_rows(1));
+    assert_eq!(count, rows.len(), "no row twice");
+    assert_eq!(rows, expected);
+    assert_eq!(snapshots, 2, "the full run's snapshot and the delta's, once");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let hashes =
+        rt.block_on(HashIndex::read(&Local::stores(), &Location::local(&index).unwrap())).unwrap();
+    assert!(second.ids().iter().all(|id| hashes.contains_id(id)));
+    assert!(!t.path("staging/_run.json").exists());
+}

@@ -148,7 +148,7 @@ pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
     let workers = start_local_workers(&cfg, address, &workers_stop);
 
     let mut driver =
-        Driver { cfg: &cfg, stores, layout, results, scheduler: scheduler.clone(), grid };
+        Driver { cfg: &cfg, stores, layout, results, scheduler: scheduler.clone(), grid, resumed };
     let mut summary =
         BackfillSummary { run_id: state.run_id.clone(), resumed, ..Default::default() };
     let outcome = driver.phases(&mut summary).await;
@@ -254,6 +254,8 @@ struct Driver<'a> {
     results: RunResults,
     scheduler: Arc<Scheduler>,
     grid: GridSpec,
+    /// A resumed run may have registered its files before it stopped (Phase 4 is idempotent).
+    resumed: bool,
 }
 
 impl Driver<'_> {
@@ -285,9 +287,13 @@ impl Driver<'_> {
         summary.hash_index = registered.hash_index.map(|(l, _)| l);
         summary.pending_file = self.keep_failures(&ingested, &inputs).await?;
         self.scheduler.set_stage("cleanup");
+        // The run state goes first: once staging is partly gone, a run found unfinished would
+        // redo its work under new file names and register it a second time.
+        let state = RunState::location(&self.cfg.staging);
+        objects::delete(&self.stores, &state).await.with_context(|| {
+            format!("the run is registered, but its run state {state} must be deleted before the next run")
+        })?;
         let deleted = objects::delete_folder(&self.stores, self.layout.root()).await?;
-        delete_objects(&self.stores, &[RunState::location(&self.cfg.staging)], "the run state")
-            .await;
         tracing::info!(objects = deleted, "staging cleaned");
         Ok(())
     }
@@ -447,8 +453,15 @@ impl Driver<'_> {
     async fn phase4(&self, files: &[ReportedFile]) -> anyhow::Result<register::Registered> {
         let owner = format!("earthcatalog backfill {}", self.scheduler.run_id());
         let guard = self.cfg.lock.acquire(&self.stores, &self.cfg.place.lock, owner).await?;
-        let result =
-            register::register(self.cfg, &self.stores, guard.as_ref(), &self.grid, files).await;
+        let result = register::register(
+            self.cfg,
+            &self.stores,
+            guard.as_ref(),
+            &self.grid,
+            files,
+            self.resumed,
+        )
+        .await;
         if let Some(g) = guard
             && let Err(e) = g.release().await
         {
@@ -482,14 +495,18 @@ impl Driver<'_> {
                 Input::Chunk(_) => None,
             })
             .collect();
+        // The new list is written before the retried ones go, so no failed item is ever unlisted.
+        let listed = if lines.is_empty() {
+            None
+        } else {
+            let at =
+                pending_dir(&self.cfg.staging).join(&format!("{}.jsonl", self.scheduler.run_id()));
+            objects::put(&self.stores, &at, lines).await?;
+            tracing::warn!(file = %at, "failed items listed; rerun with --retry-pending to try them again");
+            Some(at.uri())
+        };
         delete_objects(&self.stores, &retried, "a retried pending list").await;
-        if lines.is_empty() {
-            return Ok(None);
-        }
-        let at = pending_dir(&self.cfg.staging).join(&format!("{}.jsonl", self.scheduler.run_id()));
-        objects::put(&self.stores, &at, lines).await?;
-        tracing::warn!(file = %at, "failed items listed; rerun with --retry-pending to try them again");
-        Ok(Some(at.uri()))
+        Ok(listed)
     }
 }
 

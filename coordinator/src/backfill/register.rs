@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arrow::array::{Array, AsArray};
-use earthcatalog_common::catalog::{Catalog, TableSettings};
+use earthcatalog_common::catalog::{Catalog, TableSettings, data_files};
 use earthcatalog_common::catalog_sync::CatalogCopy;
 use earthcatalog_common::cleanup::delete_objects;
 use earthcatalog_common::hash_index::HashIndex;
@@ -95,6 +95,7 @@ pub async fn register(
     guard: Option<&LockGuard>,
     grid: &GridSpec,
     files: &[ReportedFile],
+    resumed: bool,
 ) -> anyhow::Result<Registered> {
     let mut out = Registered::default();
     let mut copy = match &cfg.place.remote {
@@ -117,7 +118,26 @@ pub async fn register(
     } else {
         catalog.recreate_table(&settings).await?
     };
-    let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
+    let mut locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
+    // A resumed delta run may have appended its files (and uploaded the catalog) before it
+    // stopped; appending them again would be refused as duplicates. A full run starts from a
+    // recreated table, so nothing of it can be there.
+    if cfg.delta && resumed {
+        let registered: HashSet<String> = data_files(&table)
+            .await
+            .context("listing the table's files")?
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        let before = locations.len();
+        locations.retain(|l| !registered.contains(&l.uri()));
+        if locations.len() < before {
+            tracing::info!(
+                already = before - locations.len(),
+                "files of this run were registered before it stopped; not registering them again"
+            );
+        }
+    }
     for batch in locations.chunks(REGISTER_BATCH) {
         if let Some(g) = guard {
             g.check()?;
