@@ -199,3 +199,42 @@ fn a_delta_run_stopped_after_registering_resumes_without_registering_its_files_t
     assert!(second.ids().iter().all(|id| hashes.contains_id(id)));
     assert!(!t.path("staging/_run.json").exists());
 }
+
+#[test]
+fn items_that_could_not_be_fetched_are_listed_and_retry_pending_ingests_them_later() {
+    let Some(t) = Local::new("backfill_retry_pending") else { return };
+    let samples = Samples::itslive(0, 40);
+    t.inputs(&samples, "inventory.csv");
+    let missing: Vec<_> = samples.items.iter().step_by(13).map(|i| i.key.clone()).collect();
+    for key in &missing {
+        std::fs::remove_file(t.path("items").join(key)).unwrap();
+    }
+
+    let first = t.backfill("inventory.csv", &["--h3-resolution", "1", "--json"]);
+    assert_eq!(first.status.code(), Some(3), "some items failed:\n{}", text(&first));
+    let summary: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(summary["failed_items"], missing.len());
+    let pending = summary["pending_file"].as_str().unwrap().to_string();
+    let listed =
+        std::fs::read_to_string(Location::parse(&pending).unwrap().as_local_path().unwrap())
+            .unwrap();
+    for key in &missing {
+        assert!(listed.contains(key.as_str()), "{key} is listed for retry:\n{listed}");
+    }
+    let kept = Samples {
+        items: samples.items.iter().filter(|i| !missing.contains(&i.key)).cloned().collect(),
+    };
+    assert_eq!(t.rows().0, kept.expected_rows(1), "everything else was registered");
+
+    // The items appear; --retry-pending ingests exactly them and appends.
+    t.inputs(&samples, "inventory.csv");
+    let retry = t.backfill("inventory.csv", &["--retry-pending", "--json"]);
+    assert!(retry.status.success(), "{}", text(&retry));
+    let summary: serde_json::Value = serde_json::from_slice(&retry.stdout).unwrap();
+    assert_eq!(summary["items"], missing.len());
+    assert!(summary["pending_file"].is_null());
+    let (rows, count, _) = t.rows();
+    assert_eq!(count, rows.len(), "no row twice");
+    assert_eq!(rows, samples.expected_rows(1));
+    assert!(!Location::parse(&pending).unwrap().as_local_path().unwrap().exists());
+}
