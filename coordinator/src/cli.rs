@@ -41,18 +41,9 @@ pub enum Command {
 /// `earthcatalog status`.
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// Coordinator address (`http://host:port`; `https://` with --tls-ca).
-    #[arg(long, env = "EARTHCATALOG_COORDINATOR", default_value = "http://127.0.0.1:50051")]
-    pub coordinator: String,
-    /// The shared token the coordinator expects.
-    #[arg(long, env = "EARTHCATALOG_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// File holding the shared token.
-    #[arg(long, env = "EARTHCATALOG_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
-    /// CA certificate (PEM) to trust for a TLS coordinator.
-    #[arg(long, env = "EARTHCATALOG_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
+    /// How to reach the coordinator.
+    #[command(flatten)]
+    pub connect: earthcatalog_worker::connect::CoordinatorArgs,
     /// Print JSON instead of text.
     #[arg(long, env = "EARTHCATALOG_JSON")]
     pub json: bool,

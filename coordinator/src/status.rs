@@ -5,20 +5,18 @@ use std::fmt::Write as _;
 
 use anyhow::Context;
 use earthcatalog_common::rpc::pb;
-use earthcatalog_worker::connect::{client, read_token};
 use serde_json::json;
 
 use crate::cli::StatusArgs;
 
 /// Asks the coordinator once and prints the answer (text, or JSON with `--json`).
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let token = read_token(args.token, args.token_file.as_deref())?;
-    let mut coordinator = client(&args.coordinator, token.as_deref(), args.tls_ca.as_ref())?;
+    let mut coordinator = args.connect.client()?;
     let status = coordinator
         .status(pb::StatusRequest {})
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))
-        .with_context(|| format!("asking {} for its status", args.coordinator))?
+        .with_context(|| format!("asking {} for its status", args.connect.coordinator))?
         .into_inner();
     let text = if args.json { as_json(&status).to_string() } else { as_text(&status) };
     // The command's output, not a log line.

@@ -1,11 +1,10 @@
 //! `earthcatalog-worker` arguments (every flag can also come from an environment variable).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use earthcatalog_worker::WorkerConfig;
-use earthcatalog_worker::connect::read_token;
+use earthcatalog_worker::connect::CoordinatorArgs;
 
 /// A stateless earthcatalog backfill worker: leases tasks from a coordinator and runs them.
 ///
@@ -15,24 +14,15 @@ use earthcatalog_worker::connect::read_token;
 #[derive(Debug, Parser)]
 #[command(name = "earthcatalog-worker", version, about, long_about)]
 pub struct Cli {
-    /// Coordinator address (`http://host:port`; `https://` with --tls-ca).
-    #[arg(long, env = "EARTHCATALOG_COORDINATOR")]
-    pub coordinator: String,
+    /// How to reach the coordinator.
+    #[command(flatten)]
+    pub connect: CoordinatorArgs,
     /// Tasks run at once.
     #[arg(long, env = "EARTHCATALOG_WORKER_SLOTS", default_value_t = 2)]
     pub slots: usize,
     /// Name shown in the coordinator's logs [default: host name and process id].
     #[arg(long, env = "EARTHCATALOG_WORKER_NAME")]
     pub name: Option<String>,
-    /// The shared token (prefer --token-file or the environment variable).
-    #[arg(long, env = "EARTHCATALOG_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// File holding the shared token.
-    #[arg(long, env = "EARTHCATALOG_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
-    /// CA certificate (PEM) to trust for a TLS coordinator.
-    #[arg(long, env = "EARTHCATALOG_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
     /// Seconds to keep trying to reach the coordinator before giving up.
     #[arg(long, env = "EARTHCATALOG_CONNECT_SECONDS", default_value_t = 120)]
     pub connect_seconds: u64,
@@ -62,11 +52,11 @@ impl TryFrom<Cli> for WorkerConfig {
             format!("{host}-{}", std::process::id())
         });
         Ok(WorkerConfig {
-            coordinator: c.coordinator,
+            token: c.connect.token()?,
+            coordinator: c.connect.coordinator,
             name,
             slots: c.slots,
-            token: read_token(c.token, c.token_file.as_deref())?,
-            tls_ca: c.tls_ca,
+            tls_ca: c.connect.tls_ca,
             connect_for: Duration::from_secs(c.connect_seconds),
             drain_window: Duration::from_secs(c.drain_seconds),
             spot_endpoint: c.spot.then_some(c.imds_endpoint),

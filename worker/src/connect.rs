@@ -44,6 +44,35 @@ pub enum ConnectError {
     },
 }
 
+/// How to reach the coordinator: the flags the worker and `earthcatalog status` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CoordinatorArgs {
+    /// Coordinator address (`http://host:port`; `https://` with --tls-ca).
+    #[arg(long, env = "EARTHCATALOG_COORDINATOR")]
+    pub coordinator: String,
+    /// The shared token (prefer --token-file or the environment variable).
+    #[arg(long, env = "EARTHCATALOG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the shared token.
+    #[arg(long, env = "EARTHCATALOG_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for a TLS coordinator.
+    #[arg(long, env = "EARTHCATALOG_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl CoordinatorArgs {
+    /// The shared token given, if any (see [`read_token`]).
+    pub fn token(&self) -> Result<Option<String>, ConnectError> {
+        read_token(self.token.clone(), self.token_file.as_deref())
+    }
+
+    /// A client presenting the token.
+    pub fn client(&self) -> Result<Client, ConnectError> {
+        client(&self.coordinator, self.token()?.as_deref(), self.tls_ca.as_ref())
+    }
+}
+
 /// The shared token from `file` (which wins) or `token`, without surrounding white space.
 pub fn read_token(
     token: Option<String>,
