@@ -57,6 +57,24 @@ async fn boundaries_load_from_a_local_file_and_touching_features_count() {
 }
 
 #[test]
+fn a_footprint_crossing_the_antimeridian_touches_the_boundaries_on_both_sides_only() {
+    let bytes = collection(vec![
+        feature(json!({"name": "far-west"}), square(-180.0, 0.0, 10.0)),
+        feature(json!({"name": "greenwich"}), square(-5.0, 0.0, 10.0)),
+        feature(json!({"name": "far-east"}), square(170.0, 0.0, 10.0)),
+    ]);
+    let p = GeoJsonPartitioner::from_bytes(&bytes, "grid.geojson", "name").unwrap();
+    // A 10° wide footprint written the way many STAC items are: 175 → -175 is the short way.
+    let across = poly(&[(175.0, 4.0), (-175.0, 4.0), (-175.0, 6.0), (175.0, 6.0), (175.0, 4.0)]);
+    assert_eq!(p.cells(&across).unwrap(), ["far-east", "far-west"]);
+    let line = Geometry::LineString(LineString::from(vec![(178.0, 5.0), (-178.0, 5.0)]));
+    assert_eq!(p.cells(&line).unwrap(), ["far-east", "far-west"]);
+    // Footprints that do not cross are matched as before.
+    let near_zero = poly(&[(-1.0, 4.0), (1.0, 4.0), (1.0, 6.0), (-1.0, 4.0)]);
+    assert_eq!(p.cells(&near_zero).unwrap(), ["greenwich"]);
+}
+
+#[test]
 fn a_feature_without_the_key_is_refused_naming_its_index() {
     let bytes = collection(vec![
         feature(json!({"name": "a"}), square(0.0, 0.0, 1.0)),

@@ -2,8 +2,10 @@
 //!
 //! Keys are the text of one feature property (a string as is, a number as written). Features
 //! are indexed by bounding box in an R-tree; the candidates are then checked with an exact
-//! planar `intersects` (touching counts). Boundaries and footprints are compared as given, in
-//! lon/lat, with no antimeridian handling: boundary files are expected to be split at ±180.
+//! planar `intersects` (touching counts). Footprints are read with the antimeridian rules of
+//! [`super::planar`] (an edge goes the short way, across ±180) and matched piece by piece;
+//! boundaries are taken as given, in lon/lat, so boundary files must be split at ±180 (as
+//! RFC 7946 asks).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -15,6 +17,7 @@ use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use serde_json::Value;
 
+use super::planar::Shape;
 use super::{CoverError, GridSpec, Partitioner, check_positions};
 use crate::stores::ObjectLocation;
 
@@ -211,15 +214,21 @@ fn feature_key(feature: &geojson::Feature, id_field: &str) -> Option<String> {
 impl Partitioner for GeoJsonPartitioner {
     fn cells(&self, geometry: &Geometry<f64>) -> Result<Vec<String>, CoverError> {
         check_positions(geometry)?;
-        let rect = geometry.bounding_rect().ok_or(CoverError::Empty)?;
-        let envelope =
-            AABB::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
-        let mut keys: Vec<String> = self
-            .index
-            .locate_in_envelope_intersecting(&envelope)
-            .filter(|e| self.geometries[e.data].intersects(geometry))
-            .map(|e| self.keys[e.data].clone())
-            .collect();
+        geometry.bounding_rect().ok_or(CoverError::Empty)?;
+        // A footprint crossing the antimeridian is matched piece by piece on either side of
+        // it; taken as given, its edges would run the long way round through longitude 0.
+        let mut keys: Vec<String> = Vec::new();
+        for piece in Shape::of(geometry).pieces() {
+            let Some(rect) = piece.bounding_rect() else { continue };
+            let envelope =
+                AABB::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
+            keys.extend(
+                self.index
+                    .locate_in_envelope_intersecting(&envelope)
+                    .filter(|e| self.geometries[e.data].intersects(&piece))
+                    .map(|e| self.keys[e.data].clone()),
+            );
+        }
         keys.sort_unstable();
         keys.dedup();
         Ok(keys)

@@ -14,7 +14,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use geo_types::{Coord, Geometry, LineString, Polygon};
+use geo_types::{Coord, Geometry};
 use h3o::{CellIndex, LatLng, Resolution};
 
 use super::cell_shape::cell_shape;
@@ -43,8 +43,7 @@ impl H3Partitioner {
     /// Every cell the geometry touches, sorted by index.
     pub fn cover(&self, geometry: &Geometry<f64>) -> Result<Vec<CellIndex>, CoverError> {
         check_positions(geometry)?;
-        let mut shape = Shape::default();
-        add_geometry(&mut shape, geometry);
+        let shape = Shape::of(geometry);
         let mut cells: HashSet<CellIndex> =
             shape.points.iter().filter_map(|p| self.cell_of(*p)).collect();
         let seeds = shape
@@ -98,30 +97,5 @@ impl Partitioner for H3Partitioner {
 
     fn grid(&self) -> GridSpec {
         GridSpec::H3 { resolution: self.resolution() }
-    }
-}
-
-fn add_polygon(shape: &mut Shape, p: &Polygon<f64>) {
-    let holes: Vec<&[Coord]> = p.interiors().iter().map(|r| r.0.as_slice()).collect();
-    shape.add_polygon(&p.exterior().0, &holes);
-}
-
-fn add_line(shape: &mut Shape, l: &LineString<f64>) {
-    shape.add_line(&l.0);
-}
-
-/// Adds every part of a geometry, collections recursively.
-fn add_geometry(shape: &mut Shape, g: &Geometry<f64>) {
-    match g {
-        Geometry::Point(p) => shape.points.push(p.0),
-        Geometry::MultiPoint(mp) => shape.points.extend(mp.iter().map(|p| p.0)),
-        Geometry::Line(l) => shape.add_line(&[l.start, l.end]),
-        Geometry::LineString(l) => add_line(shape, l),
-        Geometry::MultiLineString(ml) => ml.iter().for_each(|l| add_line(shape, l)),
-        Geometry::Polygon(p) => add_polygon(shape, p),
-        Geometry::MultiPolygon(mp) => mp.iter().for_each(|p| add_polygon(shape, p)),
-        Geometry::GeometryCollection(gc) => gc.iter().for_each(|g| add_geometry(shape, g)),
-        Geometry::Rect(r) => add_polygon(shape, &r.to_polygon()),
-        Geometry::Triangle(t) => add_polygon(shape, &t.to_polygon()),
     }
 }

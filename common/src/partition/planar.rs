@@ -20,7 +20,32 @@
 //! `[-180, 180] × [-90, 90]` (parts outside are cut at ±180 and shifted by 360°).
 
 use geo::BooleanOps;
-use geo_types::{Coord, LineString, MultiPolygon, Polygon, Rect, coord};
+use geo_types::{Coord, Geometry, LineString, MultiPolygon, Point, Polygon, Rect, coord};
+
+fn add_polygon(shape: &mut Shape, p: &Polygon<f64>) {
+    let holes: Vec<&[Coord]> = p.interiors().iter().map(|r| r.0.as_slice()).collect();
+    shape.add_polygon(&p.exterior().0, &holes);
+}
+
+fn add_line(shape: &mut Shape, l: &LineString<f64>) {
+    shape.add_line(&l.0);
+}
+
+/// Adds every part of a geometry, collections recursively.
+fn add_geometry(shape: &mut Shape, g: &Geometry<f64>) {
+    match g {
+        Geometry::Point(p) => shape.points.push(p.0),
+        Geometry::MultiPoint(mp) => shape.points.extend(mp.iter().map(|p| p.0)),
+        Geometry::Line(l) => shape.add_line(&[l.start, l.end]),
+        Geometry::LineString(l) => add_line(shape, l),
+        Geometry::MultiLineString(ml) => ml.iter().for_each(|l| add_line(shape, l)),
+        Geometry::Polygon(p) => add_polygon(shape, p),
+        Geometry::MultiPolygon(mp) => mp.iter().for_each(|p| add_polygon(shape, p)),
+        Geometry::GeometryCollection(gc) => gc.iter().for_each(|g| add_geometry(shape, g)),
+        Geometry::Rect(r) => add_polygon(shape, &r.to_polygon()),
+        Geometry::Triangle(t) => add_polygon(shape, &t.to_polygon()),
+    }
+}
 
 /// Consecutive segments grouped under one bounding box, so two chains can skip most pairs.
 const CHUNK: usize = 16;
@@ -167,6 +192,25 @@ pub(crate) struct Shape {
 }
 
 impl Shape {
+    /// A GeoJSON geometry read with the module's rules (collections recursively).
+    pub(crate) fn of(geometry: &Geometry<f64>) -> Shape {
+        let mut shape = Shape::default();
+        add_geometry(&mut shape, geometry);
+        shape
+    }
+
+    /// The shape as plain geometries inside `[-180, 180] × [-90, 90]`: a footprint that crosses
+    /// the antimeridian comes back as its pieces on either side.
+    pub(crate) fn pieces(&self) -> Vec<Geometry<f64>> {
+        let ring = |c: &Chain| LineString(c.points.clone());
+        let areas = self.areas.iter().map(|a| {
+            Geometry::Polygon(Polygon::new(ring(&a.exterior), a.holes.iter().map(ring).collect()))
+        });
+        let lines = self.lines.iter().map(|l| Geometry::LineString(ring(l)));
+        let points = self.points.iter().map(|p| Geometry::Point(Point(*p)));
+        areas.chain(lines).chain(points).collect()
+    }
+
     /// Whether the two shapes touch, allowing a gap of `tol` degrees. Points of `other` are
     /// not considered (callers locate points exactly).
     pub(crate) fn areas_touch(&self, other: &Shape, tol: f64) -> bool {
