@@ -226,10 +226,22 @@ fn items_that_could_not_be_fetched_are_listed_and_retry_pending_ingests_them_lat
     };
     assert_eq!(t.rows().0, kept.expected_rows(1), "everything else was registered");
 
-    // The items appear; --retry-pending ingests exactly them and appends.
+    // The items appear; --retry-pending ingests exactly them and appends. The first attempt
+    // stops after registering (its hash index cannot be written); resumed, it retries the same
+    // lists, recorded in its run state, and registers nothing twice.
     t.inputs(&samples, "inventory.csv");
-    let retry = t.backfill("inventory.csv", &["--retry-pending", "--json"]);
+    std::fs::write(t.path("not-a-folder"), b"x").unwrap();
+    let bad_index = t.path("not-a-folder/ids.parquet").to_string_lossy().into_owned();
+    let retry_args = ["--retry-pending", "--update-hash-index", "--hash-index"];
+    let stopped = t.backfill("inventory.csv", &[&retry_args[..], &[bad_index.as_str()]].concat());
+    assert!(!stopped.status.success(), "{}", text(&stopped));
+    let state = std::fs::read_to_string(t.path("staging/_run.json")).unwrap();
+    assert!(state.contains(&pending), "the run state names the list it retries: {state}");
+    let index = t.path("ids.parquet").to_string_lossy().into_owned();
+    let retry =
+        t.backfill("inventory.csv", &[&retry_args[..], &[index.as_str(), "--json"]].concat());
     assert!(retry.status.success(), "{}", text(&retry));
+    assert!(text(&retry).contains("resuming an unfinished run"));
     let summary: serde_json::Value = serde_json::from_slice(&retry.stdout).unwrap();
     assert_eq!(summary["items"], missing.len());
     assert!(summary["pending_file"].is_null());

@@ -113,7 +113,10 @@ pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
             (s, true)
         }
         None => {
-            let s = RunState::start(&cfg.inventory, cfg.delta, cfg.retry_pending);
+            let mut s = RunState::start(&cfg.inventory, cfg.delta, cfg.retry_pending);
+            if cfg.retry_pending {
+                s.pending = pending_lists(&stores, &cfg.staging).await?;
+            }
             s.save(&stores, &cfg.staging).await?;
             tracing::info!(run = %s.run_id, "starting a new run");
             (s, false)
@@ -147,8 +150,16 @@ pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
     let workers_stop = CancellationToken::new();
     let workers = start_local_workers(&cfg, address, &workers_stop);
 
-    let mut driver =
-        Driver { cfg: &cfg, stores, layout, results, scheduler: scheduler.clone(), grid, resumed };
+    let mut driver = Driver {
+        cfg: &cfg,
+        stores,
+        layout,
+        results,
+        scheduler: scheduler.clone(),
+        grid,
+        resumed,
+        pending: state.pending.clone(),
+    };
     let mut summary =
         BackfillSummary { run_id: state.run_id.clone(), resumed, ..Default::default() };
     let outcome = driver.phases(&mut summary).await;
@@ -256,6 +267,8 @@ struct Driver<'a> {
     grid: GridSpec,
     /// A resumed run may have registered its files before it stopped (Phase 4 is idempotent).
     resumed: bool,
+    /// With --retry-pending, the failure lists retried (from the run state).
+    pending: Vec<String>,
 }
 
 impl Driver<'_> {
@@ -302,13 +315,14 @@ impl Driver<'_> {
     async fn phase1(&self) -> anyhow::Result<Vec<Input>> {
         self.scheduler.set_stage("inventory");
         if self.cfg.retry_pending {
-            let mut pending = objects::list(&self.stores, &pending_dir(&self.cfg.staging)).await?;
-            pending.retain(|l| l.file_name().is_some_and(|n| n.ends_with(".jsonl")));
-            pending.sort();
-            if pending.is_empty() {
+            if self.pending.is_empty() {
                 tracing::info!("no pending failures to retry");
             }
-            return Ok(pending.into_iter().map(Input::Pending).collect());
+            return self
+                .pending
+                .iter()
+                .map(|l| Ok(Input::Pending(Location::parse(l).context("run state: pending list")?)))
+                .collect();
         }
         let chunks = if self.cfg.skip_inventory {
             let at = self.layout.chunk_manifest();
@@ -512,6 +526,15 @@ impl Driver<'_> {
 
 fn pending_dir(staging: &Location) -> Location {
     staging.join("pending")
+}
+
+/// The failure lists earlier runs left in `<staging>/pending/`, in name order.
+async fn pending_lists(stores: &Stores, staging: &Location) -> anyhow::Result<Vec<String>> {
+    let mut lists = objects::list(stores, &pending_dir(staging)).await?;
+    lists.retain(|l| l.file_name().is_some_and(|n| n.ends_with(".jsonl")));
+    let mut lists: Vec<String> = lists.iter().map(Location::uri).collect();
+    lists.sort();
+    Ok(lists)
 }
 
 /// A Phase 2 input.

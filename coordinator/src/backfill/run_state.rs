@@ -25,6 +25,11 @@ pub struct RunState {
     pub retry_pending: bool,
     /// When it started.
     pub started: String,
+    /// With --retry-pending: the failure lists it retries, fixed when it starts, so a resumed
+    /// run sees the same inputs (the lists change as runs finish: new ones appear, retried ones
+    /// go).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
 }
 
 impl RunState {
@@ -52,6 +57,7 @@ impl RunState {
             delta,
             retry_pending,
             started: chrono::Utc::now().to_rfc3339(),
+            pending: Vec::new(),
         }
     }
 
