@@ -11,33 +11,40 @@ use crate::stores::Stores;
 /// Deletions in flight at once (S3 DELETE latency dominates; 16 keeps one client busy).
 const CONCURRENT_DELETES: usize = 16;
 
+/// Why one object could not be deleted.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot delete {location}: {reason}")]
+pub struct DeleteError {
+    /// The object.
+    pub location: String,
+    /// The store's (or the resolver's) message.
+    pub reason: String,
+}
+
 /// Deletes `locations` (one already gone counts as deleted); each failure is logged as a
 /// warning saying `what` the objects were. Returns how many could not be deleted.
 pub async fn delete_objects(stores: &Stores, locations: &[Location], what: &str) -> usize {
     // Owned items: a stream of borrowed ones makes the future not `Send` for every lifetime,
     // which callers inside spawned tasks need.
-    let results: Vec<(Location, Result<(), String>)> =
-        futures::stream::iter(locations.iter().cloned())
-            .map(|location| async move {
-                let result = delete_one(stores, &location).await;
-                (location, result)
-            })
-            .buffer_unordered(CONCURRENT_DELETES)
-            .collect()
-            .await;
-    let failures: Vec<(Location, String)> =
-        results.into_iter().filter_map(|(l, r)| r.err().map(|e| (l, e))).collect();
-    for (object, error) in &failures {
-        tracing::warn!(%object, %error, "could not delete {what}");
+    let failures: Vec<DeleteError> = futures::stream::iter(locations.iter().cloned())
+        .map(|location| async move { delete_object(stores, &location).await })
+        .buffer_unordered(CONCURRENT_DELETES)
+        .filter_map(|r| std::future::ready(r.err()))
+        .collect()
+        .await;
+    for e in &failures {
+        tracing::warn!(object = %e.location, error = %e.reason, "could not delete {what}");
     }
     failures.len()
 }
 
-async fn delete_one(stores: &Stores, location: &Location) -> Result<(), String> {
-    let target = stores.resolve(location).map_err(|e| e.to_string())?;
+/// Deletes the object at `location`; one already gone counts as deleted.
+pub async fn delete_object(stores: &Stores, location: &Location) -> Result<(), DeleteError> {
+    let fail = |reason: String| DeleteError { location: location.to_string(), reason };
+    let target = stores.resolve(location).map_err(|e| fail(e.to_string()))?;
     match target.store.delete(&target.path).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(fail(e.to_string())),
     }
 }
 

@@ -83,6 +83,29 @@ impl Local {
     }
 }
 
+/// `incremental` of `inventory` with the items mirrored under `bucket/mirror`, the working
+/// catalog in `dir`, and the catalog store and warehouse under `root`.
+fn s3_run(
+    inventory: &Location,
+    bucket: &Location,
+    dir: &tempfile::TempDir,
+    root: &Location,
+) -> Vec<String> {
+    vec![
+        "incremental".to_string(),
+        "--inventory".into(),
+        inventory.to_string(),
+        "--source".into(),
+        format!("{BUCKET}={}", bucket.join("mirror")),
+        "--catalog".into(),
+        s(&dir.path().join("work.db")),
+        "--catalog-store".into(),
+        root.join("catalog").to_string(),
+        "--warehouse".into(),
+        root.join("warehouse").to_string(),
+    ]
+}
+
 fn argv(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -290,22 +313,8 @@ async fn every_inventory_format_on_s3_gives_the_exact_table() {
     {
         let dir = tempfile::tempdir().unwrap();
         let root = bucket.join(&format!("run{i}"));
-        let args = [
-            "incremental".to_string(),
-            "--inventory".into(),
-            data.join(inv).to_string(),
-            "--source".into(),
-            format!("{BUCKET}={}", bucket.join("mirror")),
-            "--catalog".into(),
-            s(&dir.path().join("work.db")),
-            "--catalog-store".into(),
-            root.join("catalog").to_string(),
-            "--warehouse".into(),
-            root.join("warehouse").to_string(),
-            "--since".into(),
-            "2023-12-31".into(),
-            "--json".into(),
-        ];
+        let mut args = s3_run(&data.join(inv), &bucket, &dir, &root);
+        args.extend(["--since".into(), "2023-12-31".into(), "--json".into()]);
         let out = run(&argv(&args), &env);
         assert_eq!(out.status.code(), Some(0), "{inv}");
         assert_eq!(summary(&out)["catalog_uploaded"], true);
@@ -333,19 +342,7 @@ async fn every_inventory_format_on_s3_gives_the_exact_table() {
     put(&stores, &data.join("changed/manifest.json"), m.into_bytes()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = bucket.join("changed-run");
-    let args = [
-        "incremental".to_string(),
-        "--inventory".into(),
-        data.join("changed/manifest.json").to_string(),
-        "--source".into(),
-        format!("{BUCKET}={}", bucket.join("mirror")),
-        "--catalog".into(),
-        s(&dir.path().join("work.db")),
-        "--catalog-store".into(),
-        root.join("catalog").to_string(),
-        "--warehouse".into(),
-        root.join("warehouse").to_string(),
-    ];
+    let args = s3_run(&data.join("changed/manifest.json"), &bucket, &dir, &root);
     let out = run(&argv(&args), &env);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");

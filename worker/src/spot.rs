@@ -40,41 +40,56 @@ pub struct Notice {
     pub time: DateTime<Utc>,
 }
 
-/// Reads the notice, if any, from the metadata service at `endpoint`.
-pub async fn check(endpoint: &str) -> Result<Option<Notice>, SpotError> {
-    let base = endpoint.trim_end_matches('/');
-    if !base.starts_with("http://") || base.len() <= "http://".len() {
-        return Err(SpotError::Endpoint(endpoint.to_string()));
+/// A client of the instance metadata service at one endpoint, made once per watcher.
+#[derive(Debug, Clone)]
+pub struct Imds {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Imds {
+    /// A client for `endpoint` (`http://host[:port]`).
+    pub fn new(endpoint: &str) -> Result<Imds, SpotError> {
+        let base = endpoint.trim_end_matches('/');
+        if !base.starts_with("http://") || base.len() <= "http://".len() {
+            return Err(SpotError::Endpoint(endpoint.to_string()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| SpotError::Endpoint(format!("{endpoint}: {e}")))?;
+        Ok(Imds { http, base: base.to_string() })
     }
-    let http = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .map_err(|e| SpotError::Endpoint(format!("{endpoint}: {e}")))?;
-    let token_path = "/latest/api/token";
-    let (status, token) = send(
-        http.put(format!("{base}{token_path}"))
-            .header("X-aws-ec2-metadata-token-ttl-seconds", "300"),
-        token_path,
-    )
-    .await?;
-    if status != 200 {
-        return Err(SpotError::Request {
-            path: token_path.into(),
-            reason: format!("HTTP {status}"),
-        });
-    }
-    let path = "/latest/meta-data/spot/instance-action";
-    let (status, body) = send(
-        http.get(format!("{base}{path}")).header("X-aws-ec2-metadata-token", token.trim()),
-        path,
-    )
-    .await?;
-    match status {
-        404 => Ok(None),
-        200 => parse_notice(&body)
-            .map(Some)
-            .map_err(|reason| SpotError::Request { path: path.into(), reason }),
-        other => Err(SpotError::Request { path: path.into(), reason: format!("HTTP {other}") }),
+
+    /// The interruption notice, if one has been posted.
+    pub async fn notice(&self) -> Result<Option<Notice>, SpotError> {
+        let (http, base) = (&self.http, &self.base);
+        let token_path = "/latest/api/token";
+        let (status, token) = send(
+            http.put(format!("{base}{token_path}"))
+                .header("X-aws-ec2-metadata-token-ttl-seconds", "300"),
+            token_path,
+        )
+        .await?;
+        if status != 200 {
+            return Err(SpotError::Request {
+                path: token_path.into(),
+                reason: format!("HTTP {status}"),
+            });
+        }
+        let path = "/latest/meta-data/spot/instance-action";
+        let (status, body) = send(
+            http.get(format!("{base}{path}")).header("X-aws-ec2-metadata-token", token.trim()),
+            path,
+        )
+        .await?;
+        match status {
+            404 => Ok(None),
+            200 => parse_notice(&body)
+                .map(Some)
+                .map_err(|reason| SpotError::Request { path: path.into(), reason }),
+            other => Err(SpotError::Request { path: path.into(), reason: format!("HTTP {other}") }),
+        }
     }
 }
 
@@ -99,13 +114,20 @@ fn parse_notice(body: &str) -> Result<Notice, String> {
 /// left before the interruption (less a margin for handing leases back).
 pub fn watch(endpoint: String, shutdown: Shutdown) {
     tokio::spawn(async move {
+        let imds = match Imds::new(&endpoint) {
+            Ok(imds) => imds,
+            Err(e) => {
+                tracing::warn!(error = %e, "spot notices cannot be watched");
+                return;
+            }
+        };
         let mut ticker = tokio::time::interval(POLL_EVERY);
         loop {
             tokio::select! {
                 _ = shutdown.stop_taking.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            match check(&endpoint).await {
+            match imds.notice().await {
                 Ok(Some(notice)) => {
                     let left = (notice.time - Utc::now()).to_std().unwrap_or_default();
                     let window = left.saturating_sub(EXIT_MARGIN);
@@ -162,10 +184,10 @@ mod tests {
     #[tokio::test]
     async fn no_notice_reads_as_none_and_a_notice_is_parsed_with_its_time() {
         let quiet = fake_imds(None).await;
-        assert_eq!(check(&quiet).await.unwrap(), None);
+        assert_eq!(Imds::new(&quiet).unwrap().notice().await.unwrap(), None);
         let noisy =
             fake_imds(Some(r#"{"action": "terminate", "time": "2026-01-01T00:02:00Z"}"#)).await;
-        let n = check(&noisy).await.unwrap().unwrap();
+        let n = Imds::new(&noisy).unwrap().notice().await.unwrap().unwrap();
         assert_eq!(n.action, "terminate");
         assert_eq!(n.time.to_rfc3339(), "2026-01-01T00:02:00+00:00");
     }

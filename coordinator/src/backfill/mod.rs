@@ -25,7 +25,7 @@ use earthcatalog_common::backfill::{
 };
 use earthcatalog_common::catalog::Catalog;
 use earthcatalog_common::catalog_sync::CatalogCopy;
-use earthcatalog_common::cleanup::delete_objects;
+use earthcatalog_common::cleanup::{delete_object, delete_objects};
 use earthcatalog_common::ids::{CellYear, RunId};
 use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::GridSpec;
@@ -303,7 +303,7 @@ impl Driver<'_> {
         // The run state goes first: once staging is partly gone, a run found unfinished would
         // redo its work under new file names and register it a second time.
         let state = RunState::location(&self.cfg.staging);
-        objects::delete(&self.stores, &state).await.with_context(|| {
+        delete_object(&self.stores, &state).await.with_context(|| {
             format!("the run is registered, but its run state {state} must be deleted before the next run")
         })?;
         let deleted = objects::delete_folder(&self.stores, self.layout.root()).await?;
@@ -374,16 +374,14 @@ impl Driver<'_> {
                 (0..inputs.len() as u64).map(|id| all.contains_key(&id)).collect();
             let subjects = inputs.iter().map(|i| i.location().to_string()).collect();
             let make = self.ingest_maker(inputs);
-            self.scheduler.start_phase(PhasePlan {
+            let plan = PhasePlan {
                 kind: PhaseKind::Ingest,
                 tasks: inputs.len() as u64,
                 done,
                 subjects,
                 make,
-            });
-            let outcome = self.scheduler.phase_finished(SWEEP_EVERY).await;
-            refuse_failed(&outcome.failed, &self.layout)?;
-            all.extend(outcome.accepted);
+            };
+            all.extend(self.lease_phase(plan).await?);
         }
         Ok(all
             .into_iter()
@@ -444,16 +442,8 @@ impl Driver<'_> {
                 compact_rows,
             })
         });
-        self.scheduler.start_phase(PhasePlan {
-            kind: PhaseKind::Compact,
-            tasks,
-            done,
-            subjects,
-            make,
-        });
-        let outcome = self.scheduler.phase_finished(SWEEP_EVERY).await;
-        refuse_failed(&outcome.failed, &self.layout)?;
-        all.extend(outcome.accepted);
+        let plan = PhasePlan { kind: PhaseKind::Compact, tasks, done, subjects, make };
+        all.extend(self.lease_phase(plan).await?);
         Ok(all
             .into_iter()
             .filter_map(|(id, r)| match r {
@@ -461,6 +451,15 @@ impl Driver<'_> {
                 TaskReport::Ingest(_) => None,
             })
             .collect())
+    }
+
+    /// Leases the phase's tasks until each is accepted or given up; any task given up stops
+    /// the run before registration. Returns the accepted results.
+    async fn lease_phase(&self, plan: PhasePlan) -> anyhow::Result<BTreeMap<TaskId, TaskReport>> {
+        self.scheduler.start_phase(plan);
+        let outcome = self.scheduler.phase_finished(SWEEP_EVERY).await;
+        refuse_failed(&outcome.failed, &self.layout)?;
+        Ok(outcome.accepted)
     }
 
     /// Phase 4 under the lock.

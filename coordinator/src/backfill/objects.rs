@@ -26,15 +26,6 @@ pub async fn get(stores: &Stores, location: &Location) -> anyhow::Result<Option<
     }
 }
 
-/// Deletes the object at `location` (already gone is fine).
-pub async fn delete(stores: &Stores, location: &Location) -> anyhow::Result<()> {
-    let o = stores.resolve(location)?;
-    match o.store.delete(&o.path).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("deleting {location}")),
-    }
-}
-
 /// Every object under the folder `location`, as locations.
 pub async fn list(stores: &Stores, location: &Location) -> anyhow::Result<Vec<Location>> {
     let o = stores.resolve(location)?;
