@@ -17,13 +17,15 @@ trap 'rm -rf "$work"; [ -n "${moto_pid:-}" ] && kill "$moto_pid" 2>/dev/null || 
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-run_case() { # name, then incremental args
+run_case() { # name, then incremental args; RUN in an argument becomes the run number, so that
+  # every run starts from an empty table (a rerun would skip every item and measure nothing)
   local name=$1; shift
   local rates=() rss=()
   for i in $(seq 1 "$RUNS"); do
     rm -rf "$work/out"; mkdir -p "$work/out"
+    local args=("${@//RUN/$i}")
     /usr/bin/time -f "%e %M" -o "$work/time" "$bin" incremental --no-progress --json \
-      --chunk-size "$CHUNK" --catalog "$work/out/catalog.db" "$@" > "$work/summary.json" 2>"$work/log" \
+      --chunk-size "$CHUNK" --catalog "$work/out/catalog.db" "${args[@]}" > "$work/summary.json" 2>"$work/log" \
       || { cat "$work/log"; exit 1; }
     read -r secs kb < "$work/time"
     items=$(python3 -c "import json;print(json.load(open('$work/summary.json'))['items_ingested'])")
@@ -48,6 +50,6 @@ if [ "${S3:-1}" != 0 ] && [ -x "$py" ] && "$py" -c "import moto" 2>/dev/null; th
   curl -sf -X PUT "http://127.0.0.1:$port/bench" > /dev/null
   "$bin" sample --out s3://bench/sample --items "$N" 2>/dev/null
   run_case s3 --inventory s3://bench/sample/inventory.csv \
-    --source its-live-data=s3://bench/sample/items --warehouse s3://bench/warehouse \
-    --catalog-store s3://bench/catalog
+    --source its-live-data=s3://bench/sample/items --warehouse s3://bench/runRUN/warehouse \
+    --catalog-store s3://bench/runRUN/catalog
 fi

@@ -1,8 +1,8 @@
 //! Third-party checkers (pyarrow, geopandas, DuckDB, PyIceberg) run from the project's venv.
 //!
-//! `scripts/setup-python.sh` (called by the test command) installs them into `.venv`. Outside CI
-//! a test whose checker is missing says so and returns; in CI (`CI=true`) a missing checker is a
-//! failure, never a skip.
+//! `scripts/setup-python.sh` (called by the test command) installs them into `.venv`. In CI
+//! (`CI=true`) and under the test command (`EARTHCATALOG_REQUIRE_CHECKERS=1`, which installed
+//! them) a missing checker is a failure, never a skip; a bare `cargo test` says so and returns.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,9 +14,10 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// Whether we run in CI, where every checker is required.
+/// Whether every checker is required: in CI, and under the test command.
 pub fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| v == "true" || v == "1");
+    set("CI") || set("EARTHCATALOG_REQUIRE_CHECKERS")
 }
 
 /// The venv's Python interpreter.
