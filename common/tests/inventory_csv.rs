@@ -42,6 +42,30 @@ mod inventory_csv {
     }
 
     #[tokio::test]
+    async fn a_header_that_does_not_start_with_bucket_is_still_a_header() {
+        let stores = stores();
+        let r = roots("csv-header-order");
+        let text = "Key,LAST_MODIFIED_DATE,bucket\n\
+                a/one+two.stac.json,2024-01-31T10:00:00Z,its-live-data\n\
+                b/two.stac.json,,other-bucket\n";
+        for root in &r.roots {
+            let location = root.join("inv/key-first.csv");
+            put(&stores, &location, text).await;
+            let got = entries(open(&stores, &location, &OpenOptions::default())).await;
+            assert_eq!(
+                pairs(&got),
+                vec![
+                    ("its-live-data".into(), "a/one+two.stac.json".into()),
+                    ("other-bucket".into(), "b/two.stac.json".into()),
+                ],
+                "{root}"
+            );
+            assert_eq!(got[0].last_modified, Some(utc("2024-01-31T10:00:00Z")));
+            assert_eq!(got[1].last_modified, None);
+        }
+    }
+
+    #[tokio::test]
     async fn headerless_aws_rows_take_bucket_and_key_from_the_first_two_columns_and_url_decode_keys()
      {
         let stores = stores();

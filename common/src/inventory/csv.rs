@@ -1,7 +1,8 @@
 //! CSV and CSV.gz inventories, read as a byte stream (never the whole object in memory).
 //!
-//! The first non-blank row is a header when its first field (quotes stripped, any case) is
-//! `bucket`; columns are then found by name (`bucket`, `key`, optional `last_modified_date`,
+//! The first non-blank row is a header when its first field is `bucket`, or when it has both a
+//! `bucket` and a `key` field in any order (quotes stripped, any case); columns are then found
+//! by name (`bucket`, `key`, optional `last_modified_date`,
 //! any case; `_` and spaces ignored, so `LastModifiedDate` matches too) and keys are used as
 //! they are. Otherwise the file is a headerless AWS inventory: its columns come from the
 //! manifest's `fileSchema` (or are bucket, key in columns 0 and 1 with no date) and keys are
@@ -211,13 +212,14 @@ impl CsvReader {
         if self.has_file_schema {
             return Ok(None);
         }
-        let first =
-            self.record.get(0).map(|f| String::from_utf8_lossy(f).trim_matches('"').to_lowercase());
-        if first.as_deref() != Some("bucket") {
-            return Ok(None);
-        }
         let names: Vec<String> =
             self.record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+        let normalized: Vec<String> = names.iter().map(|n| normalize(n.trim())).collect();
+        let named = |wanted: &str| normalized.iter().any(|n| n == wanted);
+        let first_is_bucket = normalized.first().is_some_and(|n| n == "bucket");
+        if !first_is_bucket && !(named("bucket") && named("key")) {
+            return Ok(None);
+        }
         CsvLayout::from_names(names.iter().map(String::as_str), false).map(Some).map_err(|column| {
             InventoryError::MissingColumn {
                 object: self.object.clone(),
