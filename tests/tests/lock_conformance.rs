@@ -247,6 +247,21 @@ async fn an_upload_after_the_lock_object_was_replaced_is_refused_before_the_rene
     assert!(guard.release().await.is_err());
 }
 
+async fn an_upload_after_the_lock_object_was_deleted_is_refused(b: &Backend) {
+    let guard = b.acquire(opts("alpha")).await.unwrap();
+    let mut copy =
+        CatalogCopy::download(&b.stores, &b.catalog(), b.dir.path().join("a.db")).await.unwrap();
+    std::fs::write(copy.local_path(), b"alpha v1").unwrap();
+    // The first half of Python's stale takeover (delete, then create): the lock is gone.
+    let o = b.stores.resolve(&b.lock()).unwrap();
+    o.store.delete(&o.path).await.unwrap();
+    let err = copy.upload(&guard).await.unwrap_err();
+    assert!(matches!(err, CatalogSyncError::LockNotHeld { .. }), "{err}");
+    let o = b.stores.resolve(&b.catalog()).unwrap();
+    assert!(o.store.head(&o.path).await.is_err(), "no catalog may have been created");
+    assert_eq!(CatalogLock::holder(&b.stores, &b.lock()).await.unwrap(), None);
+}
+
 async fn a_guard_counts_its_lock_as_expired_no_later_than_the_expiry_it_wrote(b: &Backend) {
     let guard =
         b.acquire(LockOptions { ttl: Duration::from_secs(2), ..opts("alpha") }).await.unwrap();
@@ -500,6 +515,7 @@ conformance!(
     sixteen_concurrent_lockers_yield_exactly_one_holder_every_round,
     sixteen_takers_of_one_expired_lock_yield_exactly_one_winner,
     an_upload_after_the_lock_object_was_replaced_is_refused_before_the_renewer_notices,
+    an_upload_after_the_lock_object_was_deleted_is_refused,
     a_guard_counts_its_lock_as_expired_no_later_than_the_expiry_it_wrote,
     sixteen_waiting_lockers_each_get_the_lock_every_round_one_at_a_time,
 );
