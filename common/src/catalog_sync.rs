@@ -105,16 +105,18 @@ impl CatalogCopy {
         self.e_tag.as_deref()
     }
 
-    /// Uploads the local copy if `guard` still holds the lock and the catalog is unchanged since
-    /// download (or the last upload); afterwards the copy is based on the uploaded version.
+    /// Uploads the local copy if `guard` still holds the lock — confirmed in the store right
+    /// before the upload ([`LockGuard::confirm`]) — and the catalog is unchanged since download
+    /// (or the last upload); afterwards the copy is based on the uploaded version.
     pub async fn upload(&mut self, guard: &LockGuard) -> Result<(), CatalogSyncError> {
         let location = self.object.location().clone();
-        guard.check().map_err(|source| CatalogSyncError::LockNotHeld {
-            location: location.clone(),
-            source,
-        })?;
         let bytes = tokio::fs::read(&self.local_path).await.map_err(|source| {
             CatalogSyncError::Local { operation: "read", path: self.local_path.clone(), source }
+        })?;
+        // Last, so the confirmed lock has its whole TTL left for the upload itself.
+        guard.confirm().await.map_err(|source| CatalogSyncError::LockNotHeld {
+            location: location.clone(),
+            source,
         })?;
         let size = bytes.len();
         let written = match &self.e_tag {

@@ -310,6 +310,77 @@ async fn a_file_mixing_dated_and_undated_items_is_refused() {
     assert!(msg.contains(&bad.uri()) && msg.contains("datetime is null in 1 of 2 rows"), "{msg}");
 }
 
+/// Writes `rows` as one file of `CELL_A` with the writer settings `props` (statistics options).
+async fn write_with_stats(
+    f: &Fixture,
+    name: &str,
+    rows: &[Row],
+    props: parquet::file::properties::WriterProperties,
+) -> Location {
+    let batch = catalog_support::batch(rows);
+    let mut buf = Vec::new();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let loc = f.data.join(&format!("grid_partition={CELL_A}/{name}.parquet"));
+    let o = f.stores.resolve(&loc).unwrap();
+    object_store::ObjectStoreExt::put(o.store.as_ref(), &o.path, buf.into()).await.unwrap();
+    loc
+}
+
+#[tokio::test]
+async fn a_file_whose_cell_statistics_are_truncated_or_missing_is_refused_by_name() {
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    let f = fixture(None).await;
+    let rows =
+        [row("t1", CELL_A, "2020-01-01T00:00:00Z"), row("t2", CELL_A, "2020-02-01T00:00:00Z")];
+    let truncated = write_with_stats(
+        &f,
+        "truncated",
+        &rows,
+        WriterProperties::builder().set_statistics_truncate_length(Some(8)).build(),
+    )
+    .await;
+    let err = f.catalog.register(&f.table, std::slice::from_ref(&truncated)).await.unwrap_err();
+    assert!(
+        matches!(err, RegisterError::DataFile(DataFileError::InexactStatistics { .. })),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "file {} has inexact min/max statistics for 'grid_partition' (truncated, or not marked exact by its writer), so its partition is unknown; rewrite it with full statistics",
+            truncated.uri()
+        )
+    );
+
+    let missing = write_with_stats(
+        &f,
+        "missing",
+        &rows,
+        WriterProperties::builder()
+            .set_column_statistics_enabled("grid_partition".into(), EnabledStatistics::None)
+            .build(),
+    )
+    .await;
+    let err = f.catalog.register(&f.table, std::slice::from_ref(&missing)).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "file {} has no min/max statistics for 'grid_partition', so its partition is unknown",
+            missing.uri()
+        )
+    );
+    let table = f.catalog.load_table().await.unwrap().unwrap();
+    assert!(table.metadata().snapshots().next().is_none(), "nothing was committed");
+
+    // The same rows with full statistics register.
+    let full = write_with_stats(&f, "full", &rows, WriterProperties::builder().build()).await;
+    let (_, summary) = f.catalog.register(&f.table, &[full]).await.unwrap();
+    assert_eq!(summary.records, 2);
+}
+
 #[tokio::test]
 async fn registering_a_path_twice_is_refused_with_the_path() {
     let f = fixture(None).await;

@@ -9,10 +9,13 @@ use std::sync::Arc;
 use catalog_support::{row, stores, write_rows};
 use earthcatalog_common::catalog::{
     Catalog, CatalogError, Migration, NAME_MAPPING_KEY, PROP_GRID_RESOLUTION, PROP_GRID_TYPE,
-    PROP_HASH_INDEX_PATH, TableSettings, migrate_catalog, name_mapping_json,
+    PROP_HASH_INDEX_PATH, PROP_PREVIOUS_METADATA_LOCATION, TableSettings, migrate_catalog,
+    name_mapping_json,
 };
 use earthcatalog_common::location::Location;
+use earthcatalog_common::partition::GridSpec;
 use iceberg::spec::{NestedField, Schema, Transform};
+use iceberg::transaction::ApplyTransactionAction;
 use iceberg::{Catalog as _, NamespaceIdent, TableCreation};
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
@@ -110,6 +113,38 @@ async fn reopening_keeps_existing_properties_adds_missing_ones_and_refuses_anoth
     // Refusals changed nothing.
     let table = catalog.load_table().await.unwrap().unwrap();
     assert_eq!(table.metadata().properties().get(PROP_GRID_TYPE).map(String::as_str), Some("h3"));
+}
+
+#[tokio::test]
+async fn a_geojson_table_reopened_with_other_boundaries_or_id_field_is_refused_naming_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = local(&tmp.path().join("warehouse"));
+    let catalog = Catalog::open(&tmp.path().join("catalog.db"), &wh, stores()).await.unwrap();
+    let grid = |boundaries: &str, id_field: &str| {
+        TableSettings::from_grid(&GridSpec::GeoJson {
+            boundaries: boundaries.into(),
+            id_field: id_field.into(),
+        })
+    };
+    catalog.open_table(&grid("s3://b/tiles.geojson", "name")).await.unwrap();
+    catalog.open_table(&grid("s3://b/tiles.geojson", "name")).await.unwrap();
+
+    let err = catalog.open_table(&grid("s3://b/tiles-v2.geojson", "name")).await.unwrap_err();
+    assert!(matches!(err, CatalogError::GridMismatch { .. }), "{err:?}");
+    assert!(
+        err.to_string().ends_with(
+            "was built with a different grid: earthcatalog.grid.boundaries_path is \
+             's3://b/tiles.geojson' in the table but 's3://b/tiles-v2.geojson' was requested"
+        ),
+        "{err}"
+    );
+    let err = catalog.open_table(&grid("s3://b/tiles.geojson", "tile_id")).await.unwrap_err();
+    assert!(
+        err.to_string().ends_with(
+            "earthcatalog.grid.id_field is 'name' in the table but 'tile_id' was requested"
+        ),
+        "{err}"
+    );
 }
 
 /// The 28 fields of earthcatalog 0.6.1, as PyIceberg created them.
@@ -243,7 +278,7 @@ async fn an_empty_v0_catalog_is_migrated_and_gets_a_new_table() {
 }
 
 #[tokio::test]
-async fn recreating_keeps_the_properties_and_leaves_old_snapshots_readable() {
+async fn recreating_keeps_every_user_property_names_the_old_metadata_and_leaves_it_readable() {
     let tmp = tempfile::tempdir().unwrap();
     let wh = local(&tmp.path().join("warehouse"));
     let stores = stores();
@@ -254,6 +289,15 @@ async fn recreating_keeps_the_properties_and_leaves_old_snapshots_readable() {
     let data = local(&tmp.path().join("data"));
     let f = write_rows(&stores, &data, "a", &[row("i1", "8a1", "2020-05-01T00:00:00Z")]).await;
     let (old, _) = catalog.register(&table, std::slice::from_ref(&f)).await.unwrap();
+    // Properties someone set by hand (an operator, PyIceberg) on the old table.
+    let tx = iceberg::transaction::Transaction::new(&old);
+    let tx = tx
+        .update_table_properties()
+        .set("owner.team".into(), "glaciers".into())
+        .set("write.parquet.compression-codec".into(), "zstd".into())
+        .apply(tx)
+        .unwrap();
+    let old = tx.commit(catalog.sql()).await.unwrap();
     let old_metadata = old.metadata_location().unwrap().to_string();
 
     let fresh = catalog.recreate_table(&TableSettings::default()).await.unwrap();
@@ -261,15 +305,23 @@ async fn recreating_keeps_the_properties_and_leaves_old_snapshots_readable() {
     let props = fresh.metadata().properties();
     assert_eq!(props.get(PROP_GRID_RESOLUTION).map(String::as_str), Some("1"));
     assert_eq!(props.get(PROP_HASH_INDEX_PATH).map(String::as_str), Some("file:///idx.parquet"));
+    assert_eq!(props.get("owner.team").map(String::as_str), Some("glaciers"));
+    assert_eq!(props.get("write.parquet.compression-codec").map(String::as_str), Some("zstd"));
+    assert_eq!(props.get(PROP_PREVIOUS_METADATA_LOCATION), Some(&old_metadata));
+    assert_eq!(
+        props.get(NAME_MAPPING_KEY),
+        Some(&name_mapping_json(fresh.metadata().current_schema()))
+    );
     assert_ne!(fresh.metadata_location(), Some(old_metadata.as_str()));
     // The same file can be registered again in the new table.
     let (fresh, summary) = catalog.register(&fresh, &[f]).await.unwrap();
     assert_eq!(summary.files, 1);
     assert_eq!(fresh.metadata().snapshots().count(), 1);
 
-    // The dropped table's metadata still reads, with its snapshot and rows.
+    // The dropped table's metadata, found from the property, still reads with its rows.
+    let previous = fresh.metadata().properties()[PROP_PREVIOUS_METADATA_LOCATION].clone();
     let old_again = iceberg::table::StaticTable::from_metadata_file(
-        &old_metadata,
+        &previous,
         Catalog::ident(),
         fresh.file_io().clone(),
     )

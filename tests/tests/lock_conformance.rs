@@ -199,11 +199,7 @@ async fn a_renewing_holder_whose_lock_was_replaced_notices_it_lost_the_lock(b: &
     let options = LockOptions { renew_every: Some(Duration::from_millis(100)), ..opts("alpha") };
     let alpha = b.acquire(options).await.unwrap();
     // Someone (an operator, a Python writer) replaces the lock object outright.
-    let now = python_time(Utc::now());
-    let intruder = format!(
-        r#"{{"owner": "intruder", "pid": 1, "hostname": "elsewhere", "acquired": "{now}", "ttl_hours": 12}}"#
-    );
-    b.put_raw(&b.lock(), intruder).await;
+    b.put_raw(&b.lock(), intruder_payload()).await;
     for _ in 0..100 {
         if alpha.is_lost() {
             break;
@@ -215,6 +211,67 @@ async fn a_renewing_holder_whose_lock_was_replaced_notices_it_lost_the_lock(b: &
     assert!(alpha.release().await.is_err());
     let holder = CatalogLock::holder(&b.stores, &b.lock()).await.unwrap().unwrap();
     assert_eq!(holder.owner, "intruder");
+}
+
+/// The intruder's lock: a fresh Python-style payload written over whatever is there.
+fn intruder_payload() -> String {
+    let now = python_time(Utc::now());
+    format!(
+        r#"{{"owner": "intruder", "pid": 1, "hostname": "elsewhere", "acquired": "{now}", "ttl_hours": 12}}"#
+    )
+}
+
+async fn an_upload_after_the_lock_object_was_replaced_is_refused_before_the_renewer_notices(
+    b: &Backend,
+) {
+    let guard = b.acquire(opts("alpha")).await.unwrap();
+    let mut copy =
+        CatalogCopy::download(&b.stores, &b.catalog(), b.dir.path().join("a.db")).await.unwrap();
+    std::fs::write(copy.local_path(), b"alpha v1").unwrap();
+    copy.upload(&guard).await.unwrap();
+    // Someone replaces the lock object; alpha does not renew, so only the store knows.
+    b.put_raw(&b.lock(), intruder_payload()).await;
+    guard.check().unwrap();
+
+    std::fs::write(copy.local_path(), b"alpha v2").unwrap();
+    let err = copy.upload(&guard).await.unwrap_err();
+    assert!(matches!(err, CatalogSyncError::LockNotHeld { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.starts_with(&format!("not uploading catalog {}: lock ", b.catalog())), "{msg}");
+    assert!(msg.contains("was lost: another writer replaced the lock object"), "{msg}");
+    assert_eq!(&b.get_raw(&b.catalog()).await[..], b"alpha v1");
+    assert!(guard.is_lost(), "the refusal is remembered");
+    // The intruder's lock is left in place.
+    let holder = CatalogLock::holder(&b.stores, &b.lock()).await.unwrap().unwrap();
+    assert_eq!(holder.owner, "intruder");
+    assert!(guard.release().await.is_err());
+}
+
+async fn an_upload_after_the_lock_object_was_deleted_is_refused(b: &Backend) {
+    let guard = b.acquire(opts("alpha")).await.unwrap();
+    let mut copy =
+        CatalogCopy::download(&b.stores, &b.catalog(), b.dir.path().join("a.db")).await.unwrap();
+    std::fs::write(copy.local_path(), b"alpha v1").unwrap();
+    // The first half of Python's stale takeover (delete, then create): the lock is gone.
+    let o = b.stores.resolve(&b.lock()).unwrap();
+    o.store.delete(&o.path).await.unwrap();
+    let err = copy.upload(&guard).await.unwrap_err();
+    assert!(matches!(err, CatalogSyncError::LockNotHeld { .. }), "{err}");
+    let o = b.stores.resolve(&b.catalog()).unwrap();
+    assert!(o.store.head(&o.path).await.is_err(), "no catalog may have been created");
+    assert_eq!(CatalogLock::holder(&b.stores, &b.lock()).await.unwrap(), None);
+}
+
+async fn a_guard_counts_its_lock_as_expired_no_later_than_the_expiry_it_wrote(b: &Backend) {
+    let guard =
+        b.acquire(LockOptions { ttl: Duration::from_secs(2), ..opts("alpha") }).await.unwrap();
+    let written = CatalogLock::holder(&b.stores, &b.lock()).await.unwrap().unwrap().expires;
+    let left = (written - Utc::now()).to_std().unwrap();
+    // Just before the written expiry, the guard already refuses (it keeps a margin).
+    tokio::time::sleep(left.saturating_sub(Duration::from_millis(50))).await;
+    assert!(guard.is_lost(), "the guard still trusts a lock about to expire in the store");
+    let err = guard.check().unwrap_err();
+    assert!(err.to_string().contains("expired at"), "{err}");
 }
 
 async fn a_python_lock_blocks_while_fresh_and_is_taken_over_once_stale(b: &Backend) {
@@ -336,6 +393,47 @@ async fn sixteen_concurrent_lockers_yield_exactly_one_holder_every_round(b: &Bac
     assert_eq!(most.load(Ordering::SeqCst), 1);
 }
 
+/// The strong form: 16 tasks each take the lock once per round, waiting for it with backoff,
+/// hold it briefly and release it; no two ever hold it at once and every task gets it every round.
+async fn sixteen_waiting_lockers_each_get_the_lock_every_round_one_at_a_time(b: &Backend) {
+    const RACERS: usize = 16;
+    const ROUNDS: usize = 3;
+    let holding = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let got = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (stores, lock) = (b.stores.clone(), b.lock());
+            let (holding, most, got) = (holding.clone(), most.clone(), got.clone());
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                for round in 0..ROUNDS {
+                    barrier.wait().await;
+                    let options = LockOptions {
+                        wait: Some(Duration::from_secs(120)),
+                        max_backoff: Duration::from_millis(300),
+                        ..opts(&format!("r{round}-{i}"))
+                    };
+                    let guard = CatalogLock::acquire(&stores, &lock, options).await.unwrap();
+                    let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    guard.check().unwrap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    holding.fetch_sub(1, Ordering::SeqCst);
+                    got.fetch_add(1, Ordering::SeqCst);
+                    guard.release().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 1, "two tasks held the lock at once");
+    assert_eq!(got.load(Ordering::SeqCst), RACERS * ROUNDS);
+}
+
 /// 16 takers find the same expired lock; exactly one may replace it, and the others are refused
 /// in the winner's name.
 async fn sixteen_takers_of_one_expired_lock_yield_exactly_one_winner(b: &Backend) {
@@ -416,4 +514,8 @@ conformance!(
     a_catalog_changed_after_download_is_not_overwritten,
     sixteen_concurrent_lockers_yield_exactly_one_holder_every_round,
     sixteen_takers_of_one_expired_lock_yield_exactly_one_winner,
+    an_upload_after_the_lock_object_was_replaced_is_refused_before_the_renewer_notices,
+    an_upload_after_the_lock_object_was_deleted_is_refused,
+    a_guard_counts_its_lock_as_expired_no_later_than_the_expiry_it_wrote,
+    sixteen_waiting_lockers_each_get_the_lock_every_round_one_at_a_time,
 );

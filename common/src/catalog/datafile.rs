@@ -3,7 +3,8 @@
 //! iceberg-rust has no public "add files", so the manifest entry is built here. Columns are
 //! matched to table fields by name (nested struct children as `parent.child`), as the name
 //! mapping tells readers to do. Partition values come from the statistics: a file must hold one
-//! value of every partition field (one cell, one year), otherwise it is refused.
+//! value of every partition field (one cell, one year), otherwise it is refused, and those
+//! statistics must be present and exact (a truncated bound names no partition).
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -76,6 +77,17 @@ pub enum DataFileError {
     /// A partition source column without min/max statistics.
     #[error("file {file} has no min/max statistics for '{field}', so its partition is unknown")]
     NoStatistics {
+        /// The file URI.
+        file: String,
+        /// The partition source column.
+        field: String,
+    },
+    /// A partition source column whose min/max statistics are not exact values (truncated by
+    /// the writer, or written without the exactness flags), so its partition is unknown.
+    #[error(
+        "file {file} has inexact min/max statistics for '{field}' (truncated, or not marked exact by its writer), so its partition is unknown; rewrite it with full statistics"
+    )]
+    InexactStatistics {
         /// The file URI.
         file: String,
         /// The partition source column.
@@ -223,6 +235,9 @@ struct ColumnTotals {
     max: Option<Datum>,
     /// A row group with values but without min/max: the file-wide bounds are unknown.
     bounds_unknown: bool,
+    /// A row group whose min or max is not an exact value (a truncated bound): the bounds still
+    /// bound the values but do not name them.
+    bounds_inexact: bool,
 }
 
 fn merge(current: &mut Option<Datum>, new: Datum, keep: Ordering) {
@@ -251,6 +266,9 @@ impl ColumnTotals {
         let all_null = chunk_nulls == Some(chunk_values);
         match (lo, hi) {
             (Some(lo), Some(hi)) => {
+                if stats.is_some_and(|s| !s.min_is_exact() || !s.max_is_exact()) {
+                    self.bounds_inexact = true;
+                }
                 merge(&mut self.min, lo, Ordering::Less);
                 merge(&mut self.max, hi, Ordering::Greater);
             }
@@ -406,6 +424,12 @@ fn partition_values(
         let (Some(min), Some(max), false) = (&t.min, &t.max, t.bounds_unknown) else {
             return Err(DataFileError::NoStatistics { file: file.to_string(), field: field_name });
         };
+        if t.bounds_inexact {
+            return Err(DataFileError::InexactStatistics {
+                file: file.to_string(),
+                field: field_name,
+            });
+        }
         let f = create_transform_function(&pf.transform).map_err(iceberg)?;
         let low = f.transform_literal_result(min).map_err(iceberg)?;
         let high = f.transform_literal_result(max).map_err(iceberg)?;

@@ -35,8 +35,8 @@ pub use register::{RegisterError, RegisterSummary};
 pub use storage::{ObjectStoreStorage, ObjectStoreStorageFactory};
 pub use table::{
     GridMismatch, NAME_MAPPING_KEY, PROP_GRID_BOUNDARIES, PROP_GRID_ID_FIELD, PROP_GRID_RESOLUTION,
-    PROP_GRID_TYPE, PROP_HASH_INDEX_PATH, TableSettings, YEAR_PARTITION, iceberg_schema,
-    name_mapping_json, partition_spec,
+    PROP_GRID_TYPE, PROP_HASH_INDEX_PATH, PROP_PREVIOUS_METADATA_LOCATION, TableSettings,
+    YEAR_PARTITION, iceberg_schema, name_mapping_json, partition_spec,
 };
 
 use crate::location::Location;
@@ -190,32 +190,29 @@ impl Catalog {
     pub async fn open_table(&self, settings: &TableSettings) -> Result<Table, CatalogError> {
         match self.load_table().await? {
             Some(table) => self.reconcile(table, settings).await,
-            None => self.create_table(settings).await,
+            None => self.create_table(settings.to_properties().into_iter().collect()).await,
         }
     }
 
-    /// Drops the catalog row and creates an empty table (for full rebuilds). Properties of the
-    /// old table are kept unless `settings` gives a new value; the old metadata files stay where
-    /// they are, so earlier snapshots remain readable from their metadata file.
+    /// Drops the catalog row and creates an empty table (for full rebuilds). Every property of
+    /// the old table that Iceberg does not derive is kept unless `settings` gives a new value,
+    /// and the old metadata file is named in [`PROP_PREVIOUS_METADATA_LOCATION`]: the old
+    /// metadata files stay where they are, so earlier snapshots remain readable from there.
     pub async fn recreate_table(&self, settings: &TableSettings) -> Result<Table, CatalogError> {
-        let mut merged = TableSettings::default();
+        let mut props = HashMap::new();
         if let Some(old) = self.load_table().await? {
-            merged = TableSettings::from_properties(old.metadata().properties());
+            props = table::carried_properties(old.metadata().properties());
+            if let Some(previous) = old.metadata_location() {
+                props.insert(PROP_PREVIOUS_METADATA_LOCATION.to_string(), previous.to_string());
+            }
             self.sql
                 .drop_table(&Self::ident())
                 .await
                 .map_err(self.iceberg_err("drop the table"))?;
             tracing::info!(catalog = %self.db.display(), old = old.metadata_location().unwrap_or(""), "dropped the table for a rebuild");
         }
-        let overlay = |new: &Option<String>, old: Option<String>| new.clone().or(old);
-        let merged = TableSettings {
-            grid_type: overlay(&settings.grid_type, merged.grid_type),
-            grid_resolution: settings.grid_resolution.or(merged.grid_resolution),
-            boundaries_path: overlay(&settings.boundaries_path, merged.boundaries_path),
-            id_field: overlay(&settings.id_field, merged.id_field),
-            hash_index_path: overlay(&settings.hash_index_path, merged.hash_index_path),
-        };
-        self.create_table(&merged).await
+        props.extend(settings.to_properties());
+        self.create_table(props).await
     }
 
     async fn ensure_namespace(&self) -> Result<(), CatalogError> {
@@ -234,11 +231,14 @@ impl Catalog {
         Ok(())
     }
 
-    async fn create_table(&self, settings: &TableSettings) -> Result<Table, CatalogError> {
+    /// Creates the table with `props` and the name mapping of our schema.
+    async fn create_table(
+        &self,
+        mut props: HashMap<String, String>,
+    ) -> Result<Table, CatalogError> {
         self.ensure_namespace().await?;
         let schema = iceberg_schema().map_err(self.iceberg_err("build the schema"))?;
         let spec = partition_spec().map_err(self.iceberg_err("build the partition spec"))?;
-        let mut props: HashMap<String, String> = settings.to_properties().into_iter().collect();
         props.insert(NAME_MAPPING_KEY.to_string(), name_mapping_json(&schema));
         let creation = TableCreation::builder()
             .name(TABLE_NAME.to_string())

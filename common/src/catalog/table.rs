@@ -21,6 +21,23 @@ pub use crate::partition::{
 };
 /// Table property: where the item-id hash index lives.
 pub const PROP_HASH_INDEX_PATH: &str = "earthcatalog.hash_index_path";
+/// Table property of a recreated table: the metadata file of the table it replaced, so the old
+/// snapshots stay findable after a rebuild.
+pub const PROP_PREVIOUS_METADATA_LOCATION: &str = "earthcatalog.previous-metadata-location";
+/// Properties Iceberg derives from the metadata itself (reserved by the spec, or rebuilt by us
+/// for the new schema); they are not carried into a recreated table.
+const DERIVED_PROPERTIES: &[&str] = &[
+    NAME_MAPPING_KEY,
+    "format-version",
+    "uuid",
+    "snapshot-count",
+    "current-snapshot-id",
+    "current-snapshot-summary",
+    "current-snapshot-timestamp-ms",
+    "current-schema",
+    "default-partition-spec",
+    "default-sort-order",
+];
 /// Name of the year partition field (as PyIceberg named it).
 pub const YEAR_PARTITION: &str = "year";
 
@@ -99,14 +116,15 @@ pub struct GridMismatch {
     pub requested: String,
 }
 
-/// The grid settings (type, resolution) the request contradicts; other properties never
-/// conflict because existing values are simply kept.
+/// The grid settings (type, resolution, GeoJSON boundaries and id field) the request
+/// contradicts: a table partitioned by one grid must not be appended to with cells of another.
+/// The hash index path never conflicts (an existing value is simply kept).
 pub fn grid_mismatches(
     existing: &HashMap<String, String>,
     requested: &TableSettings,
 ) -> Vec<GridMismatch> {
     let wanted = requested.to_properties();
-    [PROP_GRID_TYPE, PROP_GRID_RESOLUTION]
+    [PROP_GRID_TYPE, PROP_GRID_RESOLUTION, PROP_GRID_BOUNDARIES, PROP_GRID_ID_FIELD]
         .into_iter()
         .filter_map(|key| {
             let table = existing.get(key)?;
@@ -117,6 +135,15 @@ pub fn grid_mismatches(
                 requested: requested.clone(),
             })
         })
+        .collect()
+}
+
+/// The properties of a table being replaced that its successor keeps: every one a user or
+/// earthcatalog set, none that Iceberg derives.
+pub fn carried_properties(old: &HashMap<String, String>) -> HashMap<String, String> {
+    old.iter()
+        .filter(|(k, _)| !DERIVED_PROPERTIES.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
 
@@ -245,7 +272,46 @@ mod tests {
     }
 
     #[test]
-    fn only_type_and_resolution_can_conflict() {
+    fn a_geojson_grid_with_other_boundaries_or_id_field_conflicts() {
+        let grid = |boundaries: &str, id_field: &str| GridSpec::GeoJson {
+            boundaries: boundaries.into(),
+            id_field: id_field.into(),
+        };
+        let existing: HashMap<String, String> =
+            TableSettings::from_grid(&grid("s3://b/tiles.geojson", "name"))
+                .to_properties()
+                .into_iter()
+                .collect();
+        assert_eq!(
+            grid_mismatches(
+                &existing,
+                &TableSettings::from_grid(&grid("s3://b/tiles.geojson", "name"))
+            ),
+            vec![]
+        );
+        let bad = grid_mismatches(
+            &existing,
+            &TableSettings::from_grid(&grid("s3://b/other.geojson", "tile_id")),
+        );
+        assert_eq!(
+            bad,
+            vec![
+                GridMismatch {
+                    key: PROP_GRID_BOUNDARIES,
+                    table: "s3://b/tiles.geojson".into(),
+                    requested: "s3://b/other.geojson".into()
+                },
+                GridMismatch {
+                    key: PROP_GRID_ID_FIELD,
+                    table: "name".into(),
+                    requested: "tile_id".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_hash_index_path_never_conflicts_and_missing_settings_are_added() {
         let existing: HashMap<String, String> = [
             (PROP_GRID_TYPE.to_string(), "h3".to_string()),
             (PROP_GRID_RESOLUTION.to_string(), "1".to_string()),

@@ -13,6 +13,10 @@
 //!   precondition error someone else took the lock over: the guard becomes *lost*
 //!   ([`LockGuard::check`] fails) and renewal stops. A guard whose expiry passes without a
 //!   successful renewal (store unreachable) is lost too.
+//! * **confirm**: right before a protected write (the catalog upload) the holder renews once more,
+//!   synchronously, with `If-Match` on its last ETag ([`LockGuard::confirm`]); a replaced lock
+//!   object is found there and then, not at the next background renewal. The guard's own deadline
+//!   is the expiry written in the payload less a margin, never later than what others read.
 //! * **release**: object_store has no conditional delete, so release replaces the object, again
 //!   with `If-Match` on our last ETag, by a tombstone (`released: true`, `ttl_hours: 0`). The
 //!   tombstone stays; acquire treats it as free. If the ETag no longer matches the lock was taken
@@ -45,6 +49,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Create/read/replace rounds without any wait before giving up: each lost round means another
 /// writer made progress, so this many in a row means the object is being rewritten constantly.
 const MAX_CONTENDED_ROUNDS: u32 = 50;
+/// Most we trust our own clock and the store's write latency: the guard counts its lock as expired
+/// this much (or a tenth of the TTL, if less) before the expiry written in the payload.
+const MAX_EXPIRY_MARGIN: Duration = Duration::from_secs(2);
 
 /// How to take the lock.
 #[derive(Debug, Clone)]
@@ -181,6 +188,7 @@ impl CatalogLock {
             let pause = jittered(backoff).min(left).min(expires_in + Duration::from_millis(10));
             tracing::debug!(lock = %location, holder = %holder.owner, ?pause, "catalog lock held; waiting");
             tokio::time::sleep(pause).await;
+            rounds = 0;
             backoff = (backoff * 2).min(options.max_backoff.max(FIRST_BACKOFF));
         }
     }
@@ -296,7 +304,7 @@ struct Shared {
     held: Mutex<Held>,
     /// Why the lock was lost, once it is.
     lost: std::sync::Mutex<Option<String>>,
-    /// Expiry of the last successful write.
+    /// Our deadline: the expiry of the last successful write, less a margin.
     expires: std::sync::Mutex<DateTime<Utc>>,
     stop: Notify,
 }
@@ -336,6 +344,32 @@ impl Shared {
         Ok(())
     }
 
+    /// Our local deadline for `payload`: its own expiry, less a margin for clock and latency.
+    fn set_expiry(&self, payload: &LockPayload) {
+        let margin = chrono_duration((self.options.ttl / 10).min(MAX_EXPIRY_MARGIN));
+        // Our payloads always carry `expires`; without it, treat the lock as already expired.
+        let expires = payload.expires_at(self.options.ttl).map_or_else(Utc::now, |t| t - margin);
+        *self.expires.lock().unwrap_or_else(|p| p.into_inner()) = expires;
+    }
+
+    /// Rewrites our payload with a later expiry, conditional on the ETag we last wrote.
+    async fn write_renewal(&self, held: &mut Held) -> Result<(), CasError> {
+        let next = held.payload.renewed(Utc::now(), self.options.ttl);
+        let e_tag = self.object.replace(&held.e_tag, next.to_bytes()).await?;
+        self.set_expiry(&next);
+        held.e_tag = e_tag;
+        held.payload = next;
+        Ok(())
+    }
+
+    /// Records that another writer replaced the lock object and stops further writes.
+    fn taken_over(&self, held: &mut Held) -> LockError {
+        held.finished = true;
+        let reason = "another writer replaced the lock object (taken over)";
+        self.mark_lost(reason.into());
+        self.lost_error(reason.into())
+    }
+
     /// One renewal; returns false when renewing should stop.
     async fn renew(&self) -> bool {
         let mut held = self.held.lock().await;
@@ -343,19 +377,10 @@ impl Shared {
             held.finished = true;
             return false;
         }
-        let now = Utc::now();
-        let next = held.payload.renewed(now, self.options.ttl);
-        match self.object.replace(&held.e_tag, next.to_bytes()).await {
-            Ok(e_tag) => {
-                *self.expires.lock().unwrap_or_else(|p| p.into_inner()) =
-                    now + chrono_duration(self.options.ttl);
-                held.e_tag = e_tag;
-                held.payload = next;
-                true
-            }
+        match self.write_renewal(&mut held).await {
+            Ok(()) => true,
             Err(CasError::Changed { .. }) => {
-                held.finished = true;
-                self.mark_lost("another writer replaced the lock object (taken over)".into());
+                self.taken_over(&mut held);
                 false
             }
             Err(e) => {
@@ -367,6 +392,22 @@ impl Shared {
                 }
                 true
             }
+        }
+    }
+
+    /// A renewal now, in the store: fails unless the lock object is still the one we wrote.
+    async fn confirm(&self) -> Result<(), LockError> {
+        let mut held = self.held.lock().await;
+        if held.finished {
+            let reason = self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            return Err(self.lost_error(reason.unwrap_or_else(|| "already released".into())));
+        }
+        self.check()?;
+        match self.write_renewal(&mut held).await {
+            Ok(()) => Ok(()),
+            Err(CasError::Changed { .. }) => Err(self.taken_over(&mut held)),
+            // Not proven lost, but not proven held either: the caller must not write.
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -405,15 +446,15 @@ pub struct LockGuard {
 
 impl LockGuard {
     fn start(object: CasObject, options: LockOptions, e_tag: String, payload: LockPayload) -> Self {
-        let expires = Utc::now() + chrono_duration(options.ttl);
         let shared = Arc::new(Shared {
             object,
             options,
-            held: Mutex::new(Held { e_tag, payload, finished: false }),
+            held: Mutex::new(Held { e_tag, payload: payload.clone(), finished: false }),
             lost: std::sync::Mutex::new(None),
-            expires: std::sync::Mutex::new(expires),
+            expires: std::sync::Mutex::new(Utc::now()),
             stop: Notify::new(),
         });
+        shared.set_expiry(&payload);
         let renewer = shared.options.renew_every.map(|every| {
             let shared = shared.clone();
             tokio::spawn(async move {
@@ -434,6 +475,13 @@ impl LockGuard {
     /// `Ok` while we still hold the lock; the reason once it is lost or expired.
     pub fn check(&self) -> Result<(), LockError> {
         self.shared.check()
+    }
+
+    /// Proves we still hold the lock by renewing it in the store now (`If-Match` on the ETag we
+    /// last wrote); fails if the lock object was replaced, even before the background renewer
+    /// would notice. Call it right before a write the lock protects.
+    pub async fn confirm(&self) -> Result<(), LockError> {
+        self.shared.confirm().await
     }
 
     /// Whether the lock was lost (taken over, or expired without renewal).
