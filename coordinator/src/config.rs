@@ -327,7 +327,14 @@ mod tests {
         let local = dir.path().join("cat.db");
         let local = local.to_str().unwrap();
         assert_eq!(
-            parse(&["--catalog", local, "--catalog-store", "s3://b/prod", "--catalog-key", "x/c.db"]),
+            parse(&[
+                "--catalog",
+                local,
+                "--catalog-store",
+                "s3://b/prod",
+                "--catalog-key",
+                "x/c.db"
+            ]),
             "s3://b/prod/x/c.failures.jsonl"
         );
         assert!(parse(&["--catalog", local]).ends_with("/cat.failures.jsonl"));
