@@ -223,6 +223,20 @@ pub fn parse_source(s: &str) -> anyhow::Result<(String, Location)> {
     Ok((bucket.to_string(), Location::parse(loc).with_context(|| format!("--source '{s}'"))?))
 }
 
+/// Where failures are listed unless told: next to the catalog the user named, that is next to
+/// the catalog object in `--catalog-store` when there is one (the local file is only a working
+/// copy, often on a machine that is gone after the run), else next to the local catalog file.
+fn default_failures(args: &CatalogArgs, place: &CatalogPlace) -> anyhow::Result<Location> {
+    match &args.catalog_store {
+        Some(store) => {
+            let store = Location::parse(store).context("--catalog-store")?;
+            let key = Path::new(&args.catalog_key).with_extension("failures.jsonl");
+            Ok(store.join(&key.to_string_lossy()))
+        }
+        None => Ok(Location::local(place.path.with_extension("failures.jsonl"))?),
+    }
+}
+
 impl TryFrom<IncrementalArgs> for IncrementalConfig {
     type Error = anyhow::Error;
 
@@ -247,8 +261,8 @@ impl TryFrom<IncrementalArgs> for IncrementalConfig {
         }
         let since = a.since.as_deref().map(parse_since).transpose()?;
         let failures = match &a.failures {
-            Some(f) => Location::parse(f)?,
-            None => Location::local(place.path.with_extension("failures.jsonl"))?,
+            Some(f) => Location::parse(f).context("--failures")?,
+            None => default_failures(&a.catalog, &place)?,
         };
         Ok(IncrementalConfig {
             inventory: Location::parse(&a.inventory).context("--inventory")?,
@@ -298,6 +312,33 @@ mod tests {
         let err = yaml("grid:\n  type: geojson\n").unwrap().grid().unwrap_err();
         assert!(err.to_string().contains("boundaries_path"));
         assert!(yaml("grid:\n  type: s2\n").unwrap().grid().is_err());
+    }
+
+    #[test]
+    fn failures_are_listed_next_to_the_catalog_the_user_named() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["earthcatalog", "incremental", "-i", "inv.csv"];
+            argv.extend_from_slice(args);
+            let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+            let crate::cli::Command::Incremental(a) = cli.command else { unreachable!() };
+            IncrementalConfig::try_from(a).unwrap().failures.to_string()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("cat.db");
+        let local = local.to_str().unwrap();
+        assert_eq!(
+            parse(&[
+                "--catalog",
+                local,
+                "--catalog-store",
+                "s3://b/prod",
+                "--catalog-key",
+                "x/c.db"
+            ]),
+            "s3://b/prod/x/c.failures.jsonl"
+        );
+        assert!(parse(&["--catalog", local]).ends_with("/cat.failures.jsonl"));
+        assert_eq!(parse(&["--catalog", local, "--failures", "s3://b/f.jsonl"]), "s3://b/f.jsonl");
     }
 
     #[test]

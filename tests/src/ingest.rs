@@ -1,11 +1,12 @@
 //! Test inputs for ingest runs: sample items uploaded to a store, inventories naming them in
 //! every supported format, and the exact (id, grid_partition) rows a run must produce.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use anyhow::Context;
 use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray};
+use chrono::Datelike;
 use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::{H3Partitioner, Partitioner};
 use earthcatalog_common::sample::{itslive_item, itslive_key};
@@ -185,4 +186,62 @@ pub async fn get(stores: &Stores, at: &Location) -> anyhow::Result<Vec<u8>> {
     let o = stores.resolve(at)?;
     let r = o.store.get(&o.path).await.with_context(|| format!("reading {at}"))?;
     Ok(r.bytes().await?.to_vec())
+}
+
+/// The ETag of the object at a location (how a test proves an object was not rewritten).
+pub async fn etag(stores: &Stores, at: &Location) -> anyhow::Result<Option<String>> {
+    let o = stores.resolve(at)?;
+    let meta = o.store.head(&o.path).await.with_context(|| format!("reading {at}"))?;
+    Ok(meta.e_tag)
+}
+
+/// The URIs of every object under a location (`s3://bucket/key`, `file:///path`), sorted.
+pub async fn list(stores: &Stores, at: &Location) -> anyhow::Result<BTreeSet<String>> {
+    use futures::TryStreamExt;
+    let o = stores.resolve(at)?;
+    let metas: Vec<_> =
+        o.store.list(Some(&o.path)).try_collect().await.with_context(|| format!("listing {at}"))?;
+    let root = match at {
+        Location::S3 { bucket, .. } => {
+            Location::S3 { bucket: bucket.clone(), prefix: String::new() }
+        }
+        Location::Memory { name, .. } => {
+            Location::Memory { name: name.clone(), prefix: String::new() }
+        }
+        Location::Local { .. } => Location::local("/")?,
+    };
+    Ok(metas.into_iter().map(|m| root.join(m.location.as_ref()).uri()).collect())
+}
+
+impl Samples {
+    /// The first `n` items.
+    pub fn first(&self, n: usize) -> Samples {
+        Samples { items: self.items[..n.min(self.items.len())].to_vec() }
+    }
+
+    /// Items `from..` (the rest after [`Samples::first`]).
+    pub fn after(&self, from: usize) -> Samples {
+        Samples { items: self.items[from.min(self.items.len())..].to_vec() }
+    }
+
+    /// Rows per (cell, UTC year of the item's datetime) at H3 `resolution`: what
+    /// `earthcatalog info` must report.
+    pub fn rows_per_cell_and_year(&self, resolution: u8) -> BTreeMap<(String, i32), u64> {
+        let years: BTreeMap<String, i32> = self
+            .items
+            .iter()
+            .filter_map(|i| {
+                let id = i.json["id"].as_str()?.to_string();
+                let dt = i.json["properties"]["datetime"].as_str()?;
+                let year = chrono::DateTime::parse_from_rfc3339(dt).ok()?.year();
+                Some((id, year))
+            })
+            .collect();
+        let mut out = BTreeMap::new();
+        for (id, cell) in self.expected_rows(resolution) {
+            let year = years.get(&id).copied().unwrap_or_else(|| panic!("no datetime in {id}"));
+            *out.entry((cell, year)).or_insert(0) += 1;
+        }
+        out
+    }
 }

@@ -1,26 +1,36 @@
 //! `earthcatalog incremental` end to end: the real binary against local files and the moto S3
 //! server, every result read back with PyIceberg and compared with the exact (id, cell) set.
+//!
+//! Most cases run twice, once per [`Backend`] (`<case>::on_local_files` and `<case>::on_s3`):
+//! locally the catalog file is the catalog; on S3 items, inventory, warehouse and the catalog
+//! store all live in a bucket and the catalog is read back from the uploaded object.
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Arc;
 
 use earthcatalog_common::location::Location;
 use earthcatalog_common::lock::{CatalogLock, LockOptions};
 use earthcatalog_common::stores::{S3Settings, Stores};
 use earthcatalog_tests::binaries::earthcatalog;
-use earthcatalog_tests::ingest::{BUCKET, Samples, get, gzip, manifest, put};
+use earthcatalog_tests::ingest::{BUCKET, Samples, etag, get, gzip, list, manifest, put};
 use earthcatalog_tests::python::Python;
 use earthcatalog_tests::readers::{TableView, read_table};
 use earthcatalog_tests::s3::S3Server;
 
-/// Runs the CLI with `args` and extra environment, with no AWS settings leaking in otherwise.
-fn run(args: &[&str], env: &[(String, String)]) -> Output {
+/// Runs the CLI with `args` and extra environment; no AWS or EARTHCATALOG setting of the
+/// developer's shell leaks in.
+fn run(args: &[String], env: &[(String, String)]) -> Output {
     let mut cmd = Command::new(earthcatalog());
-    for k in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"] {
-        cmd.env_remove(k);
+    for (k, _) in std::env::vars_os() {
+        let name = k.to_string_lossy();
+        if name.starts_with("AWS_") || name.starts_with("EARTHCATALOG_") {
+            cmd.env_remove(&k);
+        }
     }
     cmd.env("RUST_LOG", "info").args(args).envs(env.iter().map(|(k, v)| (k, v)));
     let out = cmd.output().unwrap();
@@ -28,176 +38,401 @@ fn run(args: &[&str], env: &[(String, String)]) -> Output {
     out
 }
 
+/// The `--json` summary (the last JSON line of stdout).
 fn summary(out: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or("{}");
     serde_json::from_str(line).unwrap()
 }
 
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// A local layout: items mirrored under `items/`, inventory, catalog and warehouse in one dir.
-struct Local {
-    dir: tempfile::TempDir,
-    stores: Stores,
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
 }
 
-impl Local {
-    async fn with(samples: &Samples) -> Local {
-        let dir = tempfile::tempdir().unwrap();
-        let stores = Stores::new(S3Settings::default());
-        samples.upload(&stores, &Location::local(dir.path().join("items")).unwrap()).await.unwrap();
-        Local { dir, stores }
+/// Where a case runs.
+#[derive(Clone, Copy)]
+enum Backend {
+    /// Local files only.
+    Local,
+    /// Everything in a bucket of the moto server, the catalog kept in a `--catalog-store`.
+    S3(&'static S3Server),
+}
+
+/// One place to run cases: the items mirrored under `<base>/mirror`, and one catalog (with its
+/// warehouse) under `<base>/<name>`.
+struct Site {
+    server: Option<&'static S3Server>,
+    stores: Stores,
+    base: Location,
+    name: String,
+    /// Holds a local base alive.
+    _base_dir: Option<Arc<tempfile::TempDir>>,
+    /// The working copy of an S3 catalog, and files the test reads back.
+    work: tempfile::TempDir,
+}
+
+impl Backend {
+    /// A site with `samples` uploaded.
+    async fn site(self, samples: &Samples) -> Site {
+        let (server, stores, base, base_dir) = match self {
+            Backend::Local => {
+                let dir = tempfile::tempdir().unwrap();
+                let base = Location::local(dir.path()).unwrap();
+                (None, Stores::new(S3Settings::default()), base, Some(Arc::new(dir)))
+            }
+            Backend::S3(server) => {
+                (Some(server), server.stores(), server.new_bucket().unwrap(), None)
+            }
+        };
+        let site = Site {
+            server,
+            stores,
+            base,
+            name: "main".into(),
+            _base_dir: base_dir,
+            work: tempfile::tempdir().unwrap(),
+        };
+        samples.upload(&site.stores, &site.items()).await.unwrap();
+        site
     }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+}
+
+impl Site {
+    /// Another catalog and warehouse over the same items.
+    fn fresh(&self, name: &str) -> Site {
+        Site {
+            server: self.server,
+            stores: self.server.map_or_else(|| Stores::new(S3Settings::default()), |s| s.stores()),
+            base: self.base.clone(),
+            name: name.into(),
+            _base_dir: self._base_dir.clone(),
+            work: tempfile::tempdir().unwrap(),
+        }
     }
-    async fn write(&self, rel: &str, bytes: Vec<u8>) -> String {
-        put(&self.stores, &Location::local(self.path(rel)).unwrap(), bytes).await.unwrap();
-        s(&self.path(rel))
+
+    fn items(&self) -> Location {
+        self.base.join("mirror")
     }
-    fn source(&self) -> String {
-        format!("{BUCKET}={}", s(&self.path("items")))
+
+    fn root(&self) -> Location {
+        self.base.join(&self.name)
     }
-    fn args<'a>(&'a self, inventory: &'a str, extra: &[&'a str]) -> Vec<String> {
-        let mut v = vec![
-            "incremental".to_string(),
-            "--inventory".into(),
-            inventory.into(),
-            "--source".into(),
-            self.source(),
-            "--catalog".into(),
-            s(&self.path("catalog.db")),
-            "--warehouse".into(),
-            s(&self.path("warehouse")),
-            "--json".into(),
-        ];
-        v.extend(extra.iter().map(|x| x.to_string()));
+
+    fn warehouse(&self) -> Location {
+        self.root().join("warehouse")
+    }
+
+    /// The catalog the user names: the local file, or the object in the catalog store.
+    fn catalog(&self) -> Location {
+        match self.server {
+            None => self.root().join("catalog.db"),
+            Some(_) => self.root().join("store/catalog.db"),
+        }
+    }
+
+    fn lock(&self) -> Location {
+        match self.server {
+            None => self.root().join("catalog.db.lock"),
+            Some(_) => self.root().join("store/.lock"),
+        }
+    }
+
+    /// Where the failures must be listed by default: next to the catalog.
+    fn failures(&self) -> Location {
+        self.root().join(match self.server {
+            None => "catalog.failures.jsonl",
+            Some(_) => "store/catalog.failures.jsonl",
+        })
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        self.server.map(S3Server::env).unwrap_or_default()
+    }
+
+    async fn put(&self, rel: &str, bytes: Vec<u8>) -> Location {
+        let at = self.base.join(rel);
+        put(&self.stores, &at, bytes).await.unwrap();
+        at
+    }
+
+    /// A manifest's destination bucket for data files written under `<base>/`, and the
+    /// `--source` that maps it there (none on S3, where the bucket is real).
+    fn destination(&self) -> (String, Vec<String>) {
+        match &self.base {
+            Location::S3 { bucket, .. } => (bucket.clone(), Vec::new()),
+            _ => (
+                "inventory-destination".into(),
+                strings(&["--source", &format!("inventory-destination={}", self.base)]),
+            ),
+        }
+    }
+
+    /// Writes a manifest at `<base>/<dir>/manifest.json` listing `files` (written under
+    /// `<base>/data/`, except those given no bytes: listed, never written).
+    async fn manifest(
+        &self,
+        dir: &str,
+        format: &str,
+        schema: &str,
+        files: &[(&str, Option<&[u8]>)],
+    ) -> Location {
+        let (dest, _) = self.destination();
+        let mut listed: Vec<(String, &[u8])> = Vec::new();
+        for (name, bytes) in files {
+            let key = format!("data/{name}");
+            match bytes {
+                Some(b) => {
+                    self.put(&key, b.to_vec()).await;
+                    listed.push((key, b));
+                }
+                None => listed.push((key, b"never written")),
+            }
+        }
+        let m = manifest(format, schema, &dest, &listed);
+        self.put(&format!("{dir}/manifest.json"), m.into_bytes()).await
+    }
+
+    /// `incremental` of `inventory` into this site's catalog, with `--json` and `extra` flags.
+    fn args(&self, inventory: &Location, extra: &[&str]) -> Vec<String> {
+        let mut v = strings(&["incremental", "--inventory", &inventory.to_string()]);
+        v.extend(strings(&["--source", &format!("{BUCKET}={}", self.items())]));
+        match self.server {
+            None => v.extend(strings(&["--catalog", &s(self.catalog().as_local_path().unwrap())])),
+            Some(_) => v.extend(strings(&[
+                "--catalog",
+                &s(&self.work.path().join("work.db")),
+                "--catalog-store",
+                &self.root().join("store").to_string(),
+            ])),
+        }
+        v.extend(strings(&["--warehouse", &self.warehouse().to_string(), "--json"]));
+        v.extend(self.destination().1);
+        v.extend(strings(extra));
         v
     }
-    fn table(&self, py: &Python) -> TableView {
-        let wh = format!("file://{}", s(&self.path("warehouse")));
-        read_table(py, &self.path("catalog.db"), &wh, None).unwrap()
+
+    fn run(&self, inventory: &Location, extra: &[&str]) -> Output {
+        run(&self.args(inventory, extra), &self.env())
+    }
+
+    /// The stored catalog's bytes (`None` when there is none).
+    async fn catalog_bytes(&self) -> Option<Vec<u8>> {
+        get(&self.stores, &self.catalog()).await.ok()
+    }
+
+    /// A copy of the stored catalog (never the working copy) in the work folder.
+    async fn catalog_copy(&self) -> std::path::PathBuf {
+        let db = self.work.path().join("read.db");
+        std::fs::write(&db, self.catalog_bytes().await.expect("no stored catalog")).unwrap();
+        db
+    }
+
+    /// What PyIceberg sees in the stored catalog.
+    async fn table(&self, py: &Python) -> TableView {
+        let db = self.catalog_copy().await;
+        read_table(py, &db, &self.warehouse().to_string(), self.server).unwrap()
+    }
+
+    /// The data files the stored catalog's current snapshot references.
+    async fn referenced_files(&self, py: &Python) -> BTreeSet<String> {
+        let db = self.catalog_copy().await;
+        let env: Vec<(String, String)> = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let wh = self.warehouse().to_string();
+        let out = py.run_with_env(FILES, &[&s(&db), &wh], &env).unwrap();
+        serde_json::from_str(out.lines().last().unwrap()).unwrap()
     }
 }
 
-/// `incremental` of `inventory` with the items mirrored under `bucket/mirror`, the working
-/// catalog in `dir`, and the catalog store and warehouse under `root`.
-fn s3_run(
-    inventory: &Location,
-    bucket: &Location,
-    dir: &tempfile::TempDir,
-    root: &Location,
-) -> Vec<String> {
-    vec![
-        "incremental".to_string(),
-        "--inventory".into(),
-        inventory.to_string(),
-        "--source".into(),
-        format!("{BUCKET}={}", bucket.join("mirror")),
-        "--catalog".into(),
-        s(&dir.path().join("work.db")),
-        "--catalog-store".into(),
-        root.join("catalog").to_string(),
-        "--warehouse".into(),
-        root.join("warehouse").to_string(),
-    ]
+/// PyIceberg: the `file_path` of every data file in the table's current snapshot.
+const FILES: &str = r#"
+import json, os, sys
+from pyiceberg.catalog.sql import SqlCatalog
+props = {"uri": f"sqlite:///{sys.argv[1]}", "warehouse": sys.argv[2]}
+if os.environ.get("AWS_ENDPOINT_URL"):
+    props.update({
+        "s3.endpoint": os.environ["AWS_ENDPOINT_URL"],
+        "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
+        "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
+    })
+t = SqlCatalog("earthcatalog", **props).load_table("earthcatalog.stac_items")
+files = [] if t.current_snapshot() is None else t.inspect.files().column("file_path").to_pylist()
+print(json.dumps(sorted(files)))
+"#;
+
+/// Runs `case` on local files.
+async fn on_local<F, Fut>(test: &str, case: F)
+where
+    F: FnOnce(Backend, Python) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(py) = Python::find(test) else { return };
+    case(Backend::Local, py).await;
 }
 
-fn argv(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
+/// Runs `case` against the shared S3 server.
+async fn on_s3<F, Fut>(test: &str, case: F)
+where
+    F: FnOnce(Backend, Python) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(py) = Python::find(test) else { return };
+    let Some(server) = S3Server::shared(test) else { return };
+    case(Backend::S3(server), py).await;
 }
 
-#[tokio::test]
-async fn a_local_run_registers_every_item_in_every_cell_it_touches_one_snapshot_per_chunk() {
-    let Some(py) = Python::find("incremental local") else { return };
-    let samples = Samples::itslive(0, 35);
-    let local = Local::with(&samples).await;
-    let inv = local.write("inventory.csv", samples.csv().into_bytes()).await;
-    let out = run(&argv(&local.args(&inv, &["--chunk-size", "10"])), &[]);
+/// One test module per case, with an `on_local_files` and an `on_s3` test.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test]
+            async fn on_local_files() {
+                super::on_local(stringify!($case), super::$case).await;
+            }
+            #[tokio::test]
+            async fn on_s3() {
+                super::on_s3(stringify!($case), super::$case).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    every_inventory_format_lands_exactly_the_items_modified_since_the_cutoff,
+    limit_stops_after_that_many_items,
+    batch_add_files_commits_the_whole_run_in_one_snapshot,
+    running_the_same_inventory_twice_registers_nothing_twice_and_counts_the_skipped_items,
+    bad_items_are_listed_next_to_the_catalog_with_their_reasons_and_the_good_ones_land,
+    a_run_while_another_holds_the_lock_is_refused_naming_the_holder_and_changes_nothing,
+);
+
+async fn every_inventory_format_lands_exactly_the_items_modified_since_the_cutoff(
+    backend: Backend,
+    py: Python,
+) {
+    // Items 600..612 were modified on January 13..24; the cutoff keeps the last six.
+    let samples = Samples::itslive(600, 12);
+    let site = backend.site(&samples).await;
+    let recent = samples.filtered(|i| i.modified.as_str() >= "2024-01-19");
+    assert_eq!(recent.items.len(), 6);
+    let want = recent.expected_rows(1);
+
+    let parquet = samples.parquet().unwrap();
+    let aws_csv = gzip(samples.aws_csv().as_bytes()).unwrap();
+    let inventories = [
+        site.put("inv/inv.csv", samples.csv().into_bytes()).await,
+        site.put("inv/inv.csv.gz", gzip(samples.csv().as_bytes()).unwrap()).await,
+        site.put("inv/inv.parquet", parquet.clone()).await,
+        site.manifest(
+            "inv/parquet",
+            "Parquet",
+            "message s3 { required binary bucket; }",
+            &[("a.parquet", Some(&parquet))],
+        )
+        .await,
+        site.manifest(
+            "inv/csv",
+            "CSV",
+            "Bucket, Key, Size, LastModifiedDate",
+            &[("a.csv.gz", Some(&aws_csv))],
+        )
+        .await,
+    ];
+    for (i, inv) in inventories.iter().enumerate() {
+        let run = site.fresh(&format!("run{i}"));
+        let out = run.run(inv, &["--since", "2024-01-19", "--chunk-size", "4"]);
+        assert_eq!(out.status.code(), Some(0), "{inv}");
+        let sum = summary(&out);
+        assert_eq!(sum["inventory_rows"], 12, "{inv}");
+        assert_eq!(sum["before_since"], 6, "{inv}");
+        assert_eq!(sum["items_ingested"], 6, "{inv}");
+        assert_eq!(sum["catalog_uploaded"], run.server.is_some(), "{inv}");
+        let table = run.table(&py).await;
+        assert_eq!(table.rows, want, "{inv}");
+        assert_eq!(table.row_count, want.len(), "{inv}");
+    }
+}
+
+async fn limit_stops_after_that_many_items(backend: Backend, py: Python) {
+    let samples = Samples::itslive(100, 10);
+    let site = backend.site(&samples).await;
+    let inv = site.put("inv.parquet", samples.parquet().unwrap()).await;
+    let out = site.run(&inv, &["--limit", "4", "--chunk-size", "3"]);
     assert_eq!(out.status.code(), Some(0));
     let sum = summary(&out);
-    assert_eq!(sum["items_ingested"], 35);
-    assert_eq!(sum["items_failed"], 0);
-    let table = local.table(&py);
-    let want = samples.expected_rows(1);
-    assert_eq!(table.rows, want);
-    assert_eq!(table.row_count, want.len());
-    assert_eq!(table.snapshots, 4, "35 items in chunks of 10");
-    assert_eq!(table.properties["earthcatalog.grid.resolution"], "1");
-    assert!(table.properties["schema.name-mapping.default"].is_string());
+    assert_eq!(sum["items_listed"], 4);
+    assert_eq!(sum["items_ingested"], 4);
+    let table = site.table(&py).await;
+    assert_eq!(table.rows, samples.first(4).expected_rows(1));
+    assert_eq!(table.snapshots, 2, "4 items in chunks of 3");
 }
 
-#[tokio::test]
-async fn since_keeps_rows_modified_on_or_after_the_date_and_limit_stops_early() {
-    let Some(py) = Python::find("incremental since/limit") else { return };
-    let samples = Samples::itslive(100, 40);
-    let local = Local::with(&samples).await;
-    let inv = local.write("inventory.csv", samples.csv().into_bytes()).await;
-    let out = run(&argv(&local.args(&inv, &["--since", "2024-01-15"])), &[]);
+async fn batch_add_files_commits_the_whole_run_in_one_snapshot(backend: Backend, py: Python) {
+    let samples = Samples::itslive(200, 8);
+    let site = backend.site(&samples).await;
+    let inv = site.put("inv.csv.gz", gzip(samples.csv().as_bytes()).unwrap()).await;
+    let out = site.run(&inv, &["--chunk-size", "3", "--batch-add-files"]);
     assert_eq!(out.status.code(), Some(0));
-    let recent = samples.filtered(|i| i.modified.as_str() >= "2024-01-15");
-    assert!(recent.items.len() < samples.items.len());
-    assert_eq!(summary(&out)["before_since"], (samples.items.len() - recent.items.len()) as u64);
-    assert_eq!(local.table(&py).rows, recent.expected_rows(1));
-
-    let other = Local::with(&samples).await;
-    let inv = other.write("inventory.parquet", samples.parquet().unwrap()).await;
-    let out = run(&argv(&other.args(&inv, &["--limit", "7"])), &[]);
-    assert_eq!(out.status.code(), Some(0));
-    let first7 = Samples { items: samples.items[..7].to_vec() };
-    assert_eq!(other.table(&py).rows, first7.expected_rows(1));
-}
-
-#[tokio::test]
-async fn batch_add_files_commits_the_whole_run_in_one_snapshot() {
-    let Some(py) = Python::find("incremental batch") else { return };
-    let samples = Samples::itslive(200, 20);
-    let local = Local::with(&samples).await;
-    let inv = local.write("inventory.csv.gz", gzip(samples.csv().as_bytes()).unwrap()).await;
-    let out = run(&argv(&local.args(&inv, &["--chunk-size", "5", "--batch-add-files"])), &[]);
-    assert_eq!(out.status.code(), Some(0));
-    let table = local.table(&py);
-    assert_eq!(table.snapshots, 1);
+    assert_eq!(summary(&out)["snapshots"], 1);
+    let table = site.table(&py).await;
+    assert_eq!(table.snapshots, 1, "8 items in 3 chunks, one snapshot");
     assert_eq!(table.rows, samples.expected_rows(1));
+    assert_eq!(table.row_count, table.rows.len());
 }
 
-#[tokio::test]
-async fn running_the_same_inventory_twice_registers_nothing_twice() {
-    let Some(py) = Python::find("incremental rerun") else { return };
-    let samples = Samples::itslive(300, 25);
-    let local = Local::with(&samples).await;
-    let inv = local.write("inventory.csv", samples.csv().into_bytes()).await;
-    assert_eq!(run(&argv(&local.args(&inv, &[])), &[]).status.code(), Some(0));
-    let first = local.table(&py);
-    let out = run(&argv(&local.args(&inv, &[])), &[]);
+async fn running_the_same_inventory_twice_registers_nothing_twice_and_counts_the_skipped_items(
+    backend: Backend,
+    py: Python,
+) {
+    let more = Samples::itslive(300, 10);
+    let samples = more.first(8);
+    let site = backend.site(&more).await;
+    let inv = site.put("inv.csv", samples.csv().into_bytes()).await;
+    let out = site.run(&inv, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(summary(&out)["items_ingested"], 8);
+    let first = site.table(&py).await;
+
+    let out = site.run(&inv, &[]);
     assert_eq!(out.status.code(), Some(0));
     let sum = summary(&out);
-    assert_eq!(sum["items_skipped"], 25);
+    assert_eq!(sum["items_ingested"], 0, "no item became a row: {sum}");
+    assert_eq!(sum["items_skipped"], 8);
+    assert_eq!(sum["rows_skipped"], first.row_count);
     assert_eq!(sum["rows"], 0);
-    let second = local.table(&py);
+    assert_eq!(sum["snapshots"], 0);
+    let second = site.table(&py).await;
     assert_eq!(second.rows, first.rows);
     assert_eq!(second.row_count, first.row_count, "no row registered twice");
     assert_eq!(second.snapshots, first.snapshots, "nothing new, no new snapshot");
 
     // A longer inventory later: only the new items are added.
-    let more = Samples::itslive(300, 30);
-    more.upload(&local.stores, &Location::local(local.path("items")).unwrap()).await.unwrap();
-    let inv = local.write("inventory2.csv", more.csv().into_bytes()).await;
-    let out = run(&argv(&local.args(&inv, &[])), &[]);
-    assert_eq!(summary(&out)["items_skipped"], 25);
-    let third = local.table(&py);
+    let inv = site.put("inv2.csv", more.csv().into_bytes()).await;
+    let out = site.run(&inv, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let sum = summary(&out);
+    assert_eq!(sum["items_skipped"], 8);
+    assert_eq!(sum["items_ingested"], 2);
+    let third = site.table(&py).await;
     assert_eq!(third.rows, more.expected_rows(1));
     assert_eq!(third.row_count, third.rows.len());
 }
 
-#[tokio::test]
-async fn bad_items_are_listed_with_their_reasons_and_the_good_ones_land() {
-    let Some(py) = Python::find("incremental bad items") else { return };
-    let samples = Samples::itslive(400, 10);
-    let local = Local::with(&samples).await;
+async fn bad_items_are_listed_next_to_the_catalog_with_their_reasons_and_the_good_ones_land(
+    backend: Backend,
+    py: Python,
+) {
+    let samples = Samples::itslive(400, 6);
+    let site = backend.site(&samples).await;
     let mut bad = samples.items[0].json.clone();
     bad["properties"]["percent_valid_pixels"] = serde_json::json!(56.5);
     let mut no_geom = samples.items[1].json.clone();
@@ -211,7 +446,7 @@ async fn bad_items_are_listed_with_their_reasons_and_the_good_ones_land() {
         ("bad/json.stac.json", b"{\"type\": \"Feature\", ".to_vec()),
     ];
     for (key, bytes) in &broken {
-        local.write(&format!("items/{key}"), bytes.clone()).await;
+        put(&site.stores, &site.items().join(key), bytes.clone()).await.unwrap();
     }
     let mut csv = samples.csv();
     for (key, _) in &broken {
@@ -219,18 +454,21 @@ async fn bad_items_are_listed_with_their_reasons_and_the_good_ones_land() {
     }
     csv.push_str(&format!("{BUCKET},bad/missing.stac.json,2024-01-01T00:00:00Z\n"));
     csv.push_str(&format!("{BUCKET}\n"));
-    let inv = local.write("inventory.csv", csv.into_bytes()).await;
-    let out = run(&argv(&local.args(&inv, &[])), &[]);
+    let inv = site.put("inventory.csv", csv.into_bytes()).await;
+    let out = site.run(&inv, &[]);
     assert_eq!(out.status.code(), Some(3), "exit code 3: finished, but some items failed");
     let sum = summary(&out);
-    assert_eq!(sum["items_ingested"], 10);
+    assert_eq!(sum["items_ingested"], 6);
     assert_eq!(sum["items_failed"], 5);
     assert_eq!(sum["malformed_rows"], 1);
-    assert_eq!(local.table(&py).rows, samples.expected_rows(1));
+    assert_eq!(sum["failures_by_kind"]["not_found"], 1);
+    assert_eq!(sum["failures_file"], site.failures().to_string(), "the summary says where");
+    assert_eq!(site.table(&py).await.rows, samples.expected_rows(1));
 
-    let failures = std::fs::read_to_string(local.path("catalog.failures.jsonl")).unwrap();
+    let failures = String::from_utf8(get(&site.stores, &site.failures()).await.unwrap()).unwrap();
     let lines: Vec<serde_json::Value> =
         failures.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 6, "{failures}");
     let find = |key: &str| {
         lines
             .iter()
@@ -238,6 +476,7 @@ async fn bad_items_are_listed_with_their_reasons_and_the_good_ones_land() {
             .unwrap_or_else(|| panic!("{key} not listed: {failures}"))
     };
     assert_eq!(find("bad/percent.stac.json")["kind"], "bad_value");
+    assert_eq!(find("bad/percent.stac.json")["bucket"], BUCKET);
     assert!(
         find("bad/percent.stac.json")["reason"].as_str().unwrap().contains("percent_valid_pixels")
     );
@@ -247,127 +486,149 @@ async fn bad_items_are_listed_with_their_reasons_and_the_good_ones_land() {
     assert_eq!(find("bad/missing.stac.json")["kind"], "not_found");
     assert_eq!(find("bad/missing.stac.json")["bucket"], BUCKET);
     assert!(lines.iter().any(|l| l["kind"] == "malformed_inventory_row"
-        && l["reason"].as_str().unwrap().contains("line 17")));
-}
-
-#[tokio::test]
-async fn a_run_while_another_holds_the_lock_is_refused_naming_the_holder() {
-    let Some(py) = Python::find("incremental lock held") else { return };
-    let samples = Samples::itslive(500, 5);
-    let local = Local::with(&samples).await;
-    let inv = local.write("inventory.csv", samples.csv().into_bytes()).await;
-    let lock = Location::local(local.path("catalog.db.lock")).unwrap();
-    let options = LockOptions { owner: "nightly-backfill".into(), ..LockOptions::default() };
-    let guard = CatalogLock::acquire(&local.stores, &lock, options).await.unwrap();
-    let out = run(&argv(&local.args(&inv, &[])), &[]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("catalog locked by nightly-backfill"), "{stderr}");
-    assert!(!local.path("catalog.db").exists() || local.table(&py).rows.is_empty());
-    guard.release().await.unwrap();
-    assert_eq!(run(&argv(&local.args(&inv, &[])), &[]).status.code(), Some(0));
-    assert_eq!(local.table(&py).rows, samples.expected_rows(1));
-}
-
-/// Everything on the S3 server: items in a bucket, the inventory, warehouse and catalog store.
-#[tokio::test]
-async fn every_inventory_format_on_s3_gives_the_exact_table() {
-    let Some(py) = Python::find("incremental s3 formats") else { return };
-    let Some(server) = S3Server::shared("incremental s3 formats") else { return };
-    let stores = server.stores();
-    let bucket = server.new_bucket().unwrap();
-    let samples = Samples::itslive(600, 12);
-    samples.upload(&stores, &bucket.join("mirror")).await.unwrap();
-    let want = samples.expected_rows(1);
-
-    let data = bucket.join("inventories");
-    put(&stores, &data.join("inv.csv"), samples.csv().into_bytes()).await.unwrap();
-    put(&stores, &data.join("inv.csv.gz"), gzip(samples.csv().as_bytes()).unwrap()).await.unwrap();
-    put(&stores, &data.join("inv.parquet"), samples.parquet().unwrap()).await.unwrap();
-    // AWS layouts: the manifest names data files in a destination bucket.
-    let Location::S3 { bucket: name, .. } = &bucket else { unreachable!() };
-    let parquet = samples.parquet().unwrap();
-    put(&stores, &bucket.join("data/a.parquet"), parquet.clone()).await.unwrap();
-    let m = manifest(
-        "Parquet",
-        "message s3 { required binary bucket; }",
-        name,
-        &[("data/a.parquet".into(), &parquet)],
-    );
-    put(&stores, &data.join("parquet/manifest.json"), m.into_bytes()).await.unwrap();
-    let csv_gz = gzip(samples.aws_csv().as_bytes()).unwrap();
-    put(&stores, &bucket.join("data/a.csv.gz"), csv_gz.clone()).await.unwrap();
-    let m = manifest(
-        "CSV",
-        "Bucket, Key, Size, LastModifiedDate",
-        name,
-        &[("data/a.csv.gz".into(), &csv_gz)],
-    );
-    put(&stores, &data.join("csv/manifest.json"), m.into_bytes()).await.unwrap();
-
-    let env = server.env();
-    for (i, inv) in
-        ["inv.csv", "inv.csv.gz", "inv.parquet", "parquet/manifest.json", "csv/manifest.json"]
-            .iter()
-            .enumerate()
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let root = bucket.join(&format!("run{i}"));
-        let mut args = s3_run(&data.join(inv), &bucket, &dir, &root);
-        args.extend(["--since".into(), "2023-12-31".into(), "--json".into()]);
-        let out = run(&argv(&args), &env);
-        assert_eq!(out.status.code(), Some(0), "{inv}");
-        assert_eq!(summary(&out)["catalog_uploaded"], true);
-        // Read the uploaded catalog, not the working copy.
-        let db = dir.path().join("uploaded.db");
-        let bytes = get(&stores, &root.join("catalog/catalog.db")).await.unwrap();
-        std::fs::write(&db, bytes).unwrap();
-        let table =
-            read_table(&py, &db, &root.join("warehouse").to_string(), Some(server)).unwrap();
-        assert_eq!(table.rows, want, "{inv}");
-        assert_eq!(table.row_count, want.len(), "{inv}");
+        && l["reason"].as_str().unwrap().contains("line 13")));
+    if site.server.is_some() {
+        let stray: Vec<_> = std::fs::read_dir(site.work.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("failures"))
+            .collect();
+        assert!(stray.is_empty(), "failures listed next to the working copy: {stray:?}");
     }
+}
 
-    // A data file rewritten after its manifest was (same size, other bytes) is refused by MD5.
+async fn a_run_while_another_holds_the_lock_is_refused_naming_the_holder_and_changes_nothing(
+    backend: Backend,
+    py: Python,
+) {
+    let samples = Samples::itslive(500, 6);
+    let site = backend.site(&samples).await;
+    let first = site.put("first.csv", samples.first(3).csv().into_bytes()).await;
+    let all = site.put("all.csv", samples.csv().into_bytes()).await;
+    assert_eq!(site.run(&first, &[]).status.code(), Some(0));
+    let before = site.catalog_bytes().await.unwrap();
+
+    let options = LockOptions { owner: "nightly-backfill".into(), ..LockOptions::default() };
+    let guard = CatalogLock::acquire(&site.stores, &site.lock(), options).await.unwrap();
+    let out = site.run(&all, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("catalog locked by nightly-backfill"), "{}", stderr(&out));
+    assert_eq!(site.catalog_bytes().await.unwrap(), before, "the catalog is untouched");
+    assert_eq!(site.table(&py).await.rows, samples.first(3).expected_rows(1));
+    let holder = CatalogLock::holder(&site.stores, &site.lock()).await.unwrap().unwrap();
+    assert_eq!(holder.owner, "nightly-backfill", "the holder keeps its lock");
+
+    guard.release().await.unwrap();
+    assert_eq!(site.run(&all, &[]).status.code(), Some(0));
+    assert_eq!(site.table(&py).await.rows, samples.expected_rows(1));
+}
+
+/// A second run over an existing S3 catalog reads a manifest whose second data file is gone:
+/// it fails after ingesting (and, without `--batch-add-files`, registering in its working copy)
+/// the first file's items. The stored catalog must be untouched.
+async fn a_failed_run_on_s3_leaves_the_stored_catalog_as_it_was(batch: bool) {
+    let test = "incremental failure midway";
+    let Some(py) = Python::find(test) else { return };
+    let Some(server) = S3Server::shared(test) else { return };
+    let samples = Samples::itslive(700, 10);
+    let site = Backend::S3(server).site(&samples).await;
+    let first = site.put("first.csv", samples.first(4).csv().into_bytes()).await;
+    assert_eq!(site.run(&first, &[]).status.code(), Some(0));
+    let tag = etag(&site.stores, &site.catalog()).await.unwrap();
+    let bytes = site.catalog_bytes().await.unwrap();
+    let written_before = list(&site.stores, &site.warehouse()).await.unwrap();
+
+    let rest = gzip(samples.after(4).aws_csv().as_bytes()).unwrap();
+    let inv = site
+        .manifest(
+            "second",
+            "CSV",
+            "Bucket, Key, Size, LastModifiedDate",
+            &[("b.csv.gz", Some(&rest)), ("gone.csv.gz", None)],
+        )
+        .await;
+    let mut extra = vec!["--chunk-size", "3"];
+    if batch {
+        extra.push("--batch-add-files");
+    }
+    let out = site.run(&inv, &extra);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("gone.csv.gz"), "the error names the missing data file");
+
+    assert_eq!(etag(&site.stores, &site.catalog()).await.unwrap(), tag, "catalog not uploaded");
+    assert_eq!(site.catalog_bytes().await.unwrap(), bytes);
+    assert_eq!(CatalogLock::holder(&site.stores, &site.lock()).await.unwrap(), None);
+    let table = site.table(&py).await;
+    assert_eq!(table.rows, samples.first(4).expected_rows(1));
+    assert_eq!(table.row_count, table.rows.len());
+    let written = list(&site.stores, &site.warehouse()).await.unwrap();
+    let by_failed_run: BTreeSet<_> = written.difference(&written_before).cloned().collect();
+    assert!(!by_failed_run.is_empty(), "the failed run wrote files before it failed");
+    let referenced = site.referenced_files(&py).await;
+    assert!(!referenced.is_empty());
+    assert!(referenced.is_subset(&written_before), "{referenced:?}");
+    assert!(referenced.is_disjoint(&by_failed_run), "{referenced:?}");
+
+    // Once the inventory is whole, the same catalog takes the rest.
+    let all = site.put("all.csv", samples.csv().into_bytes()).await;
+    assert_eq!(site.run(&all, &[]).status.code(), Some(0));
+    let table = site.table(&py).await;
+    assert_eq!(table.rows, samples.expected_rows(1));
+    assert_eq!(table.row_count, table.rows.len());
+}
+
+#[tokio::test]
+async fn a_run_that_fails_midway_on_s3_uploads_nothing_registers_nothing_and_frees_the_lock() {
+    a_failed_run_on_s3_leaves_the_stored_catalog_as_it_was(false).await;
+}
+
+#[tokio::test]
+async fn a_batch_add_files_run_that_fails_midway_on_s3_uploads_nothing_and_frees_the_lock() {
+    a_failed_run_on_s3_leaves_the_stored_catalog_as_it_was(true).await;
+}
+
+#[tokio::test]
+async fn a_manifest_data_file_rewritten_after_the_manifest_is_refused_by_its_md5() {
+    let test = "incremental manifest md5";
+    let Some(_py) = Python::find(test) else { return };
+    let Some(server) = S3Server::shared(test) else { return };
+    let samples = Samples::itslive(650, 3);
+    let site = Backend::S3(server).site(&samples).await;
+    let csv_gz = gzip(samples.aws_csv().as_bytes()).unwrap();
+    let inv = site
+        .manifest("m", "CSV", "Bucket, Key, Size, LastModifiedDate", &[("a.csv.gz", Some(&csv_gz))])
+        .await;
+    // Same size, other bytes.
     let mut changed = csv_gz.clone();
     let last = changed.len() - 1;
     changed[last] ^= 0xff;
-    put(&stores, &bucket.join("data/changed.csv.gz"), changed).await.unwrap();
-    let m = manifest(
-        "CSV",
-        "Bucket, Key, Size, LastModifiedDate",
-        name,
-        &[("data/changed.csv.gz".into(), &csv_gz)],
-    );
-    put(&stores, &data.join("changed/manifest.json"), m.into_bytes()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let root = bucket.join("changed-run");
-    let args = s3_run(&data.join("changed/manifest.json"), &bucket, &dir, &root);
-    let out = run(&argv(&args), &env);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    let data = site.put("data/a.csv.gz", changed).await;
+    let out = site.run(&inv, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        stderr.contains(&format!("data file {} has MD5 ", bucket.join("data/changed.csv.gz")))
-            && stderr.contains("replaced or truncated after the manifest was written"),
-        "{stderr}"
+        err.contains(&format!("data file {data} has MD5 "))
+            && err.contains("replaced or truncated after the manifest was written"),
+        "{err}"
     );
+    assert!(site.catalog_bytes().await.is_none(), "nothing uploaded");
 }
 
 #[tokio::test]
-async fn a_run_that_fails_midway_uploads_nothing_leaves_nothing_half_registered_and_frees_the_lock()
-{
+async fn a_chunk_that_cannot_be_written_is_deleted_never_registered_and_the_rerun_lands_all() {
     let Some(py) = Python::find("incremental failure") else { return };
     let Some(server) = S3Server::shared("incremental failure") else { return };
     let stores = server.stores();
     let bucket = server.new_bucket().unwrap();
-    let samples = Samples::itslive(700, 20);
+    let samples = Samples::itslive(750, 20);
     samples.upload(&stores, &bucket.join("mirror")).await.unwrap();
     put(&stores, &bucket.join("inv.csv"), samples.csv().into_bytes()).await.unwrap();
 
     // Block one cell of the second chunk that the first chunk does not touch: a file where the
     // cell's folder must go makes writing that chunk fail.
-    let first = Samples { items: samples.items[..10].to_vec() }.expected_rows(1);
-    let second = Samples { items: samples.items[10..].to_vec() }.expected_rows(1);
+    let first = samples.first(10).expected_rows(1);
+    let second = samples.after(10).expected_rows(1);
     let first_cells: BTreeSet<_> = first.iter().map(|(_, c)| c.clone()).collect();
     let blocked =
         second.iter().map(|(_, c)| c).find(|c| !first_cells.contains(*c)).unwrap().clone();
@@ -377,30 +638,29 @@ async fn a_run_that_fails_midway_uploads_nothing_leaves_nothing_half_registered_
     std::fs::write(warehouse.join(format!("grid_partition={blocked}")), b"in the way").unwrap();
 
     let store = bucket.join("catalog");
-    let args = [
-        "incremental".to_string(),
-        "--inventory".into(),
-        bucket.join("inv.csv").to_string(),
-        "--source".into(),
-        format!("{BUCKET}={}", bucket.join("mirror")),
-        "--catalog".into(),
-        s(&dir.path().join("work.db")),
-        "--catalog-store".into(),
-        store.to_string(),
-        "--warehouse".into(),
-        s(&warehouse),
-        "--chunk-size".into(),
-        "10".into(),
-    ];
+    let args = strings(&[
+        "incremental",
+        "--inventory",
+        &bucket.join("inv.csv").to_string(),
+        "--source",
+        &format!("{BUCKET}={}", bucket.join("mirror")),
+        "--catalog",
+        &s(&dir.path().join("work.db")),
+        "--catalog-store",
+        &store.to_string(),
+        "--warehouse",
+        &s(&warehouse),
+        "--chunk-size",
+        "10",
+    ]);
     let env = server.env();
-    let out = run(&argv(&args), &env);
+    let out = run(&args, &env);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("grid_partition={blocked}")));
-    // Not uploaded, lock free.
+    assert!(stderr(&out).contains(&format!("grid_partition={blocked}")));
     assert!(get(&stores, &store.join("catalog.db")).await.is_err(), "catalog must not be uploaded");
     assert_eq!(CatalogLock::holder(&stores, &store.join(".lock")).await.unwrap(), None);
     // The failed chunk's files were removed; only the first chunk's (unregistered) files remain.
-    let names: Vec<String> = walk(&warehouse);
+    let names = walk(&warehouse);
     assert!(
         names
             .iter()
@@ -408,9 +668,8 @@ async fn a_run_that_fails_midway_uploads_nothing_leaves_nothing_half_registered_
         "{names:?}"
     );
 
-    // Once the obstacle is gone, the same command lands exactly the inventory.
     std::fs::remove_file(warehouse.join(format!("grid_partition={blocked}"))).unwrap();
-    assert_eq!(run(&argv(&args), &env).status.code(), Some(0));
+    assert_eq!(run(&args, &env).status.code(), Some(0));
     let db = dir.path().join("uploaded.db");
     std::fs::write(&db, get(&stores, &store.join("catalog.db")).await.unwrap()).unwrap();
     let table = read_table(&py, &db, &format!("file://{}", s(&warehouse)), Some(server)).unwrap();
@@ -429,4 +688,217 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+#[tokio::test]
+async fn a_local_run_commits_one_snapshot_per_chunk_and_records_the_grid() {
+    let Some(py) = Python::find("incremental local") else { return };
+    let samples = Samples::itslive(0, 35);
+    let site = Backend::Local.site(&samples).await;
+    let inv = site.put("inventory.csv", samples.csv().into_bytes()).await;
+    let out = site.run(&inv, &["--chunk-size", "10"]);
+    assert_eq!(out.status.code(), Some(0));
+    let sum = summary(&out);
+    assert_eq!(sum["items_ingested"], 35);
+    assert_eq!(sum["items_failed"], 0);
+    let table = site.table(&py).await;
+    let want = samples.expected_rows(1);
+    assert_eq!(table.rows, want);
+    assert_eq!(table.row_count, want.len());
+    assert_eq!(table.snapshots, 4, "35 items in chunks of 10");
+    assert_eq!(table.properties["earthcatalog.grid.resolution"], "1");
+    assert!(table.properties["schema.name-mapping.default"].is_string());
+}
+
+/// `incremental` with only `--config`, the inventory and the source as flags.
+fn config_run(site: &Site, config: &str, inventory: &Location) -> Output {
+    let path = site.work.path().join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let args = strings(&[
+        "incremental",
+        "--config",
+        &s(&path),
+        "--inventory",
+        &inventory.to_string(),
+        "--source",
+        &format!("{BUCKET}={}", site.items()),
+        "--json",
+    ]);
+    run(&args, &[])
+}
+
+/// The `catalog:` section of a config naming this site's catalog and warehouse.
+fn catalog_section(site: &Site) -> String {
+    format!(
+        "catalog:\n  db_path: {}\n  warehouse: {}\n",
+        s(site.catalog().as_local_path().unwrap()),
+        site.warehouse()
+    )
+}
+
+#[tokio::test]
+async fn a_yaml_config_gives_the_catalog_the_warehouse_the_h3_resolution_and_the_chunk_size() {
+    let Some(py) = Python::find("incremental config h3") else { return };
+    let samples = Samples::itslive(800, 6);
+    let site = Backend::Local.site(&samples).await;
+    let inv = site.put("inv.csv", samples.csv().into_bytes()).await;
+    let config = format!(
+        "{}grid:\n  type: h3\n  resolution: 2\ningest:\n  chunk_size: 2\n  max_workers: 2\n",
+        catalog_section(&site)
+    );
+    let out = config_run(&site, &config, &inv);
+    assert_eq!(out.status.code(), Some(0));
+    let table = site.table(&py).await;
+    assert_eq!(table.rows, samples.expected_rows(2));
+    assert_ne!(table.rows, samples.expected_rows(1), "resolution 2 must differ from the default");
+    assert_eq!(table.snapshots, 3, "6 items in chunks of 2");
+    assert_eq!(table.properties["earthcatalog.grid.resolution"], "2");
+}
+
+/// A lon/lat box as a GeoJSON feature keyed by `name`.
+fn band(name: &str, south: f64, north: f64) -> serde_json::Value {
+    let ring = [[-180.0, south], [180.0, south], [180.0, north], [-180.0, north], [-180.0, south]];
+    serde_json::json!({
+        "type": "Feature",
+        "properties": {"name": name},
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    })
+}
+
+#[tokio::test]
+async fn a_geojson_grid_from_the_config_puts_each_item_in_every_region_it_touches() {
+    let Some(py) = Python::find("incremental config geojson") else { return };
+    let samples = Samples::itslive(900, 24);
+    let site = Backend::Local.site(&samples).await;
+    let inv = site.put("inv.csv", samples.csv().into_bytes()).await;
+    let regions = serde_json::json!({
+        "type": "FeatureCollection",
+        "features": [band("arctic", 60.0, 90.0), band("temperate", -60.0, 60.0)],
+    });
+    let boundaries = site.put("regions.geojson", serde_json::to_vec(&regions).unwrap()).await;
+    let config = format!(
+        "{}grid:\n  type: geojson\n  boundaries_path: {boundaries}\n  id_field: name\n",
+        catalog_section(&site)
+    );
+    let out = config_run(&site, &config, &inv);
+    assert_eq!(out.status.code(), Some(0));
+
+    // Footprints are lon/lat boxes (their bbox): a band is touched when the latitudes overlap;
+    // Antarctic items touch none and are kept under "__none__".
+    let mut want = BTreeSet::new();
+    for item in &samples.items {
+        let id = item.json["id"].as_str().unwrap().to_string();
+        let (south, north) =
+            (item.json["bbox"][1].as_f64().unwrap(), item.json["bbox"][3].as_f64().unwrap());
+        if north >= 60.0 {
+            want.insert((id.clone(), "arctic".to_string()));
+        }
+        if south <= 60.0 && north >= -60.0 {
+            want.insert((id.clone(), "temperate".to_string()));
+        }
+        if north < -60.0 {
+            want.insert((id, "__none__".to_string()));
+        }
+    }
+    let cells: BTreeSet<_> = want.iter().map(|(_, c)| c.as_str()).collect();
+    assert_eq!(cells.len(), 3, "the samples reach every band and none: {want:?}");
+    let table = site.table(&py).await;
+    assert_eq!(table.rows, want);
+    assert_eq!(table.properties["earthcatalog.grid.type"], "geojson");
+    assert_eq!(table.properties["earthcatalog.grid.id_field"], "name");
+}
+
+#[tokio::test]
+async fn every_flag_can_come_from_an_earthcatalog_environment_variable() {
+    let Some(py) = Python::find("incremental env") else { return };
+    // Items 850..860 were modified on January 11..20: since the 14th keeps 853..859, the limit
+    // the first five of those.
+    let samples = Samples::itslive(850, 10);
+    let site = Backend::Local.site(&samples).await;
+    let inv = site.put("inv.csv", samples.csv().into_bytes()).await;
+    let env: Vec<(String, String)> = [
+        ("EARTHCATALOG_INVENTORY", inv.to_string()),
+        ("EARTHCATALOG_SOURCES", format!("{BUCKET}={}", site.items())),
+        ("EARTHCATALOG_CATALOG", s(site.catalog().as_local_path().unwrap())),
+        ("EARTHCATALOG_WAREHOUSE", site.warehouse().to_string()),
+        ("EARTHCATALOG_H3_RESOLUTION", "2".into()),
+        ("EARTHCATALOG_SINCE", "2024-01-14".into()),
+        ("EARTHCATALOG_LIMIT", "5".into()),
+        ("EARTHCATALOG_CHUNK_SIZE", "2".into()),
+        ("EARTHCATALOG_BATCH_ADD_FILES", "true".into()),
+        ("EARTHCATALOG_JSON", "true".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let out = run(&strings(&["incremental"]), &env);
+    assert_eq!(out.status.code(), Some(0));
+    let sum = summary(&out);
+    assert_eq!(sum["before_since"], 3, "{sum}");
+    assert_eq!(sum["items_ingested"], 5, "{sum}");
+    let table = site.table(&py).await;
+    let want = Samples { items: samples.items[3..8].to_vec() };
+    assert_eq!(table.rows, want.expected_rows(2));
+    assert_eq!(table.snapshots, 1, "batch add files: one snapshot for 3 chunks");
+}
+
+#[tokio::test]
+async fn info_after_a_run_reports_its_snapshots_files_and_rows_per_cell_and_year() {
+    let Some(_py) = Python::find("incremental info") else { return };
+    let samples = Samples::itslive(950, 12);
+    let site = Backend::Local.site(&samples).await;
+    let inv = site.put("inv.csv", samples.csv().into_bytes()).await;
+    let out = site.run(&inv, &["--chunk-size", "5"]);
+    assert_eq!(out.status.code(), Some(0));
+    let files = summary(&out)["files"].as_u64().unwrap();
+    let want = samples.rows_per_cell_and_year(1);
+    let rows: u64 = want.values().sum();
+
+    let catalog = s(site.catalog().as_local_path().unwrap());
+    let info = |extra: &[&str]| {
+        let mut args = strings(&["info", "--catalog", &catalog]);
+        args.extend(strings(&["--warehouse", &site.warehouse().to_string()]));
+        args.extend(strings(extra));
+        let out = run(&args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: serde_json::Value = serde_json::from_str(&info(&["--json"])).unwrap();
+    assert_eq!(json["snapshots"].as_array().unwrap().len(), 3, "12 items in chunks of 5");
+    assert_eq!(json["files"], files);
+    assert_eq!(json["rows"], rows);
+    let got: BTreeMap<(String, i32), u64> = json["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let key = (
+                p["grid_partition"].as_str().unwrap().to_string(),
+                p["year"].as_i64().unwrap() as i32,
+            );
+            (key, p["rows"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(got, want);
+    let added: u64 = json["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["summary"]["added-records"].as_str().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(added, rows, "the snapshots add up to the rows");
+
+    let text = info(&[]);
+    assert!(text.contains("snapshots  3\n"), "{text}");
+    assert!(text.contains(&format!("files      {files}\n")), "{text}");
+    assert!(text.contains(&format!("rows       {rows}\n")), "{text}");
+    for ((cell, year), n) in &want {
+        let line =
+            text.lines().find(|l| l.starts_with(cell.as_str()) && l.contains(&format!(" {year} ")));
+        let cols: Vec<&str> = line
+            .unwrap_or_else(|| panic!("{cell} {year} missing: {text}"))
+            .split_whitespace()
+            .collect();
+        assert_eq!(cols[2], n.to_string(), "{cell} {year}: {text}");
+    }
 }

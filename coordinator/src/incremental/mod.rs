@@ -9,12 +9,13 @@
 mod progress;
 mod summary;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use earthcatalog_common::catalog::{Catalog, TableSettings, data_files};
 use earthcatalog_common::catalog_sync::CatalogCopy;
+use earthcatalog_common::fanout::Groups;
 use earthcatalog_common::geoparquet::{FileNamer, WrittenFile};
 use earthcatalog_common::ids::RunId;
 use earthcatalog_common::inventory::{self, Filter, InventoryRecord, OpenOptions};
@@ -190,20 +191,21 @@ impl<'a> Run<'a> {
         let _enter = span.enter();
         let mut collected = data_path.collect(keys).await;
         let skipped = known.drop_known(&mut collected.groups).await?;
+        let ingested = items_in(&mut collected.groups);
         let rows = collected.groups.row_count();
         let files = data_path.write(collected.groups, &self.cfg.place.warehouse, namer).await?;
         for f in &collected.failures {
             *self.summary.failures_by_kind.entry(f.kind.clone()).or_insert(0) += 1;
         }
         self.summary.items_failed += collected.failures.len() as u64;
-        self.summary.items_ingested += collected.items as u64;
+        self.summary.items_ingested += ingested as u64;
         self.summary.items_skipped += skipped.items as u64;
         self.summary.rows_skipped += skipped.rows as u64;
         self.summary.rows += rows as u64;
         let failed = collected.failures.len();
         self.failures.extend(collected.failures);
         tracing::info!(
-            "chunk {index}: {} items -> {rows} rows in {} files ({failed} failed, {} skipped)",
+            "chunk {index}: {} items read, {ingested} -> {rows} rows in {} files ({failed} failed, {} skipped)",
             collected.items,
             files.len(),
             skipped.items
@@ -271,4 +273,14 @@ impl<'a> Run<'a> {
         );
         Ok(())
     }
+}
+
+/// Distinct items that still have a row in `groups` (the ones this chunk ingests).
+fn items_in(groups: &mut Groups) -> usize {
+    let mut ids = HashSet::new();
+    groups.retain(|_, row| {
+        ids.insert(row.item.id().to_string());
+        true
+    });
+    ids.len()
 }

@@ -40,15 +40,17 @@ impl Progress {
 
     /// Shows the current totals.
     pub fn update(&mut self, s: &RunSummary) {
-        let rate = s.items_ingested as f64 / self.elapsed().max(1e-9);
+        // Items read, not only ingested: a rerun ingests nothing but still makes progress.
+        let rate = s.items_listed as f64 / self.elapsed().max(1e-9);
         let msg = format!(
-            "{} items, {} rows, {} files, {:.0} items/s, {} failures, {} skipped",
+            "{} items read ({} ingested, {} skipped, {} failures), {} rows, {} files, {:.0} items/s",
+            s.items_listed,
             s.items_ingested,
+            s.items_skipped,
+            s.items_failed + s.malformed_rows,
             s.rows,
             s.files,
-            rate,
-            s.items_failed + s.malformed_rows,
-            s.items_skipped
+            rate
         );
         match &self.bar {
             Some(bar) => bar.set_message(msg),

@@ -19,7 +19,8 @@ pub struct RunSummary {
     pub without_date: u64,
     /// Malformed inventory rows (listed in the failures file).
     pub malformed_rows: u64,
-    /// Items that became rows.
+    /// Items that became at least one new row (an item whose every row is already registered
+    /// counts in `items_skipped` instead).
     pub items_ingested: u64,
     /// Items that failed (listed in the failures file with their reason).
     pub items_failed: u64,
@@ -35,7 +36,8 @@ pub struct RunSummary {
     pub snapshots: u64,
     /// Failures by kind.
     pub failures_by_kind: std::collections::BTreeMap<String, u64>,
-    /// Where the failures are listed (when there are any).
+    /// Where the failures are listed (when there are any): `--failures`, else next to the
+    /// catalog object in `--catalog-store`, else next to the local catalog file.
     pub failures_file: Option<String>,
     /// Whether the catalog was uploaded to its store.
     pub catalog_uploaded: bool,
