@@ -217,7 +217,8 @@ impl CsvReader {
         let normalized: Vec<String> = names.iter().map(|n| normalize(n.trim())).collect();
         let named = |wanted: &str| normalized.iter().any(|n| n == wanted);
         let first_is_bucket = normalized.first().is_some_and(|n| n == "bucket");
-        if !first_is_bucket && !(named("bucket") && named("key")) {
+        let is_header = first_is_bucket || (named("bucket") && named("key"));
+        if !is_header {
             return Ok(None);
         }
         CsvLayout::from_names(names.iter().map(String::as_str), false).map(Some).map_err(|column| {
