@@ -1,8 +1,10 @@
 //! Progress: a bar on a terminal, periodic log lines otherwise.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use earthcatalog_common::logging::{StderrOverlay, set_overlay};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::summary::RunSummary;
@@ -27,6 +29,7 @@ impl Progress {
                 bar.set_style(style);
             }
             bar.enable_steady_tick(Duration::from_millis(200));
+            set_overlay(Some(Arc::new(BarOverlay(bar.clone()))));
             bar
         });
         let now = Instant::now();
@@ -65,7 +68,17 @@ impl Progress {
     /// Removes the bar.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
+            set_overlay(None);
             bar.finish_and_clear();
         }
+    }
+}
+
+/// Log lines are written with the bar cleared, so they never tear through it.
+struct BarOverlay(ProgressBar);
+
+impl StderrOverlay for BarOverlay {
+    fn suspend(&self, write: &mut dyn FnMut()) {
+        self.0.suspend(write);
     }
 }
