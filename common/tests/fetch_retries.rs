@@ -7,8 +7,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use earthcatalog_common::partition::{GridSpec, open_partitioner};
+use earthcatalog_common::location::Location;
 use earthcatalog_common::pipeline::{Collected, DataPath, DataPathOptions, ObjectKey};
+use earthcatalog_common::s3_credentials::AwsEnvironment;
 use earthcatalog_common::sample::itslive_item;
+use object_store::ObjectStoreExt;
 use earthcatalog_common::stores::{S3Settings, Stores};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -20,6 +23,7 @@ type Script = Vec<(u16, String)>;
 struct Server {
     endpoint: String,
     counts: Arc<Mutex<HashMap<String, usize>>>,
+    heads: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -28,14 +32,15 @@ impl Server {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let counts = Arc::new(Mutex::new(HashMap::new()));
         let scripts = Arc::new(scripts);
-        let c = counts.clone();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (c, h) = (counts.clone(), heads.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                tokio::spawn(answer(stream, scripts.clone(), c.clone()));
+                tokio::spawn(answer(stream, scripts.clone(), c.clone(), h.clone()));
             }
         });
-        Server { endpoint, counts }
+        Server { endpoint, counts, heads }
     }
 
     fn requests(&self, path: &str) -> usize {
@@ -61,6 +66,7 @@ async fn answer(
     mut stream: TcpStream,
     scripts: Arc<HashMap<String, Script>>,
     counts: Arc<Mutex<HashMap<String, usize>>>,
+    heads: Arc<Mutex<Vec<String>>>,
 ) {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
@@ -72,6 +78,7 @@ async fn answer(
     }
     let text = String::from_utf8_lossy(&head);
     let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+    heads.lock().unwrap().push(text.to_string());
     let n = {
         let mut counts = counts.lock().unwrap();
         let n = counts.entry(path.clone()).or_insert(0);
@@ -158,4 +165,41 @@ async fn broken_json_is_a_parse_failure_of_the_one_body_fetched() {
     assert_eq!(server.requests("/b/bad.json"), 1);
     // The same server code serves a good item (the failure above is the JSON, not the server).
     assert_eq!(server2.collect(&["good.json"]).await.items, 1);
+}
+
+#[tokio::test]
+async fn eks_pod_identity_credentials_are_asked_for_and_sign_the_requests() {
+    let creds = r#"{"AccessKeyId":"ASIAPODIDENTITY","SecretAccessKey":"s","Token":"t","Expiration":"2099-01-01T00:00:00Z"}"#;
+    let server = Server::start(
+        [
+            ("/creds".to_string(), vec![(200, creds.to_string())]),
+            ("/b/item.json".to_string(), vec![(200, "{}".to_string())]),
+        ]
+        .into_iter()
+        .collect(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("eks-pod-identity-token");
+    std::fs::write(&token_file, "pod-token").unwrap();
+    let env = AwsEnvironment::from_vars([
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("{}/creds", server.endpoint)),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.display().to_string()),
+    ]);
+    let stores = Stores::new(S3Settings {
+        endpoint: Some(server.endpoint.clone()),
+        allow_http: Some(true),
+        ..Default::default()
+    })
+    .with_aws_environment(env);
+    let o = stores.resolve(&Location::parse("s3://b/item.json").unwrap()).unwrap();
+    let got = o.store.get(&o.path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(&got[..], b"{}");
+    assert_eq!(server.requests("/creds"), 1);
+    let heads = server.heads.lock().unwrap().clone();
+    let creds_head = heads.iter().find(|h| h.starts_with("GET /creds")).unwrap().to_lowercase();
+    assert!(creds_head.contains("authorization: pod-token"), "{creds_head}");
+    let item_head = heads.iter().find(|h| h.starts_with("GET /b/item.json")).unwrap();
+    assert!(item_head.contains("Credential=ASIAPODIDENTITY/"), "{item_head}");
+    assert!(item_head.to_lowercase().contains("x-amz-security-token: t"), "{item_head}");
 }
