@@ -6,13 +6,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use earthcatalog_common::partition::{GridSpec, open_partitioner};
 use earthcatalog_common::location::Location;
+use earthcatalog_common::partition::{GridSpec, open_partitioner};
 use earthcatalog_common::pipeline::{Collected, DataPath, DataPathOptions, ObjectKey};
 use earthcatalog_common::s3_credentials::AwsEnvironment;
 use earthcatalog_common::sample::itslive_item;
-use object_store::ObjectStoreExt;
 use earthcatalog_common::stores::{S3Settings, Stores};
+use object_store::ObjectStoreExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -137,7 +137,10 @@ async fn a_persistent_server_error_is_recorded_as_fetch_failed_after_eight_reque
     assert_eq!(got.items, 0);
     assert_eq!(got.failures.len(), 1);
     let f = &got.failures[0];
-    assert_eq!((f.bucket.as_str(), f.key.as_str(), f.kind.as_str()), ("b", "broken.json", "fetch_failed"));
+    assert_eq!(
+        (f.bucket.as_str(), f.key.as_str(), f.kind.as_str()),
+        ("b", "broken.json", "fetch_failed")
+    );
     assert!(f.reason.starts_with("failed after 2 attempts: "), "{}", f.reason);
     assert!(f.reason.contains("500"), "{}", f.reason);
     assert_eq!(server.requests("/b/broken.json"), 8);
@@ -155,7 +158,8 @@ async fn a_missing_item_is_recorded_as_not_found_after_one_request() {
 
 #[tokio::test]
 async fn broken_json_is_a_parse_failure_of_the_one_body_fetched() {
-    let server = Server::start(scripts(&[("bad.json", vec![(200, "{\"id\": \"x\",".into())])])).await;
+    let server =
+        Server::start(scripts(&[("bad.json", vec![(200, "{\"id\": \"x\",".into())])])).await;
     let good = itslive_item(1).to_string();
     let server2 = Server::start(scripts(&[("good.json", vec![(200, good)])])).await;
     let got = server.collect(&["bad.json"]).await;
