@@ -46,24 +46,30 @@ impl FetchError {
     }
 }
 
-/// How often and how patiently to retry a fetch.
+/// How often and how patiently to retry a fetch, on top of the client's own retries.
+///
+/// Two layers retry, deliberately: the S3 client retries each request (5xx, 429/SlowDown,
+/// timeouts, connection and body errors) [`DEFAULT_MAX_RETRIES`](crate::s3_settings::DEFAULT_MAX_RETRIES) times within about a second,
+/// which rides out a blip; this policy then waits longer (a second or two, jittered) and tries
+/// the whole request again, which rides out a throttling burst. With the defaults a persistent
+/// 5xx costs `attempts × (1 + DEFAULT_MAX_RETRIES)` = 2 × 4 = 8 requests over about 3 s before
+/// the item is recorded as `fetch_failed`; a 404, 403 or bad path is recorded after 1 request,
+/// and unparsable JSON is a parse failure of the one body fetched.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
-    /// Attempts in all (1 = no retry).
+    /// Rounds in all (1 = only the client's own retries).
     pub attempts: u32,
-    /// Delay before the first retry; doubled each time, with jitter.
+    /// Pause before the second round; doubled each time, with jitter.
     pub initial_backoff: Duration,
-    /// Upper bound of one delay.
+    /// Upper bound of one pause.
     pub max_backoff: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        // S3 asks clients to back off on 503 SlowDown; object_store already retries inside one
-        // request, so a few outer attempts spread over ~10 s ride out a throttling burst.
         RetryPolicy {
-            attempts: 4,
-            initial_backoff: Duration::from_millis(250),
+            attempts: 2,
+            initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(5),
         }
     }

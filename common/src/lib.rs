@@ -35,6 +35,10 @@ pub mod partition;
 pub mod pipeline;
 /// The coordinator ⇄ worker gRPC contract and its proto ⇄ domain conversions.
 pub mod rpc;
+/// Which credentials an S3 client uses (keys, profile, IRSA, container, instance role).
+pub mod s3_credentials;
+/// S3 settings from the environment and per-bucket `--s3-bucket` entries.
+pub mod s3_settings;
 /// Deterministic ITS_LIVE-shaped sample items (benchmarks, demo data, tests).
 pub mod sample;
 /// The table schema: every column, its field id and its type.

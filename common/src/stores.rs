@@ -1,22 +1,22 @@
 //! Resolving [`Location`]s to object stores, with one cached client per bucket.
 //!
-//! S3 settings come from the standard `AWS_*` environment variables (endpoint, region,
-//! credentials, session token, `AWS_ALLOW_HTTP`), then from the profile named by `AWS_PROFILE` in
-//! the shared credentials file, then from the instance role; each can be overridden per bucket.
+//! S3 settings come from the standard `AWS_*` environment variables and can be overridden per
+//! bucket ([`BucketSettings`], from `--s3-bucket`); credentials are chosen as
+//! [`crate::s3_credentials`] describes (keys, profile, IRSA, container or instance role).
 //! A bucket can also be *mapped* to another location (a local mirror, another endpoint), so an
 //! inventory naming `s3://its-live-data/...` can be ingested from a copy of that bucket.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 
 use crate::location::Location;
+use crate::s3_credentials::{AwsEnvironment, BuildError, CredentialError, build_client};
+pub use crate::s3_settings::{BucketSettings, S3Settings};
 
 /// Why a location could not be turned into a store.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,14 @@ pub enum StoreError {
         /// The builder's error.
         source: object_store::Error,
     },
+    /// No usable credentials for a bucket (a missing profile, …).
+    #[error("no credentials for S3 bucket '{bucket}': {source}")]
+    Credentials {
+        /// The bucket.
+        bucket: String,
+        /// Why.
+        source: CredentialError,
+    },
     /// A local path that object_store cannot represent.
     #[error("invalid local path '{path}': {source}")]
     LocalPath {
@@ -37,156 +45,6 @@ pub enum StoreError {
         /// The conversion error.
         source: object_store::path::Error,
     },
-    /// The shared credentials file could not be read.
-    #[error("cannot read AWS profile '{profile}' from {file}: {reason}")]
-    Profile {
-        /// Profile name.
-        profile: String,
-        /// Credentials file.
-        file: String,
-        /// What went wrong.
-        reason: String,
-    },
-}
-
-/// S3 client settings. `None` means "as the environment says".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct S3Settings {
-    /// Endpoint URL (moto, MinIO, another region's endpoint).
-    pub endpoint: Option<String>,
-    /// Region (default `us-west-2`, where ITS_LIVE lives, when nothing else says).
-    pub region: Option<String>,
-    /// Allow plain `http://` endpoints.
-    pub allow_http: Option<bool>,
-    /// Send unsigned requests (public buckets).
-    pub anonymous: Option<bool>,
-    /// Static access key id.
-    pub access_key_id: Option<String>,
-    /// Static secret key.
-    pub secret_access_key: Option<String>,
-    /// Session token for temporary credentials.
-    pub session_token: Option<String>,
-    /// Profile in the shared credentials file, used when no static keys are given.
-    pub profile: Option<String>,
-    /// Retries of one request inside the client (throttling, 5xx, connection errors); default 5.
-    pub max_retries: Option<usize>,
-    /// Give up retrying one request after this long; default 60 s.
-    pub retry_timeout: Option<std::time::Duration>,
-}
-
-impl S3Settings {
-    /// Settings from `AWS_*` variables and `EARTHCATALOG_S3_ANONYMOUS`.
-    pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let flag = |k: &str| {
-            var(k).map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
-        };
-        S3Settings {
-            endpoint: var("AWS_ENDPOINT_URL_S3")
-                .or_else(|| var("AWS_ENDPOINT_URL"))
-                .or_else(|| var("AWS_ENDPOINT")),
-            region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
-            allow_http: flag("AWS_ALLOW_HTTP"),
-            anonymous: flag("EARTHCATALOG_S3_ANONYMOUS").or_else(|| flag("AWS_SKIP_SIGNATURE")),
-            access_key_id: var("AWS_ACCESS_KEY_ID"),
-            secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
-            session_token: var("AWS_SESSION_TOKEN"),
-            profile: var("AWS_PROFILE"),
-            max_retries: None,
-            retry_timeout: None,
-        }
-    }
-
-    /// These settings with every value set in `other` taking precedence.
-    pub fn overridden_by(&self, other: &S3Settings) -> S3Settings {
-        fn pick<T: Clone>(a: &Option<T>, b: &Option<T>) -> Option<T> {
-            b.clone().or_else(|| a.clone())
-        }
-        S3Settings {
-            endpoint: pick(&self.endpoint, &other.endpoint),
-            region: pick(&self.region, &other.region),
-            allow_http: pick(&self.allow_http, &other.allow_http),
-            anonymous: pick(&self.anonymous, &other.anonymous),
-            access_key_id: pick(&self.access_key_id, &other.access_key_id),
-            secret_access_key: pick(&self.secret_access_key, &other.secret_access_key),
-            session_token: pick(&self.session_token, &other.session_token),
-            profile: pick(&self.profile, &other.profile),
-            max_retries: pick(&self.max_retries, &other.max_retries),
-            retry_timeout: pick(&self.retry_timeout, &other.retry_timeout),
-        }
-    }
-
-    fn build(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
-        let mut b = AmazonS3Builder::new()
-            .with_bucket_name(bucket)
-            .with_region(self.region.clone().unwrap_or_else(|| "us-west-2".into()))
-            .with_virtual_hosted_style_request(false)
-            .with_retry(object_store::RetryConfig {
-                max_retries: self.max_retries.unwrap_or(5),
-                retry_timeout: self.retry_timeout.unwrap_or(std::time::Duration::from_secs(60)),
-                ..Default::default()
-            });
-        if let Some(endpoint) = &self.endpoint {
-            b = b.with_endpoint(endpoint);
-        }
-        if let Some(allow) = self.allow_http {
-            b = b.with_allow_http(allow);
-        }
-        if self.anonymous == Some(true) {
-            b = b.with_skip_signature(true);
-        } else if let (Some(k), Some(s)) = (&self.access_key_id, &self.secret_access_key) {
-            b = b.with_access_key_id(k).with_secret_access_key(s);
-            if let Some(t) = &self.session_token {
-                b = b.with_token(t);
-            }
-        } else if let Some((k, s, t)) = self.profile_credentials(bucket)? {
-            b = b.with_access_key_id(k).with_secret_access_key(s);
-            if let Some(t) = t {
-                b = b.with_token(t);
-            }
-        }
-        // Otherwise object_store falls back to the container/instance role.
-        let store = b
-            .build()
-            .map_err(|source| StoreError::S3Config { bucket: bucket.to_string(), source })?;
-        Ok(Arc::new(store))
-    }
-
-    /// Keys of the configured (or `default`) profile, if a shared credentials file has them.
-    fn profile_credentials(
-        &self,
-        _bucket: &str,
-    ) -> Result<Option<(String, String, Option<String>)>, StoreError> {
-        let file =
-            std::env::var_os("AWS_SHARED_CREDENTIALS_FILE").map(PathBuf::from).or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".aws/credentials"))
-            });
-        let Some(file) = file.filter(|f| f.is_file()) else {
-            return Ok(None);
-        };
-        let profile = self.profile.clone().unwrap_or_else(|| "default".into());
-        let err = |reason: String| StoreError::Profile {
-            profile: profile.clone(),
-            file: file.display().to_string(),
-            reason,
-        };
-        let ini = ini::Ini::load_from_file(&file).map_err(|e| err(e.to_string()))?;
-        let Some(section) = ini.section(Some(profile.as_str())) else {
-            return if self.profile.is_some() {
-                Err(err("no such profile".into()))
-            } else {
-                Ok(None)
-            };
-        };
-        match (section.get("aws_access_key_id"), section.get("aws_secret_access_key")) {
-            (Some(k), Some(s)) => Ok(Some((
-                k.to_string(),
-                s.to_string(),
-                section.get("aws_session_token").map(str::to_string),
-            ))),
-            _ => Err(err("profile has no aws_access_key_id/aws_secret_access_key".into())),
-        }
-    }
 }
 
 /// An object store and a path inside it.
@@ -202,6 +60,7 @@ pub struct ObjectLocation {
 #[derive(Debug, Default)]
 pub struct Stores {
     s3_defaults: S3Settings,
+    aws_env: AwsEnvironment,
     per_bucket: HashMap<String, S3Settings>,
     sources: HashMap<String, Location>,
     s3_clients: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
@@ -217,14 +76,35 @@ fn local_files() -> Arc<dyn ObjectStore> {
 }
 
 impl Stores {
-    /// Stores whose S3 settings come from the environment.
+    /// Stores configured as this process is: S3 defaults, role credentials and profiles from
+    /// the environment, and the per-bucket settings the binary installed from its flags
+    /// ([`crate::s3_settings::install_process_bucket_settings`]).
     pub fn from_env() -> Self {
-        Self::new(S3Settings::from_env())
+        let stores =
+            Stores { aws_env: AwsEnvironment::from_env(), ..Self::new(S3Settings::from_env()) };
+        match crate::s3_settings::process_bucket_settings() {
+            Some(buckets) => stores.with_buckets(buckets),
+            None => stores,
+        }
     }
 
-    /// Stores with the given S3 defaults.
+    /// Stores with the given S3 defaults and nothing else from the environment: no role
+    /// credentials, no shared profile files (so tests are not affected by the machine).
     pub fn new(s3_defaults: S3Settings) -> Self {
         Stores { s3_defaults, local: Some(local_files()), ..Default::default() }
+    }
+
+    /// These stores seeing `env` for role credentials, profiles and object_store options.
+    pub fn with_aws_environment(mut self, env: AwsEnvironment) -> Self {
+        self.aws_env = env;
+        self
+    }
+
+    /// Overrides S3 settings for every bucket `buckets` names.
+    pub fn with_buckets(self, buckets: &BucketSettings) -> Self {
+        buckets.iter().fold(self, |s, (bucket, settings)| {
+            s.with_bucket_settings(bucket.clone(), settings.clone())
+        })
     }
 
     /// Overrides S3 settings for one bucket.
@@ -302,7 +182,16 @@ impl Stores {
         if let Some(c) = clients.get(bucket) {
             return Ok(c.clone());
         }
-        let client = self.s3_settings(bucket).build(bucket)?;
+        let (client, _) = build_client(bucket, &self.s3_settings(bucket), &self.aws_env).map_err(
+            |e| match e {
+                BuildError::Credentials(source) => {
+                    StoreError::Credentials { bucket: bucket.to_string(), source }
+                }
+                BuildError::Client(source) => {
+                    StoreError::S3Config { bucket: bucket.to_string(), source }
+                }
+            },
+        )?;
         clients.insert(bucket.to_string(), client.clone());
         Ok(client)
     }

@@ -12,6 +12,9 @@ pub struct Cli {
     /// Log format: `text` or `json` (levels from RUST_LOG, default info).
     #[arg(long, global = true, env = "EARTHCATALOG_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Per-bucket S3 settings (any subcommand that touches S3).
+    #[command(flatten)]
+    pub s3: earthcatalog_worker::s3_args::S3BucketArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

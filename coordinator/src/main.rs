@@ -25,6 +25,7 @@ const EXIT_ITEMS_FAILED: u8 = 3;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     earthcatalog_common::logging::init(&cli.log_format);
+    cli.s3.install();
     let outcome = tokio::select! {
         outcome = dispatch(cli.command) => outcome,
         signal = stop_requested() => {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Parser;
 use earthcatalog_worker::WorkerConfig;
 use earthcatalog_worker::connect::CoordinatorArgs;
+use earthcatalog_worker::s3_args::S3BucketArgs;
 
 /// A stateless earthcatalog backfill worker: leases tasks from a coordinator and runs them.
 ///
@@ -35,6 +36,9 @@ pub struct Cli {
     /// Instance metadata endpoint.
     #[arg(long, env = "EARTHCATALOG_IMDS_ENDPOINT", default_value = "http://169.254.169.254")]
     pub imds_endpoint: String,
+    /// Per-bucket S3 settings.
+    #[command(flatten)]
+    pub s3: S3BucketArgs,
     /// Log format: `text` or `json`.
     #[arg(long, env = "EARTHCATALOG_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -10,6 +10,8 @@ pub mod connect;
 pub mod renew;
 /// The main loop: register, acquire, run, report, drain.
 pub mod run_loop;
+/// The `--s3-bucket` flag (per-bucket S3 settings) shared by both binaries.
+pub mod s3_args;
 /// SIGTERM and drain windows.
 pub mod shutdown;
 /// EC2 spot interruption notices from the instance metadata service (IMDSv2).

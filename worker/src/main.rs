@@ -15,6 +15,7 @@ const EXIT_DRAINED: u8 = 75;
 async fn main() -> ExitCode {
     let args = cli::Cli::parse();
     earthcatalog_common::logging::init(&args.log_format);
+    args.s3.install();
     let config = match earthcatalog_worker::WorkerConfig::try_from(args) {
         Ok(c) => c,
         Err(e) => {
