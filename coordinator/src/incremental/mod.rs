@@ -22,13 +22,11 @@ use earthcatalog_common::inventory::{self, Filter, InventoryRecord, OpenOptions}
 use earthcatalog_common::known_ids::KnownIds;
 use earthcatalog_common::lock::LockGuard;
 use earthcatalog_common::partition::{GridSpec, open_partitioner};
-use earthcatalog_common::pipeline::{Collected, DataPath, DataPathOptions, ItemFailure, ObjectKey};
+use earthcatalog_common::pipeline::{DataPath, DataPathOptions, ItemFailure, ObjectKey};
 use earthcatalog_common::stores::Stores;
 use futures::StreamExt;
 use iceberg::table::Table;
 use object_store::ObjectStoreExt;
-use tokio_util::task::AbortOnDropHandle;
-use tracing::Instrument;
 
 pub use summary::RunSummary;
 
@@ -119,15 +117,9 @@ impl<'a> Run<'a> {
         let (mut stream, counters) = inventory::filter(stream, filter);
         let mut chunk: Vec<ObjectKey> = Vec::with_capacity(cfg.chunk_size);
         let mut chunk_index = 0usize;
-        // The chunk being fetched and parsed while the one before it is written and registered:
-        // on two cores the fetch/parse of one and the file writes and commit of the other keep
-        // both busy. Dropped (and so aborted) if the run fails; it writes nothing.
-        let mut in_flight: Option<(usize, AbortOnDropHandle<Collected>)> = None;
-        let mut done = false;
         loop {
-            // After the stream's end, one more turn finishes the chunk still in flight.
-            let next = if done { None } else { stream.next().await };
-            done = next.is_none();
+            let next = stream.next().await;
+            let done = next.is_none();
             match next {
                 Some(Ok(InventoryRecord::Entry(e))) => chunk.push(ObjectKey::new(e.bucket, e.key)),
                 Some(Ok(InventoryRecord::Malformed(m))) => {
@@ -142,28 +134,14 @@ impl<'a> Run<'a> {
                 Some(Err(e)) => return Err(e).context("reading the inventory"),
                 None => {}
             }
-            let full = chunk.len() >= cfg.chunk_size || (done && !chunk.is_empty());
-            let started = full.then(|| {
+            if chunk.len() >= cfg.chunk_size || (done && !chunk.is_empty()) {
                 chunk_index += 1;
-                (chunk_index, collect_in_background(&data_path, std::mem::take(&mut chunk)))
-            });
-            let ready = match started {
-                Some(next) => in_flight.replace(next),
-                None if done => in_flight.take(),
-                None => None,
-            };
-            if let Some((index, collecting)) = ready {
-                let collected = collecting.await.context("collecting a chunk")?;
-                let span = tracing::info_span!("chunk", index);
-                let files = self
-                    .chunk(index, collected, &data_path, &mut known, &namer)
-                    .instrument(span.clone())
-                    .await?;
+                let keys = std::mem::take(&mut chunk);
+                let files = self.chunk(chunk_index, keys, &data_path, &mut known, &namer).await?;
                 if cfg.batch_add_files {
                     pending.extend(files);
                 } else {
-                    table =
-                        self.register(&catalog, &table, files, &data_path).instrument(span).await?;
+                    table = self.register(&catalog, &table, files, &data_path).await?;
                 }
             }
             let c = counters.snapshot();
@@ -173,7 +151,7 @@ impl<'a> Run<'a> {
             self.summary.before_since = c.before_since;
             self.summary.without_date = c.without_date;
             self.summary.malformed_rows = c.malformed;
-            if done && in_flight.is_none() {
+            if done {
                 break;
             }
         }
@@ -200,15 +178,18 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Writes one collected chunk and returns its files (not yet registered).
+    /// Ingests one chunk and returns the files written (not yet registered).
     async fn chunk(
         &mut self,
         index: usize,
-        mut collected: Collected,
+        keys: Vec<ObjectKey>,
         data_path: &DataPath,
         known: &mut KnownIds,
         namer: &Arc<FileNamer>,
     ) -> anyhow::Result<Vec<WrittenFile>> {
+        let span = tracing::info_span!("chunk", index, items = keys.len());
+        let _enter = span.enter();
+        let mut collected = data_path.collect(keys).await;
         let skipped = known.drop_known(&mut collected.groups).await?;
         let ingested = items_in(&mut collected.groups);
         let rows = collected.groups.row_count();
@@ -295,15 +276,6 @@ impl<'a> Run<'a> {
 }
 
 /// Distinct items that still have a row in `groups` (the ones this chunk ingests).
-/// Starts fetching, parsing and fanning out a chunk's items on the runtime.
-fn collect_in_background(
-    data_path: &DataPath,
-    keys: Vec<ObjectKey>,
-) -> AbortOnDropHandle<Collected> {
-    let data_path = data_path.clone();
-    AbortOnDropHandle::new(tokio::spawn(async move { data_path.collect(keys).await }))
-}
-
 fn items_in(groups: &mut Groups) -> usize {
     let mut ids = HashSet::new();
     groups.retain(|_, row| {
