@@ -27,6 +27,7 @@ use earthcatalog_common::stores::Stores;
 use futures::StreamExt;
 use iceberg::table::Table;
 use object_store::ObjectStoreExt;
+use tracing::Instrument;
 
 pub use summary::RunSummary;
 
@@ -137,11 +138,16 @@ impl<'a> Run<'a> {
             if chunk.len() >= cfg.chunk_size || (done && !chunk.is_empty()) {
                 chunk_index += 1;
                 let keys = std::mem::take(&mut chunk);
-                let files = self.chunk(chunk_index, keys, &data_path, &mut known, &namer).await?;
+                let span = tracing::info_span!("chunk", index = chunk_index, items = keys.len());
+                let files = self
+                    .chunk(chunk_index, keys, &data_path, &mut known, &namer)
+                    .instrument(span.clone())
+                    .await?;
                 if cfg.batch_add_files {
                     pending.extend(files);
                 } else {
-                    table = self.register(&catalog, &table, files, &data_path).await?;
+                    table =
+                        self.register(&catalog, &table, files, &data_path).instrument(span).await?;
                 }
             }
             let c = counters.snapshot();
@@ -187,8 +193,6 @@ impl<'a> Run<'a> {
         known: &mut KnownIds,
         namer: &Arc<FileNamer>,
     ) -> anyhow::Result<Vec<WrittenFile>> {
-        let span = tracing::info_span!("chunk", index, items = keys.len());
-        let _enter = span.enter();
         let mut collected = data_path.collect(keys).await;
         let skipped = known.drop_known(&mut collected.groups).await?;
         let ingested = items_in(&mut collected.groups);
