@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::geojson::BoundariesError;
 use earthcatalog_common::partition::{
     GeoJsonPartitioner, GridError, GridSpec, NO_CELL, Partitioner, open_partitioner,
 };
-use earthcatalog_common::location::Location;
 use earthcatalog_common::stores::{S3Settings, Stores};
 use geo_types::{Geometry, LineString, Point, Polygon};
 use object_store::ObjectStoreExt;
@@ -215,8 +215,5 @@ async fn boundaries_in_an_object_store_give_the_same_cells_as_the_same_file_on_d
     // A location with nothing there is refused naming it.
     let missing = "memory://grids/boundaries/absent.geojson";
     let err = open_partitioner(&spec(missing.into()), &stores).await.unwrap_err();
-    assert!(
-        err.to_string().starts_with(&format!("cannot read boundaries '{missing}': ")),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with(&format!("cannot read boundaries '{missing}': ")), "{err}");
 }

@@ -9,8 +9,8 @@
 
 use std::path::PathBuf;
 
-use earthcatalog_common::stac::datetime::parse_timestamp_micros;
 use arrow::datatypes::Float64Type;
+use earthcatalog_common::stac::datetime::parse_timestamp_micros;
 use earthcatalog_common::stac::{Value, parse_item};
 use serde_json::{Map, Value as Json};
 
