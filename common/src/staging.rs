@@ -1,9 +1,12 @@
 //! The row format staged between backfill Phase 2 (chunk ingest) and Phase 3 (compaction).
 //!
-//! Staged rows are Parquet files of the table schema (zstd level 1), one per (chunk, cell,
-//! year). Measured against the original's NDJSON (one item JSON per line, see
-//! `docs/benchmarks.md`), they are several times smaller and faster to read back, and Phase 3 can
-//! merge them as Arrow batches without parsing JSON again.
+//! Staged rows are Parquet files of the table schema, one per (chunk, cell, year). They are
+//! written with [`staging_options`]: Snappy below 2,048 rows and zstd level 1 from there on, so
+//! nearly every staged file (a chunk's rows of one cell and year: a few to a few hundred) is
+//! Snappy. Measured against the original's NDJSON (one item JSON per line, see
+//! `docs/benchmarks.md` and the `staging` groups of `benches/data_path.rs`), they are several
+//! times smaller and faster to read back, and Phase 3 can merge them as Arrow batches without
+//! parsing JSON again.
 
 use arrow_array::RecordBatch;
 use futures::TryStreamExt;
@@ -40,7 +43,8 @@ pub enum StagingError {
     },
 }
 
-/// Writer settings for staged rows: fast zstd, and one row group per 65,536 rows.
+/// Writer settings for staged rows: Snappy for files under 2,048 rows (the data files'
+/// threshold), zstd level 1 (the fastest) for larger ones, one row group per 65,536 rows.
 pub fn staging_options() -> WriterOptions {
     WriterOptions { zstd_level: 1, ..WriterOptions::default() }
 }

@@ -156,3 +156,32 @@ async fn small_files_use_snappy_and_large_ones_zstd() {
     let large = write_partition(&stores, &root, &part, &rows, &namer, &opts).await.unwrap();
     assert!(matches!(large.metadata.row_group(0).column(0).compression(), Compression::ZSTD(_)));
 }
+
+#[tokio::test]
+async fn the_zstd_threshold_counts_rows_and_zero_means_always_zstd() {
+    use parquet::basic::{Compression, ZstdLevel};
+    let stores = Stores::new(S3Settings::default());
+    let root = Location::parse("memory://threshold/wh").unwrap();
+    let namer = FileNamer::new(RunId::new(), "threshold");
+    let (part, rows) = groups(100, &["8106fffffffffff"]).into_sorted().remove(0);
+    let codecs = |f: &earthcatalog_common::geoparquet::WrittenFile| -> Vec<Compression> {
+        f.metadata.row_group(0).columns().iter().map(|c| c.compression()).collect()
+    };
+    // A Parquet footer names the codec, not its level.
+    let is_zstd = |c: &Compression| matches!(c, Compression::ZSTD(_));
+    // The first (cell, year) group of the sample: a few dozen rows.
+    let n = rows.len();
+    assert!(n > 2, "{n} rows");
+    let at_n = WriterOptions { zstd_min_rows: n, ..Default::default() };
+    let f = write_partition(&stores, &root, &part, &rows, &namer, &at_n).await.unwrap();
+    assert!(codecs(&f).iter().all(is_zstd), "{n} rows at a threshold of {n}");
+    let f = write_partition(&stores, &root, &part, &rows[..n - 1], &namer, &at_n).await.unwrap();
+    assert!(codecs(&f).iter().all(|c| *c == Compression::SNAPPY), "{} rows", n - 1);
+    let always = WriterOptions { zstd_min_rows: 0, zstd_level: 1, ..Default::default() };
+    let f = write_partition(&stores, &root, &part, &rows[..1], &namer, &always).await.unwrap();
+    assert!(codecs(&f).iter().all(is_zstd), "one row, zstd_min_rows 0");
+    let zstd3 = Compression::ZSTD(ZstdLevel::try_new(3).unwrap());
+    assert_eq!(WriterOptions::default().compression(2_047), Compression::SNAPPY);
+    assert_eq!(WriterOptions::default().compression(2_048), zstd3);
+    assert_eq!(always.compression(0), Compression::ZSTD(ZstdLevel::try_new(1).unwrap()));
+}

@@ -6,12 +6,14 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::geojson::BoundariesError;
 use earthcatalog_common::partition::{
     GeoJsonPartitioner, GridError, GridSpec, NO_CELL, Partitioner, open_partitioner,
 };
 use earthcatalog_common::stores::{S3Settings, Stores};
 use geo_types::{Geometry, LineString, Point, Polygon};
+use object_store::ObjectStoreExt;
 use serde_json::json;
 
 fn square(x: f64, y: f64, size: f64) -> serde_json::Value {
@@ -176,4 +178,42 @@ fn grid_specs_round_trip_through_table_properties() {
     assert!(matches!(err, GridError::S2NotImplemented));
     let err = GridSpec::from_properties(&props(&[("earthcatalog.grid.type", "hex")])).unwrap_err();
     assert_eq!(err.to_string(), "unknown grid type 'hex' (expected 'h3' or 'geojson')");
+}
+
+#[tokio::test]
+async fn boundaries_in_an_object_store_give_the_same_cells_as_the_same_file_on_disk() {
+    let stores = Stores::new(S3Settings::default());
+    let bytes = collection(vec![
+        feature(json!({"code": "west"}), square(0.0, 0.0, 1.0)),
+        feature(json!({"code": "east"}), square(1.0, 0.0, 1.0)),
+        feature(json!({"code": 7}), square(5.0, 5.0, 1.0)),
+        feature(json!({"code": "dateline"}), square(170.0, -5.0, 10.0)),
+    ]);
+    let remote = "memory://grids/boundaries/regions.geojson";
+    let target = stores.resolve(&Location::parse(remote).unwrap()).unwrap();
+    target.store.put(&target.path, bytes.clone().into()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("regions.geojson");
+    std::fs::write(&local, &bytes).unwrap();
+
+    let spec = |b: String| GridSpec::GeoJson { boundaries: b, id_field: "code".into() };
+    let from_store = open_partitioner(&spec(remote.into()), &stores).await.unwrap();
+    let from_disk = open_partitioner(&spec(local.display().to_string()), &stores).await.unwrap();
+    assert_eq!(from_store.grid(), spec(remote.into()));
+    let footprints = [
+        (Geometry::Point(Point::new(0.5, 0.5)), vec!["west"]),
+        (Geometry::Point(Point::new(1.0, 0.5)), vec!["east", "west"]),
+        (poly(&[(0.5, 0.2), (5.5, 0.2), (5.5, 5.5), (0.5, 0.2)]), vec!["7", "east", "west"]),
+        (poly(&[(175.0, 0.0), (-175.0, 0.0), (-175.0, 1.0), (175.0, 0.0)]), vec!["dateline"]),
+        (Geometry::Point(Point::new(50.0, 50.0)), vec![]),
+    ];
+    for (g, want) in footprints {
+        assert_eq!(from_store.cells(&g).unwrap(), want, "{g:?} from {remote}");
+        assert_eq!(from_disk.cells(&g).unwrap(), want, "{g:?} from {}", local.display());
+    }
+
+    // A location with nothing there is refused naming it.
+    let missing = "memory://grids/boundaries/absent.geojson";
+    let err = open_partitioner(&spec(missing.into()), &stores).await.unwrap_err();
+    assert!(err.to_string().starts_with(&format!("cannot read boundaries '{missing}': ")), "{err}");
 }

@@ -2,12 +2,14 @@
 //!
 //! Each item must become a row in which nothing is lost: every property is either in its typed
 //! column (same value, timestamps as the same instant) or in `extra_properties`, and every
-//! unknown top-level member is in `extra_fields`.
+//! unknown top-level member is in `extra_fields`. Each item also gets H3 cells (every vertex's
+//! cell among them) and reads back from the GeoParquet file of its rows.
 
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 
+use arrow::datatypes::Float64Type;
 use earthcatalog_common::stac::datetime::parse_timestamp_micros;
 use earthcatalog_common::stac::{Value, parse_item};
 use serde_json::{Map, Value as Json};
@@ -117,4 +119,71 @@ fn fixture_specific_rules_hold() {
     let dem = get("Copernicus_DSM_COG_10_S90_00_W180_00_DEM.stac.json");
     let b = dem.geometry_bbox().unwrap();
     assert!(b[1] <= -89.99 && b[0] <= -180.0);
+}
+
+/// The H3 cell of a position, longitudes past ±180 brought back.
+fn cell_at(lon: f64, lat: f64, res: h3o::Resolution) -> String {
+    let lon = if lon.abs() > 180.0 { lon - 360.0 * (lon / 360.0).round() } else { lon };
+    h3o::LatLng::new(lat, lon).unwrap().to_cell(res).to_string()
+}
+
+#[tokio::test]
+async fn every_real_fixture_gets_h3_cells_and_reads_back_from_its_geoparquet_file() {
+    use arrow::array::AsArray;
+    use earthcatalog_common::fanout::fan_out;
+    use earthcatalog_common::geoparquet::{WriterOptions, write_rows};
+    use earthcatalog_common::location::Location;
+    use earthcatalog_common::partition::{H3Partitioner, Partitioner};
+    use earthcatalog_common::stores::{S3Settings, Stores};
+    use geo::CoordsIter;
+    use object_store::ObjectStoreExt;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let stores = Stores::new(S3Settings::default());
+    let all = fixtures();
+    assert_eq!(all.len(), 25);
+    for res in [1u8, 3] {
+        let h3 = H3Partitioner::new(res).unwrap();
+        let resolution = h3o::Resolution::try_from(res).unwrap();
+        for (name, bytes) in &all {
+            let parsed = parse_item(bytes).unwrap();
+            let cells = h3.cells(&parsed.geometry).unwrap_or_else(|e| panic!("{name}: {e}"));
+            // Every vertex lies in a cell of the cover.
+            for c in parsed.geometry.coords_iter() {
+                let cell = cell_at(c.x, c.y, resolution);
+                assert!(cells.contains(&cell), "{name} at {res}: vertex {c:?} in {cell} missed");
+            }
+
+            let rows = fan_out(parsed.row.clone(), &cells);
+            assert_eq!(rows.len(), cells.len(), "{name}: one row per cell");
+            let loc = Location::parse(&format!("memory://fixtures/r{res}/{name}.parquet")).unwrap();
+            let (_, size) =
+                write_rows(&stores, &loc, &rows, &WriterOptions::default()).await.unwrap();
+            let o = stores.resolve(&loc).unwrap();
+            let file = o.store.get(&o.path).await.unwrap().bytes().await.unwrap();
+            assert_eq!(file.len() as u64, size, "{name}");
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+            let batches: Vec<_> = reader.collect::<Result<_, _>>().unwrap();
+            let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+            assert_eq!(batch.num_rows(), cells.len(), "{name}");
+            let ids = batch.column_by_name("id").unwrap().as_string::<i32>();
+            assert!(ids.iter().all(|id| id == Some(parsed.row.id())), "{name}");
+            let keys: Vec<&str> = batch
+                .column_by_name("grid_partition")
+                .unwrap()
+                .as_string::<i32>()
+                .iter()
+                .map(Option::unwrap)
+                .collect();
+            assert_eq!(keys, cells, "{name}: the cells, in order");
+            let wkb = batch.column_by_name("geometry").unwrap().as_binary::<i32>();
+            assert_eq!(wkb.value(0), parsed.row.wkb(), "{name}: geometry as written");
+            let cover = batch.column_by_name("geometry_bbox").unwrap().as_struct();
+            let bbox = parsed.row.geometry_bbox().unwrap();
+            for (k, part) in ["xmin", "ymin", "xmax", "ymax"].iter().enumerate() {
+                let v = cover.column_by_name(part).unwrap().as_primitive::<Float64Type>().value(0);
+                assert_eq!(v, bbox[k], "{name}.geometry_bbox.{part}");
+            }
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! GeoParquet files written by earthcatalog, read back by pyarrow, geopandas and DuckDB spatial.
+//! GeoParquet files written by earthcatalog, read back by pyarrow, geopandas and DuckDB spatial,
+//! from a local folder and (a file large enough for a multipart upload) from S3.
 
 #![allow(clippy::unwrap_used)]
 
@@ -25,6 +26,10 @@ out["geopandas_rows"] = len(gdf)
 out["crs"] = gdf.crs.to_string() if gdf.crs else None
 out["geom_types"] = sorted(set(gdf.geometry.geom_type))
 out["total_bounds"] = [float(v) for v in gdf.total_bounds]
+# geopandas >= 1.0 turns bbox= into a filter on the geo.covering column (it refuses bbox= on a
+# WKB file without one).
+sub = gpd.read_parquet(path, bbox=(qx0, qy0, qx1, qy1))
+out["geopandas_bbox_ids"] = sorted(sub["id"])
 con = duck()
 con.sql("LOAD spatial")
 out["duckdb_geometry_type"] = con.sql(f"SELECT typeof(geometry) FROM read_parquet('{path}') LIMIT 1").fetchone()[0]
@@ -97,6 +102,8 @@ async fn pyarrow_geopandas_and_duckdb_read_our_files_and_filter_by_the_covering_
     assert_eq!(out["geom_types"], serde_json::json!(["Polygon"]));
     assert_eq!(out["duckdb_geometry_type"], "GEOMETRY");
     assert_eq!(out["bbox_ids"], serde_json::json!(want_bbox));
+    assert_eq!(out["geopandas_bbox_ids"], serde_json::json!(want_bbox));
+    assert!(want_bbox.len() < 400, "the query box must leave some items out");
     assert_eq!(out["intersects_ids"], serde_json::json!(want_hits));
     let union = geoms.iter().fold([f64::MAX, f64::MAX, f64::MIN, f64::MIN], |a, (_, b, _)| {
         [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])]
@@ -108,4 +115,76 @@ async fn pyarrow_geopandas_and_duckdb_read_our_files_and_filter_by_the_covering_
     }
     let columns = out["columns"].as_array().unwrap();
     assert_eq!(columns.len(), earthcatalog_common::schema::COLUMNS.len());
+}
+
+const READ_S3: &str = r#"
+import json, sys
+import pyarrow.fs as fs
+import pyarrow.parquet as pq
+endpoint, bucket, key = sys.argv[1:4]
+s3 = fs.S3FileSystem(endpoint_override=endpoint, scheme="http", access_key="test",
+                     secret_key="test", region="us-east-1")
+t = pq.read_table(f"{bucket}/{key}", filesystem=s3)
+geo = json.loads(pq.ParquetFile(s3.open_input_file(f"{bucket}/{key}")).metadata.metadata[b"geo"])
+print(json.dumps({"rows": t.num_rows, "ids": sorted(t.column("id").to_pylist()),
+                  "geo_version": geo["version"]}))
+"#;
+
+/// `n` characters of a 64-letter alphabet from a splitmix64 generator: text that no codec can
+/// shrink below 6 bits a character.
+fn noise(seed: u64, n: usize) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            char::from(ALPHABET[((z ^ (z >> 31)) >> 58) as usize])
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_file_above_the_single_put_size_goes_up_in_parts_and_pyarrow_reads_every_row() {
+    use earthcatalog_common::geoparquet::write_rows;
+    use object_store::ObjectStoreExt;
+    let Some(server) = earthcatalog_tests::s3::S3Server::shared("geoparquet multipart") else {
+        return;
+    };
+    let Some(py) = Python::find("geoparquet multipart") else { return };
+    let root = server.new_bucket().unwrap();
+    let stores = server.stores();
+
+    // 600 items with 30,000 random characters each in a property: at least 13.5 MB of Parquet,
+    // above the 10 MiB that ParquetObjectWriter buffers for a single put.
+    let mut rows = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..600 {
+        let mut item = itslive_item(i);
+        item["properties"]["noise"] = serde_json::json!(noise(i * 30_000, 30_000));
+        let parsed = parse_item_value(&item).unwrap();
+        ids.push(parsed.row.id().to_string());
+        rows.extend(fan_out(parsed.row, &["8106fffffffffff".to_string()]));
+    }
+    ids.sort();
+    let location = root.join("warehouse/grid_partition=8106fffffffffff/big.parquet");
+    let opts = WriterOptions { zstd_min_rows: 0, ..WriterOptions::default() };
+    let (_, size) = write_rows(&stores, &location, &rows, &opts).await.unwrap();
+    assert!(size > 10 * 1024 * 1024, "{size} bytes is not above the single-put size");
+
+    // S3 gives a multipart upload's ETag a "-<parts>" suffix; a single put has none.
+    let target = stores.resolve(&location).unwrap();
+    let head = target.store.head(&target.path).await.unwrap();
+    assert_eq!(head.size, size);
+    let etag = head.e_tag.unwrap_or_default();
+    assert!(etag.trim_matches('"').ends_with("-2"), "ETag {etag}: not a 2-part upload");
+
+    let Location::S3 { bucket, .. } = &root else { panic!("an s3 location") };
+    let key = target.path.to_string();
+    let out = py.run_json(READ_S3, &[&server.endpoint(), bucket, &key]).unwrap();
+    assert_eq!(out["rows"], 600);
+    assert_eq!(out["ids"], serde_json::json!(ids));
+    assert_eq!(out["geo_version"], "1.1.0");
 }

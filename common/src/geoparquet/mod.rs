@@ -1,9 +1,9 @@
 //! GeoParquet 1.1 data files: the Arrow batch, the `geo` metadata, and the writer.
 //!
 //! Every file has every schema column with its fixed type, WKB geometry (ISO, little-endian),
-//! a `geometry_bbox` covering column declared in `geo.covering`, zstd compression (Snappy for
-//! small files), row groups of
-//! at most 65,536 rows and column statistics (Iceberg bounds are taken from them).
+//! a `geometry_bbox` covering column declared in `geo.covering`, zstd level 3 compression
+//! (Snappy for files under 2,048 rows, see [`WriterOptions::zstd_min_rows`]), row groups of at
+//! most 65,536 rows and column statistics (Iceberg bounds are taken from them).
 
 mod batch;
 mod metadata;

@@ -59,9 +59,9 @@ pub struct WriterOptions {
     pub row_group_rows: usize,
     /// zstd level (3: about as fast as level 1 on this data, and smaller).
     pub zstd_level: i32,
-    /// Files with fewer rows than this are compressed with Snappy instead of zstd: parquet
-    /// creates a zstd compression and decompression context per column per file, which on a
-    /// file of a few rows costs far more than compressing it (measured: 38% of the incremental
+    /// Files with fewer rows than this are compressed with Snappy instead of zstd; `0` means
+    /// every file is zstd. Parquet creates a zstd context per column per file, which on a file
+    /// of a few rows costs far more than compressing it (measured: 38% of the incremental
     /// pipeline's CPU went to creating zstd contexts for its small per-chunk files).
     pub zstd_min_rows: usize,
 }
@@ -78,15 +78,21 @@ const NO_STATS: &[&str] =
     &["geometry", "assets", "links", "stac_extensions", "bbox", "extra_properties", "extra_fields"];
 
 impl WriterOptions {
-    /// The Parquet writer properties for a file of `rows` rows with the given `geo` metadata.
-    fn properties(&self, geo: &str, rows: usize) -> WriterProperties {
-        let compression = if rows < self.zstd_min_rows {
+    /// The codec of a file of `rows` rows: Snappy below [`WriterOptions::zstd_min_rows`], zstd
+    /// at [`WriterOptions::zstd_level`] (or zstd's default level 1 when that level is
+    /// invalid) otherwise.
+    pub fn compression(&self, rows: usize) -> Compression {
+        if rows < self.zstd_min_rows {
             Compression::SNAPPY
         } else {
             Compression::ZSTD(ZstdLevel::try_new(self.zstd_level).unwrap_or_default())
-        };
+        }
+    }
+
+    /// The Parquet writer properties for a file of `rows` rows with the given `geo` metadata.
+    fn properties(&self, geo: &str, rows: usize) -> WriterProperties {
         let mut b = WriterProperties::builder()
-            .set_compression(compression)
+            .set_compression(self.compression(rows))
             .set_max_row_group_row_count(Some(self.row_group_rows.max(1)))
             .set_key_value_metadata(Some(vec![
                 KeyValue::new(GEO_KEY.to_string(), geo.to_string()),

@@ -20,7 +20,7 @@ use crate::location::{Location, LocationError};
 use crate::stores::{StoreError, Stores};
 
 pub use self::geojson::GeoJsonPartitioner;
-pub use self::h3::H3Partitioner;
+pub use self::h3::{DEFAULT_MAX_CELLS, H3Partitioner};
 
 /// The partition key of an item whose partitioner returned no cell.
 pub const NO_CELL: &str = "__none__";
@@ -62,6 +62,19 @@ pub enum CoverError {
         lon: f64,
         /// Latitude as given.
         lat: f64,
+    },
+    /// The footprint covers more cells than the partitioner allows (a huge footprint at a fine
+    /// resolution would exhaust time and memory).
+    #[error(
+        "the footprint covers about {estimated} H3 cells at resolution {resolution}, more than the limit of {limit}"
+    )]
+    TooManyCells {
+        /// The H3 resolution.
+        resolution: u8,
+        /// The estimated (or, when the flood stopped, the counted) number of cells.
+        estimated: u64,
+        /// The partitioner's limit.
+        limit: u64,
     },
 }
 
