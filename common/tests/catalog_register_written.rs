@@ -61,3 +61,38 @@ async fn written_files_register_with_their_true_size_counts_and_partitions() {
     let err = catalog.register(&table, &again).await.unwrap_err();
     assert!(err.to_string().contains(&written[0].location.uri()), "{err}");
 }
+
+#[tokio::test]
+async fn a_partition_key_longer_than_parquet_statistics_truncation_registers_exactly() {
+    // GeoJSON grids key cells by any id field; parquet truncates string statistics to 64 bytes
+    // by default, which would leave such a file's partition unknown.
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Arc::new(Stores::new(S3Settings::default()));
+    let warehouse = Location::local(dir.path().join("wh")).unwrap();
+    let catalog =
+        Catalog::open(&dir.path().join("c.db"), &warehouse, stores.clone()).await.unwrap();
+    let table = catalog.open_table(&TableSettings::h3(1)).await.unwrap();
+    let key = format!("glacier-basin-{}", "0123456789".repeat(10));
+
+    let mut groups = Groups::new();
+    for i in 0..3 {
+        let p = parse_item_value(&itslive_item(i)).unwrap();
+        groups.extend(fan_out(p.row, std::slice::from_ref(&key)));
+    }
+    let namer = FileNamer::new(RunId::new(), "t");
+    let mut written = Vec::new();
+    for (part, group) in groups.into_sorted() {
+        written.push(
+            write_partition(&stores, &warehouse, &part, &group, &namer, &WriterOptions::default())
+                .await
+                .unwrap(),
+        );
+    }
+    // Registered from the footer read back, the path any file written earlier takes.
+    let locations: Vec<Location> = written.iter().map(|w| w.location.clone()).collect();
+    let (table, summary) = catalog.register(&table, &locations).await.unwrap();
+    assert_eq!(summary.records, 3);
+    let files = data_files(&table).await.unwrap();
+    assert!(!files.is_empty());
+    assert!(files.iter().all(|f| f.grid_partition.as_deref() == Some(key.as_str())), "{files:?}");
+}

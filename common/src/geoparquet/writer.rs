@@ -93,6 +93,10 @@ impl WriterOptions {
     fn properties(&self, geo: &str, rows: usize) -> WriterProperties {
         let mut b = WriterProperties::builder()
             .set_compression(self.compression(rows))
+            // Whole min/max values: a file's partition is read from its grid_partition statistics
+            // and must be exact (GeoJSON grid keys can be longer than parquet's default 64 bytes).
+            // The long free-text columns have no statistics at all (NO_STATS).
+            .set_statistics_truncate_length(None)
             .set_max_row_group_row_count(Some(self.row_group_rows.max(1)))
             .set_key_value_metadata(Some(vec![
                 KeyValue::new(GEO_KEY.to_string(), geo.to_string()),
