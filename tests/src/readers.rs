@@ -24,11 +24,13 @@ cat = SqlCatalog("earthcatalog", **props)
 t = cat.load_table("earthcatalog.stac_items")
 snapshots = len(t.snapshots())
 if t.current_snapshot() is None:
-    rows = []
+    rows, files = [], []
 else:
     tbl = t.scan(selected_fields=("id", "grid_partition")).to_arrow()
     rows = list(zip(tbl.column("id").to_pylist(), tbl.column("grid_partition").to_pylist()))
-print(json.dumps({"rows": rows, "snapshots": snapshots, "properties": dict(t.properties)}))
+    files = t.inspect.files().column("file_path").to_pylist()
+print(json.dumps({"rows": rows, "snapshots": snapshots, "properties": dict(t.properties),
+                  "files": files}))
 "#;
 
 /// What PyIceberg sees in a table.
@@ -42,6 +44,8 @@ pub struct TableView {
     pub snapshots: usize,
     /// Table properties.
     pub properties: serde_json::Value,
+    /// The `file_path` of every data file in the current snapshot.
+    pub files: BTreeSet<String>,
 }
 
 /// Loads `earthcatalog.stac_items` from the SQLite catalog at `db` with PyIceberg and scans it.
@@ -73,5 +77,9 @@ pub fn read_table(
         row_count: list.len(),
         snapshots: v["snapshots"].as_u64().unwrap_or(0) as usize,
         properties: v["properties"].clone(),
+        files: v["files"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
     })
 }

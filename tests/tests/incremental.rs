@@ -240,34 +240,7 @@ impl Site {
         let db = self.catalog_copy().await;
         read_table(py, &db, &self.warehouse().to_string(), self.server).unwrap()
     }
-
-    /// The data files the stored catalog's current snapshot references.
-    async fn referenced_files(&self, py: &Python) -> BTreeSet<String> {
-        let db = self.catalog_copy().await;
-        let env: Vec<(String, String)> = self.env();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let wh = self.warehouse().to_string();
-        let out = py.run_with_env(FILES, &[&s(&db), &wh], &env).unwrap();
-        serde_json::from_str(out.lines().last().unwrap()).unwrap()
-    }
 }
-
-/// PyIceberg: the `file_path` of every data file in the table's current snapshot.
-const FILES: &str = r#"
-import json, os, sys
-from pyiceberg.catalog.sql import SqlCatalog
-props = {"uri": f"sqlite:///{sys.argv[1]}", "warehouse": sys.argv[2]}
-if os.environ.get("AWS_ENDPOINT_URL"):
-    props.update({
-        "s3.endpoint": os.environ["AWS_ENDPOINT_URL"],
-        "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
-        "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
-        "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
-    })
-t = SqlCatalog("earthcatalog", **props).load_table("earthcatalog.stac_items")
-files = [] if t.current_snapshot() is None else t.inspect.files().column("file_path").to_pylist()
-print(json.dumps(sorted(files)))
-"#;
 
 /// Runs `case` on local files.
 async fn on_local<F, Fut>(test: &str, case: F)
@@ -565,7 +538,7 @@ async fn a_failed_run_on_s3_leaves_the_stored_catalog_as_it_was(batch: bool) {
     let written = list(&site.stores, &site.warehouse()).await.unwrap();
     let by_failed_run: BTreeSet<_> = written.difference(&written_before).cloned().collect();
     assert!(!by_failed_run.is_empty(), "the failed run wrote files before it failed");
-    let referenced = site.referenced_files(&py).await;
+    let referenced = site.table(&py).await.files;
     assert!(!referenced.is_empty());
     assert!(referenced.is_subset(&written_before), "{referenced:?}");
     assert!(referenced.is_disjoint(&by_failed_run), "{referenced:?}");
