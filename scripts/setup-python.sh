@@ -7,6 +7,9 @@ venv="$root/.venv"
 req="$root/tests/python/requirements.txt"
 stamp="$venv/.requirements.sha256"
 want="$(sha256sum "$req" | cut -d' ' -f1)"
+# Test processes run this at the same time: one installs, the others wait and then find it done.
+exec 9>"$root/.venv.lock"
+flock 9
 if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   exit 0
 fi

@@ -1,11 +1,13 @@
 //! Third-party checkers (pyarrow, geopandas, DuckDB, PyIceberg) run from the project's venv.
 //!
-//! `scripts/setup-python.sh` (called by the test command) installs them into `.venv`. In CI
+//! `scripts/setup-python.sh` installs them into `.venv`; the test command runs it, and so does the
+//! first test of a process that needs a checker (once, and a no-op when `.venv` is current). In CI
 //! (`CI=true`) and under the test command (`EARTHCATALOG_REQUIRE_CHECKERS=1`, which installed
 //! them) a missing checker is a failure, never a skip; a bare `cargo test` says so and returns.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
 
@@ -26,20 +28,39 @@ pub struct Python {
     exe: PathBuf,
 }
 
+/// Runs `scripts/setup-python.sh` once per process: it installs or updates `.venv` when
+/// `tests/python/requirements.txt` changed and returns at once otherwise.
+fn install_once() -> Result<(), String> {
+    static SETUP: OnceLock<Result<(), String>> = OnceLock::new();
+    SETUP
+        .get_or_init(|| {
+            let script = workspace_root().join("scripts/setup-python.sh");
+            let out = Command::new("bash")
+                .arg(&script)
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+            if out.status.success() {
+                return Ok(());
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            Err(format!("{} failed: {}", script.display(), stderr.trim()))
+        })
+        .clone()
+}
+
 impl Python {
-    /// The checker interpreter, or `None` (after a note on stderr) when it is not installed and
-    /// we are not in CI. Panics in CI when it is missing.
+    /// The checker interpreter, installing it first if needed; `None` (after a note on stderr)
+    /// when it cannot be had and we are not in CI. Panics in CI when it is missing.
     pub fn find(test: &str) -> Option<Python> {
-        let exe = std::env::var_os("EARTHCATALOG_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
-        if exe.is_file() {
+        let (exe, setup) = match std::env::var_os("EARTHCATALOG_PYTHON") {
+            Some(exe) => (PathBuf::from(exe), Ok(())),
+            None => (workspace_root().join(".venv/bin/python"), install_once()),
+        };
+        if exe.is_file() && setup.is_ok() {
             return Some(Python { exe });
         }
-        let msg = format!(
-            "{test}: python checkers not installed at {} (run scripts/setup-python.sh)",
-            exe.display()
-        );
+        let why = setup.err().unwrap_or_else(|| "run scripts/setup-python.sh".into());
+        let msg = format!("{test}: python checkers not installed at {} ({why})", exe.display());
         if in_ci() {
             panic!("{msg}");
         }
