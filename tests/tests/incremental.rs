@@ -510,7 +510,10 @@ async fn a_failed_run_on_s3_leaves_the_stored_catalog_as_it_was(batch: bool) {
     assert_eq!(site.run(&first, &[]).status.code(), Some(0));
     let tag = etag(&site.stores, &site.catalog()).await.unwrap();
     let bytes = site.catalog_bytes().await.unwrap();
-    let written_before = list(&site.stores, &site.warehouse()).await.unwrap();
+    let data_files = |all: BTreeSet<String>| -> BTreeSet<String> {
+        all.into_iter().filter(|f| f.contains("/grid_partition=")).collect()
+    };
+    let written_before = data_files(list(&site.stores, &site.warehouse()).await.unwrap());
 
     let rest = gzip(samples.after(4).aws_csv().as_bytes()).unwrap();
     let inv = site
@@ -527,7 +530,12 @@ async fn a_failed_run_on_s3_leaves_the_stored_catalog_as_it_was(batch: bool) {
     }
     let out = site.run(&inv, &extra);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("gone.csv.gz"), "the error names the missing data file");
+    let err = stderr(&out);
+    assert!(err.contains("gone.csv.gz"), "the error names the missing data file");
+    // It wrote files before it failed (2 chunks of 3 items), and deleted every one of them.
+    let deleted = regex_count(&err, "the run failed: deleted ", " data files");
+    assert!(deleted > 0, "{err}");
+    assert!(err.contains("(0 could not be deleted)"), "{err}");
 
     assert_eq!(etag(&site.stores, &site.catalog()).await.unwrap(), tag, "catalog not uploaded");
     assert_eq!(site.catalog_bytes().await.unwrap(), bytes);
@@ -535,13 +543,11 @@ async fn a_failed_run_on_s3_leaves_the_stored_catalog_as_it_was(batch: bool) {
     let table = site.table(&py).await;
     assert_eq!(table.rows, samples.first(4).expected_rows(1));
     assert_eq!(table.row_count, table.rows.len());
-    let written = list(&site.stores, &site.warehouse()).await.unwrap();
-    let by_failed_run: BTreeSet<_> = written.difference(&written_before).cloned().collect();
-    assert!(!by_failed_run.is_empty(), "the failed run wrote files before it failed");
+    // The warehouse holds exactly the data files the stored catalog references: no orphans.
+    let written = data_files(list(&site.stores, &site.warehouse()).await.unwrap());
+    assert_eq!(written, written_before);
     let referenced = site.table(&py).await.files;
-    assert!(!referenced.is_empty());
-    assert!(referenced.is_subset(&written_before), "{referenced:?}");
-    assert!(referenced.is_disjoint(&by_failed_run), "{referenced:?}");
+    assert_eq!(referenced, written_before);
 
     // Once the inventory is whole, the same catalog takes the rest.
     let all = site.put("all.csv", samples.csv().into_bytes()).await;
@@ -874,4 +880,14 @@ async fn info_after_a_run_reports_its_snapshots_files_and_rows_per_cell_and_year
             .collect();
         assert_eq!(cols[2], n.to_string(), "{cell} {year}: {text}");
     }
+}
+
+/// The number between `before` and `after` in the first line of `text` that has them.
+fn regex_count(text: &str, before: &str, after: &str) -> usize {
+    text.lines()
+        .find_map(|l| {
+            let rest = &l[l.find(before)? + before.len()..];
+            rest[..rest.find(after)?].trim().parse().ok()
+        })
+        .unwrap_or(0)
 }

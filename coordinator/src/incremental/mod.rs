@@ -4,7 +4,9 @@
 //! Order of a run: take the lock → download the catalog (when it lives in a store) → open the
 //! table → for each chunk: fetch, fan out, drop rows already in their partition, write, register
 //! → upload the catalog (conditional on the version downloaded) → release the lock. A run that
-//! fails uploads nothing; the files of the chunk that failed are deleted, never registered.
+//! fails uploads nothing and deletes the data files no catalog will reference: with a catalog
+//! store, every file it wrote (the stored catalog never sees them); with a local catalog, the
+//! files of chunks not yet registered.
 
 mod progress;
 mod summary;
@@ -15,11 +17,13 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use earthcatalog_common::catalog::{Catalog, TableSettings, data_files};
 use earthcatalog_common::catalog_sync::CatalogCopy;
+use earthcatalog_common::cleanup::delete_objects;
 use earthcatalog_common::fanout::Groups;
 use earthcatalog_common::geoparquet::{FileNamer, WrittenFile};
 use earthcatalog_common::ids::RunId;
 use earthcatalog_common::inventory::{self, Filter, InventoryRecord, OpenOptions};
 use earthcatalog_common::known_ids::KnownIds;
+use earthcatalog_common::location::Location;
 use earthcatalog_common::lock::LockGuard;
 use earthcatalog_common::partition::{GridSpec, open_partitioner};
 use earthcatalog_common::pipeline::{DataPath, DataPathOptions, ItemFailure, ObjectKey};
@@ -61,6 +65,11 @@ struct Run<'a> {
     summary: RunSummary,
     failures: Vec<ItemFailure>,
     progress: Progress,
+    /// Files written by this run that no catalog will reference if the run fails now.
+    unpublished: Vec<Location>,
+    /// Whether the catalog upload was tried: after that, whether the store took it is unknown
+    /// when it fails, so this run's files are kept.
+    upload_tried: bool,
 }
 
 impl<'a> Run<'a> {
@@ -72,12 +81,17 @@ impl<'a> Run<'a> {
             summary: RunSummary { run_id: RunId::new().to_string(), ..Default::default() },
             failures: Vec::new(),
             progress: Progress::new(cfg.progress),
+            unpublished: Vec::new(),
+            upload_tried: false,
         }
     }
 
     async fn execute(mut self) -> anyhow::Result<RunSummary> {
         let outcome = self.ingest().await;
         self.progress.finish();
+        if outcome.is_err() {
+            self.delete_unpublished().await;
+        }
         // Failures found before an abort are listed too: they are still worth retrying.
         let listed = self.write_failures().await;
         outcome?;
@@ -143,6 +157,7 @@ impl<'a> Run<'a> {
                     .chunk(chunk_index, keys, &data_path, &mut known, &namer)
                     .instrument(span.clone())
                     .await?;
+                self.unpublished.extend(files.iter().map(|f| f.location.clone()));
                 if cfg.batch_add_files {
                     pending.extend(files);
                 } else {
@@ -167,6 +182,7 @@ impl<'a> Run<'a> {
         drop(table);
         if let Some(copy) = copy.as_mut() {
             let guard = self.guard.context("uploading the catalog needs the lock")?;
+            self.upload_tried = true;
             copy.upload(guard).await?;
             self.summary.catalog_uploaded = true;
         }
@@ -238,6 +254,10 @@ impl<'a> Run<'a> {
         }
         match catalog.register_written(table, &files).await {
             Ok((table, summary)) => {
+                if self.cfg.place.remote.is_none() {
+                    // Committed to the catalog the user named: these files are published.
+                    self.unpublished.clear();
+                }
                 self.summary.files += summary.files as u64;
                 self.summary.snapshots += u64::from(summary.snapshot_id.is_some());
                 self.progress.update(&self.summary);
@@ -248,6 +268,27 @@ impl<'a> Run<'a> {
                 Err(e).context("registering the chunk's files")
             }
         }
+    }
+
+    /// Deletes the files of a failed run that no catalog will reference, so a failed run leaves
+    /// no orphans in the warehouse (best effort: what cannot be deleted is logged).
+    async fn delete_unpublished(&mut self) {
+        if self.unpublished.is_empty() {
+            return;
+        }
+        if self.upload_tried {
+            tracing::warn!(
+                files = self.unpublished.len(),
+                "the catalog upload failed; this run's data files are kept, as the store may hold a catalog that references them"
+            );
+            return;
+        }
+        let files = std::mem::take(&mut self.unpublished);
+        let kept = delete_objects(&self.stores, &files, "a data file of the failed run").await;
+        tracing::warn!(
+            "the run failed: deleted {} data files no catalog references ({kept} could not be deleted)",
+            files.len() - kept
+        );
     }
 
     /// Writes the failures (one JSON object per line: bucket, key, kind, reason).
