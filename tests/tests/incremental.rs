@@ -533,7 +533,7 @@ async fn a_failed_run_on_s3_leaves_the_stored_catalog_as_it_was(batch: bool) {
     let err = stderr(&out);
     assert!(err.contains("gone.csv.gz"), "the error names the missing data file");
     // It wrote files before it failed (2 chunks of 3 items), and deleted every one of them.
-    let deleted = regex_count(&err, "the run failed: deleted ", " data files");
+    let deleted = number_between(&err, "the run failed: deleted ", " data files");
     assert!(deleted > 0, "{err}");
     assert!(err.contains("(0 could not be deleted)"), "{err}");
 
@@ -883,7 +883,7 @@ async fn info_after_a_run_reports_its_snapshots_files_and_rows_per_cell_and_year
 }
 
 /// The number between `before` and `after` in the first line of `text` that has them.
-fn regex_count(text: &str, before: &str, after: &str) -> usize {
+fn number_between(text: &str, before: &str, after: &str) -> usize {
     text.lines()
         .find_map(|l| {
             let rest = &l[l.find(before)? + before.len()..];
