@@ -891,3 +891,75 @@ fn number_between(text: &str, before: &str, after: &str) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// Runs `earthcatalog` with `args` on a pseudo-terminal (util-linux `script`) and returns what
+/// the terminal showed.
+fn run_on_a_terminal(args: &[String]) -> (Option<i32>, String) {
+    let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+    let line = std::iter::once(s(&earthcatalog()))
+        .chain(args.iter().cloned())
+        .map(|a| quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .env("RUST_LOG", "info")
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Terminal output as the lines a person sees: ANSI escapes removed, split at `\r` and `\n`.
+fn screen_lines(raw: &str) -> Vec<String> {
+    let mut text = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte (a letter).
+            if chars.peek() == Some(&'[') {
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        text.push(c);
+    }
+    text.split(['\r', '\n']).map(str::to_string).filter(|l| !l.trim().is_empty()).collect()
+}
+
+#[tokio::test]
+async fn a_terminal_shows_a_progress_bar_that_log_lines_never_tear_through() {
+    let Some(py) = Python::find("incremental progress bar") else { return };
+    let samples = Samples::itslive(1100, 40);
+    let site = Backend::Local.site(&samples).await;
+    let inv = site.put("inv.csv", samples.csv().into_bytes()).await;
+    let args = site.args(&inv, &["--chunk-size", "5"]);
+    let (code, screen) = run_on_a_terminal(&args);
+    assert_eq!(code, Some(0), "{screen}");
+    let lines = screen_lines(&screen);
+    let bar: Vec<&String> = lines.iter().filter(|l| l.contains("items read (")).collect();
+    assert!(!bar.is_empty(), "no progress bar on the terminal:\n{screen}");
+    assert!(
+        bar.iter().any(|l| l.contains("ingested")
+            && l.contains("rows")
+            && l.contains("files")
+            && l.contains("items/s")
+            && l.contains("failures")),
+        "{bar:?}"
+    );
+    let logs = lines.iter().filter(|l| l.contains(" INFO ")).count();
+    assert!(logs >= 8, "the chunk log lines are shown too:\n{screen}");
+    let torn: Vec<&String> =
+        lines.iter().filter(|l| l.contains("items read (") && l.contains(" INFO ")).collect();
+    assert!(torn.is_empty(), "log lines written into the bar: {torn:?}");
+    assert_eq!(site.table(&py).await.rows, samples.expected_rows(1));
+
+    // Without a terminal there is no bar, only log lines.
+    let out = site.run(&inv, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!stderr(&out).contains("items read ("), "{}", stderr(&out));
+}
