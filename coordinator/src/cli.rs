@@ -72,7 +72,8 @@ pub struct HealthArgs {
 /// `earthcatalog backfill` and `earthcatalog coordinator`.
 #[derive(Debug, Clone, Args)]
 pub struct BackfillArgs {
-    /// Inventory: CSV, CSV.gz, Parquet or an S3 Inventory manifest.json (local or s3://).
+    /// Inventory: CSV, CSV.gz, Parquet or an S3 Inventory manifest.json (local or s3://); or
+    /// JSON lines with bucket and key (`.jsonl`).
     #[arg(long, short = 'i', env = "EARTHCATALOG_INVENTORY")]
     pub inventory: String,
     /// Catalog and warehouse locations.
@@ -226,7 +227,8 @@ pub struct SourceArgs {
 /// `earthcatalog incremental`.
 #[derive(Debug, Clone, Args)]
 pub struct IncrementalArgs {
-    /// Inventory to ingest: CSV, CSV.gz, Parquet or an S3 Inventory manifest.json (local or s3://).
+    /// Inventory to ingest: CSV, CSV.gz, Parquet or an S3 Inventory manifest.json (local or s3://);
+    /// or a run's failures file (`.jsonl`), to retry just the items it lists.
     #[arg(long, short = 'i', env = "EARTHCATALOG_INVENTORY")]
     pub inventory: String,
     /// Catalog and warehouse locations.

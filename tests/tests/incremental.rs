@@ -469,6 +469,30 @@ async fn bad_items_are_listed_next_to_the_catalog_with_their_reasons_and_the_goo
             .collect();
         assert!(stray.is_empty(), "failures listed next to the working copy: {stray:?}");
     }
+
+    // Once the items are fixed, the failures file is the inventory that retries exactly them.
+    let fixes = Samples::itslive(420, 5);
+    let keys = broken.iter().map(|(k, _)| *k).chain(["bad/missing.stac.json"]);
+    for (key, fixed) in keys.zip(&fixes.items) {
+        let bytes = serde_json::to_vec(&fixed.json).unwrap();
+        put(&site.stores, &site.items().join(key), bytes).await.unwrap();
+    }
+    let out = site.run(&site.failures(), &[]);
+    let sum = summary(&out);
+    assert_eq!(sum["items_listed"], 5, "{sum}");
+    assert_eq!(sum["items_ingested"], 5, "{sum}");
+    assert_eq!(sum["items_failed"], 0, "{sum}");
+    // The broken inventory row has no bucket to retry; it is reported again, by its line.
+    assert_eq!(sum["malformed_rows"], 1, "{sum}");
+    let mut want = samples.expected_rows(1);
+    want.extend(fixes.expected_rows(1));
+    assert_eq!(site.table(&py).await.rows, want);
+    let failures = String::from_utf8(get(&site.stores, &site.failures()).await.unwrap()).unwrap();
+    assert!(
+        failures.contains("listed as unreadable by an earlier run")
+            && failures.contains("inventory.csv at line 13"),
+        "the retry keeps the original reason: {failures}"
+    );
 }
 
 async fn a_run_while_another_holds_the_lock_is_refused_naming_the_holder_and_changes_nothing(

@@ -1,4 +1,5 @@
-//! Streaming S3 Inventory readers: CSV, CSV.gz, Parquet and AWS `manifest.json`.
+//! Streaming S3 Inventory readers: CSV, CSV.gz, Parquet and AWS `manifest.json`, and JSON lines
+//! (the incremental pipeline's failures file, so failed items can be retried).
 //!
 //! # Design
 //!
@@ -11,6 +12,7 @@
 //! | `manifest.json` | [`manifest`]: each data file in turn, in the listed order |
 //! | `.parquet`      | [`parquet`]: row group by row group through range reads   |
 //! | `.gz`           | [`csv`] over a (multi-member) gzip byte stream            |
+//! | `.jsonl`, `.ndjson` | [`jsonl`]: one `{"bucket", "key", ...}` object per line |
 //! | anything else   | [`csv`]                                                   |
 //!
 //! Every row becomes either an [`InventoryEntry`] (bucket, key, optional last-modified time) or
@@ -24,6 +26,7 @@
 pub mod csv;
 pub mod dates;
 pub mod filter;
+pub mod jsonl;
 pub mod manifest;
 pub mod parquet;
 mod ranged;
@@ -98,6 +101,18 @@ pub enum MalformedReason {
     BadUtf8 {
         /// The column.
         column: String,
+    },
+    /// A JSON-lines row is not a JSON object.
+    #[error("not a JSON object with bucket and key: {reason}")]
+    NotAnObject {
+        /// What the JSON parser said.
+        reason: String,
+    },
+    /// A failures-file line for a row that was already unreadable in an earlier inventory.
+    #[error("listed as unreadable by an earlier run: {reason}")]
+    ListedUnreadable {
+        /// The earlier run's reason (which names the original inventory and line).
+        reason: String,
     },
     /// The last-modified value cannot be read as a date.
     #[error("unparseable date in column '{column}': '{value}'")]
@@ -243,6 +258,8 @@ pub enum InventoryFormat {
     CsvGz,
     /// A plain CSV file.
     Csv,
+    /// JSON lines with `bucket` and `key` (a failures file).
+    JsonLines,
 }
 
 impl InventoryFormat {
@@ -255,6 +272,8 @@ impl InventoryFormat {
             InventoryFormat::Parquet
         } else if name.ends_with(".gz") {
             InventoryFormat::CsvGz
+        } else if name.ends_with(".jsonl") || name.ends_with(".ndjson") {
+            InventoryFormat::JsonLines
         } else {
             InventoryFormat::Csv
         }
@@ -284,6 +303,7 @@ pub fn open_as(
             csv::read(stores.clone(), location.clone(), true, options.clone())
         }
         InventoryFormat::Csv => csv::read(stores.clone(), location.clone(), false, options.clone()),
+        InventoryFormat::JsonLines => jsonl::read(stores.clone(), location.clone()),
     }
 }
 
