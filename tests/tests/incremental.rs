@@ -987,3 +987,32 @@ async fn a_terminal_shows_a_progress_bar_that_log_lines_never_tear_through() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!stderr(&out).contains("items read ("), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn a_retry_from_the_failures_file_that_aborts_keeps_the_file_whole() {
+    let Some(_py) = Python::find("incremental retry abort") else { return };
+    let samples = Samples::itslive(1200, 6);
+    let site = Backend::Local.site(&samples).await;
+    // Three listed items are missing: the run lists them.
+    let missing = Samples::itslive(1210, 3);
+    let mut csv = samples.csv();
+    for item in &missing.items {
+        csv.push_str(&format!("{BUCKET},{},{}\n", item.key, item.modified));
+    }
+    let inv = site.put("inv.csv", csv.into_bytes()).await;
+    assert_eq!(site.run(&inv, &[]).status.code(), Some(3));
+    let listed = get(&site.stores, &site.failures()).await.unwrap();
+
+    // They appear, but a cell folder of one of them is blocked: the retry aborts mid-way.
+    missing.upload(&site.stores, &site.items()).await.unwrap();
+    let (_, cell) = missing.first(1).expected_rows(1).into_iter().next().unwrap();
+    let blocked = site.warehouse().as_local_path().unwrap().join(format!("grid_partition={cell}"));
+    if blocked.exists() {
+        std::fs::remove_dir_all(&blocked).unwrap();
+    }
+    std::fs::write(&blocked, b"in the way").unwrap();
+    let out = site.run(&site.failures(), &["--chunk-size", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("kept as it was"), "{}", stderr(&out));
+    assert_eq!(get(&site.stores, &site.failures()).await.unwrap(), listed, "the list is whole");
+}

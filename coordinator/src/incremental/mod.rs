@@ -92,8 +92,19 @@ impl<'a> Run<'a> {
         if outcome.is_err() {
             self.delete_unpublished().await;
         }
-        // Failures found before an abort are listed too: they are still worth retrying.
-        let listed = self.write_failures().await;
+        // Failures found before an abort are listed too: they are still worth retrying. But a
+        // retry that reads the failures file itself keeps it whole when it aborts: the items it
+        // had not reached yet are listed nowhere else.
+        let retrying_the_list = self.cfg.inventory == self.cfg.failures;
+        let listed = if outcome.is_err() && retrying_the_list {
+            tracing::warn!(
+                "the failures file {} is this run's inventory: kept as it was",
+                self.cfg.failures
+            );
+            Ok(())
+        } else {
+            self.write_failures().await
+        };
         outcome?;
         listed?;
         self.summary.seconds = self.progress.elapsed();
