@@ -990,7 +990,7 @@ async fn a_terminal_shows_a_progress_bar_that_log_lines_never_tear_through() {
 
 #[tokio::test]
 async fn a_retry_from_the_failures_file_that_aborts_keeps_the_file_whole() {
-    let Some(_py) = Python::find("incremental retry abort") else { return };
+    let Some(py) = Python::find("incremental retry abort") else { return };
     let samples = Samples::itslive(1200, 6);
     let site = Backend::Local.site(&samples).await;
     // Three listed items are missing: the run lists them.
@@ -1005,14 +1005,26 @@ async fn a_retry_from_the_failures_file_that_aborts_keeps_the_file_whole() {
 
     // They appear, but a cell folder of one of them is blocked: the retry aborts mid-way.
     missing.upload(&site.stores, &site.items()).await.unwrap();
-    let (_, cell) = missing.first(1).expected_rows(1).into_iter().next().unwrap();
+    let landed: BTreeSet<String> = samples.expected_rows(1).into_iter().map(|(_, c)| c).collect();
+    let (_, cell) =
+        missing.expected_rows(1).into_iter().find(|(_, c)| !landed.contains(c)).unwrap();
     let blocked = site.warehouse().as_local_path().unwrap().join(format!("grid_partition={cell}"));
-    if blocked.exists() {
-        std::fs::remove_dir_all(&blocked).unwrap();
-    }
     std::fs::write(&blocked, b"in the way").unwrap();
     let out = site.run(&site.failures(), &["--chunk-size", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("kept as it was"), "{}", stderr(&out));
     assert_eq!(get(&site.stores, &site.failures()).await.unwrap(), listed, "the list is whole");
+
+    // Unblocked, the retry takes every listed item, and the list, now done, is removed.
+    std::fs::remove_file(&blocked).unwrap();
+    let out = site.run(&site.failures(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Chunks the aborted retry registered before it failed are skipped now.
+    let sum = summary(&out);
+    assert_eq!(sum["items_listed"], 3, "{sum}");
+    assert_eq!(sum["items_failed"], 0, "{sum}");
+    assert!(get(&site.stores, &site.failures()).await.is_err(), "the done list is removed");
+    let mut want = samples.expected_rows(1);
+    want.extend(missing.expected_rows(1));
+    assert_eq!(site.table(&py).await.rows, want);
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use earthcatalog_common::catalog::{Catalog, TableSettings, data_files};
 use earthcatalog_common::catalog_sync::CatalogCopy;
-use earthcatalog_common::cleanup::delete_objects;
+use earthcatalog_common::cleanup::{delete_object, delete_objects};
 use earthcatalog_common::fanout::Groups;
 use earthcatalog_common::geoparquet::{FileNamer, WrittenFile};
 use earthcatalog_common::ids::RunId;
@@ -305,6 +305,11 @@ impl<'a> Run<'a> {
     /// Writes the failures (one JSON object per line: bucket, key, kind, reason).
     async fn write_failures(&mut self) -> anyhow::Result<()> {
         if self.failures.is_empty() {
+            if self.cfg.inventory == self.cfg.failures {
+                // A retry of the whole list that failed nothing: the list is done.
+                delete_object(&self.stores, &self.cfg.failures).await?;
+                tracing::info!("every listed item retried: removed {}", self.cfg.failures);
+            }
             return Ok(());
         }
         let mut text = String::new();
