@@ -95,8 +95,7 @@ impl<'a> Run<'a> {
         // Failures found before an abort are listed too: they are still worth retrying. But a
         // retry that reads the failures file itself keeps it whole when it aborts: the items it
         // had not reached yet are listed nowhere else.
-        let retrying_the_list = self.cfg.inventory == self.cfg.failures;
-        let listed = if outcome.is_err() && retrying_the_list {
+        let listed = if outcome.is_err() && self.retries_the_failures_file() {
             tracing::warn!(
                 "the failures file {} is this run's inventory: kept as it was",
                 self.cfg.failures
@@ -302,10 +301,15 @@ impl<'a> Run<'a> {
         );
     }
 
+    /// Whether this run's inventory is the failures file it writes (a retry of the list).
+    fn retries_the_failures_file(&self) -> bool {
+        self.cfg.inventory == self.cfg.failures
+    }
+
     /// Writes the failures (one JSON object per line: bucket, key, kind, reason).
     async fn write_failures(&mut self) -> anyhow::Result<()> {
         if self.failures.is_empty() {
-            if self.cfg.inventory == self.cfg.failures {
+            if self.retries_the_failures_file() {
                 // A retry of the whole list that failed nothing: the list is done.
                 delete_object(&self.stores, &self.cfg.failures).await?;
                 tracing::info!("every listed item retried: removed {}", self.cfg.failures);
