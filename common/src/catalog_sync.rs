@@ -5,14 +5,14 @@
 //! holding the catalog lock. The upload is a compare-and-swap against the downloaded version
 //! (`If-Match`, or `If-None-Match: *` for a fresh catalog), so a catalog that changed behind our
 //! back is reported as [`CatalogSyncError::Changed`] and never overwritten. Local catalog
-//! locations get the same guarantee through the advisory lock of [`crate::lock::cas`].
+//! locations get the same guarantee through the advisory lock of [`crate::stores::CasObject`].
 
 use std::path::{Path, PathBuf};
 
 use crate::location::Location;
-use crate::lock::cas::{CasError, CasObject};
 use crate::lock::{LockError, LockGuard};
 use crate::stores::Stores;
+use crate::stores::{CasObject, ObjectError};
 
 /// Why the catalog could not be downloaded or uploaded.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +48,7 @@ pub enum CatalogSyncError {
     },
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] CasError),
+    Store(#[from] ObjectError),
 }
 
 /// A local working copy of the catalog and the version it was downloaded from.
@@ -69,7 +69,7 @@ impl CatalogCopy {
         location: &Location,
         local_path: impl Into<PathBuf>,
     ) -> Result<Self, CatalogSyncError> {
-        let object = CasObject::resolve(stores, location)?;
+        let object = stores.conditional(location)?;
         let local_path = local_path.into();
         let Some(current) = object.read().await? else {
             tracing::info!(catalog = %location, "no existing catalog; a fresh one will be created");
@@ -124,7 +124,7 @@ impl CatalogCopy {
             None => self.object.create(bytes.into()).await,
         };
         let e_tag = written.map_err(|e| match e {
-            CasError::Changed { .. } | CasError::Exists { .. } => CatalogSyncError::Changed {
+            ObjectError::Changed { .. } | ObjectError::Exists { .. } => CatalogSyncError::Changed {
                 location: location.clone(),
                 expected: self.e_tag.clone(),
             },

@@ -7,8 +7,6 @@ pub mod backfill;
 pub mod catalog;
 /// Downloading the SQLite catalog and uploading it back by compare-and-swap under the lock.
 pub mod catalog_sync;
-/// Best-effort deletion of objects nothing will register.
-pub mod cleanup;
 /// Fan-out of items to cells and grouping by (cell, year).
 pub mod fanout;
 /// Fetching item objects with retries and typed failures.
@@ -21,6 +19,8 @@ pub mod hash_index;
 pub mod ids;
 /// Streaming S3 Inventory readers (CSV, CSV.gz, Parquet, manifest.json) and their filter.
 pub mod inventory;
+/// Lists kept as JSON lines (failures files, pending lists, malformed rows): one writer and reader.
+pub mod json_lines;
 /// Item ids already registered per (cell, year), so re-runs never register an item twice.
 pub mod known_ids;
 /// Locations: `s3://`, `file://`/paths and `memory://` as one type.
@@ -33,8 +33,13 @@ pub mod logging;
 pub mod partition;
 /// Fetch → parse → fan out → write: the data path shared by both pipelines.
 pub mod pipeline;
+/// The one publish sequence (commit under the lock, upload, hash index) and what a failed run
+/// cleans.
+pub mod publish;
 /// The coordinator ⇄ worker gRPC contract and its proto ⇄ domain conversions.
 pub mod rpc;
+/// The `--s3-bucket` flag group both binaries take.
+pub mod s3_args;
 /// Which credentials an S3 client uses (keys, profile, IRSA, container, instance role).
 pub mod s3_credentials;
 /// S3 settings from the environment and per-bucket `--s3-bucket` entries.
@@ -49,5 +54,6 @@ pub mod signals;
 pub mod stac;
 /// The Parquet row format staged between backfill phases 2 and 3.
 pub mod staging;
-/// Resolving locations to object stores (S3 settings, source mapping, client cache).
+/// Resolving locations to object stores (S3 settings, source mapping, client cache) and the
+/// typed whole-object operations (get, put, conditional put, list, delete) on them.
 pub mod stores;

@@ -194,6 +194,20 @@ impl fmt::Display for Location {
     }
 }
 
+/// Serialized as its URI ([`Location::uri`]), the form every state file and report holds.
+impl serde::Serialize for Location {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.uri())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Location {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Location::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for Location {
     type Err = LocationError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -99,3 +99,41 @@ mod tests {
         assert_eq!(overlay.0.load(Ordering::SeqCst), 2);
     }
 }
+
+/// `error` with its causes, each said once: error types here name their source in their own
+/// message, so a cause whose text the message already holds is not repeated.
+pub fn error_report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::error_report;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the inventory")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read s3://b/inv.csv: {0}")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let e = Outer(Middle(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
+        assert_eq!(
+            error_report(&e),
+            "reading the inventory: cannot read s3://b/inv.csv: no such file"
+        );
+    }
+}

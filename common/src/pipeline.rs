@@ -123,31 +123,28 @@ impl DataPath {
             let partitioner = self.partitioner.clone();
             let retry = self.options.retry.clone();
             // Spawned so that parsing and covering run on every core, not just this task's.
-            tokio::spawn(async move {
-                let result = load_item(&stores, partitioner.as_ref(), &at, &retry).await;
-                (at, result)
-            })
+            let task = tokio::spawn({
+                let at = at.clone();
+                async move { load_item(&stores, partitioner.as_ref(), &at, &retry).await }
+            });
+            async move { (task.await, at) }
         });
         let mut results = tasks.buffered(self.options.fetch_concurrency.max(1));
-        while let Some(joined) = results.next().await {
+        while let Some((joined, at)) = results.next().await {
             match joined {
-                Ok((_, Ok((row, cells)))) => {
+                Ok(Ok((row, cells))) => {
                     out.items += 1;
                     out.groups.extend(fan_out(row, &cells));
                 }
-                Ok((at, Err(failure))) => {
+                Ok(Err(failure)) => {
                     tracing::debug!(item = %at.uri(), kind = %failure.kind, reason = %failure.reason, "item rejected");
                     out.failures.push(failure);
                 }
                 Err(join) => {
-                    // A panic in one item's task is a bug; record it rather than lose the item.
-                    tracing::error!(error = %join, "item task failed");
-                    out.failures.push(ItemFailure {
-                        bucket: String::new(),
-                        key: String::new(),
-                        kind: "internal".into(),
-                        reason: join.to_string(),
-                    });
+                    // A panic in one item's task is a bug; the item keeps its bucket and key so
+                    // that a retry of the failures list takes it again.
+                    tracing::error!(item = %at.uri(), error = %join, "item task failed");
+                    out.failures.push(ItemFailure::new(&at, "internal", join.to_string()));
                 }
             }
         }
@@ -200,7 +197,7 @@ impl DataPath {
     /// Deletes files this process wrote but will not register (best effort, logged).
     pub async fn delete_files(&self, files: &[WrittenFile]) {
         let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
-        crate::cleanup::delete_objects(&self.stores, &locations, "an unregistered file").await;
+        self.stores.delete_all(&locations, "an unregistered file").await;
     }
 }
 

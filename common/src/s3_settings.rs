@@ -1,10 +1,9 @@
 //! S3 client settings: the environment's defaults, per-bucket overrides written as
-//! `BUCKET:key=value,...` (`--s3-bucket`, `EARTHCATALOG_S3_BUCKETS`), and the process-wide table
-//! of those overrides that every [`crate::stores::Stores::from_env`] applies.
+//! `BUCKET:key=value,...` (`--s3-bucket`, `EARTHCATALOG_S3_BUCKETS`), which each binary passes to
+//! the one [`crate::stores::Stores`] it builds ([`crate::stores::Stores::from_env`]).
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Client-level retries of one request (5xx, 429, 408, connection and body errors): 1 + 3
@@ -221,21 +220,6 @@ fn parse_entry(entry: &str) -> Result<(String, S3Settings), BucketEntryError> {
         return Err(bad("no settings after the bucket name".into()));
     }
     Ok((bucket.to_string(), settings))
-}
-
-static PROCESS_BUCKETS: OnceLock<BucketSettings> = OnceLock::new();
-
-/// Makes `buckets` the per-bucket settings of every store set built from the environment in
-/// this process. The binaries call it once, right after parsing their flags, so the flags
-/// reach every client the way the `AWS_*` variables do. Returns false (and changes nothing)
-/// if settings were installed before.
-pub fn install_process_bucket_settings(buckets: BucketSettings) -> bool {
-    PROCESS_BUCKETS.set(buckets).is_ok()
-}
-
-/// The per-bucket settings installed for this process, if any.
-pub fn process_bucket_settings() -> Option<&'static BucketSettings> {
-    PROCESS_BUCKETS.get()
 }
 
 #[cfg(test)]

@@ -7,8 +7,6 @@
 
 #[path = "../src/lease/mod.rs"]
 mod lease;
-#[path = "../src/backfill/objects.rs"]
-mod objects;
 #[path = "../src/backfill/results.rs"]
 mod results;
 #[path = "../src/server.rs"]

@@ -14,7 +14,7 @@ pub struct Cli {
     pub log_format: String,
     /// Per-bucket S3 settings (any subcommand that touches S3).
     #[command(flatten)]
-    pub s3: earthcatalog_worker::s3_args::S3BucketArgs,
+    pub s3: earthcatalog_common::s3_args::S3BucketArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -46,7 +46,7 @@ pub enum Command {
 pub struct StatusArgs {
     /// How to reach the coordinator.
     #[command(flatten)]
-    pub connect: earthcatalog_worker::connect::CoordinatorArgs,
+    pub connect: earthcatalog_common::rpc::client::CoordinatorArgs,
     /// Print JSON instead of text.
     #[arg(long, env = "EARTHCATALOG_JSON")]
     pub json: bool,

@@ -9,6 +9,7 @@ use earthcatalog_common::inventory::parse_since;
 use earthcatalog_common::location::Location;
 use earthcatalog_common::lock::{CatalogLock, LockGuard, LockOptions};
 use earthcatalog_common::partition::{DEFAULT_ID_FIELD, GridSpec};
+pub use earthcatalog_common::publish::CatalogPlace;
 use earthcatalog_common::stores::Stores;
 use serde::Deserialize;
 
@@ -93,47 +94,30 @@ impl AppConfig {
     }
 }
 
-/// Where the catalog is and how it is synchronised.
-#[derive(Debug, Clone)]
-pub struct CatalogPlace {
-    /// The local SQLite file used during the run.
-    pub path: PathBuf,
-    /// The authoritative catalog object when it lives elsewhere (downloaded, then uploaded).
-    pub remote: Option<Location>,
-    /// The lock object.
-    pub lock: Location,
-    /// The warehouse root.
-    pub warehouse: Location,
-}
-
-impl CatalogPlace {
-    /// Resolves catalog flags (and config values) into locations.
-    pub fn from_args(
-        args: &CatalogArgs,
-        db_path: Option<PathBuf>,
-        warehouse: Option<String>,
-    ) -> anyhow::Result<CatalogPlace> {
-        let path = args.catalog.clone().or(db_path).unwrap_or_else(|| PathBuf::from("catalog.db"));
-        let path = Location::local(&path)?
-            .as_local_path()
-            .map(Path::to_path_buf)
-            .context("catalog path")?;
-        let warehouse = args.warehouse.clone().or(warehouse).unwrap_or_else(|| "warehouse".into());
-        let warehouse = Location::parse(&warehouse).context("--warehouse")?;
-        let (remote, lock) = match &args.catalog_store {
-            Some(store) => {
-                let store = Location::parse(store).context("--catalog-store")?;
-                (Some(store.join(&args.catalog_key)), store.join(".lock"))
-            }
-            None => {
-                let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-                let lock = format!("{}.lock", name.unwrap_or_else(|| "catalog.db".into()));
-                (None, Location::local(dir.join(lock))?)
-            }
-        };
-        Ok(CatalogPlace { path, remote, lock, warehouse })
-    }
+/// Resolves catalog flags (and config values) into locations.
+pub fn catalog_place(
+    args: &CatalogArgs,
+    db_path: Option<PathBuf>,
+    warehouse: Option<String>,
+) -> anyhow::Result<CatalogPlace> {
+    let path = args.catalog.clone().or(db_path).unwrap_or_else(|| PathBuf::from("catalog.db"));
+    let path =
+        Location::local(&path)?.as_local_path().map(Path::to_path_buf).context("catalog path")?;
+    let warehouse = args.warehouse.clone().or(warehouse).unwrap_or_else(|| "warehouse".into());
+    let warehouse = Location::parse(&warehouse).context("--warehouse")?;
+    let (remote, lock) = match &args.catalog_store {
+        Some(store) => {
+            let store = Location::parse(store).context("--catalog-store")?;
+            (Some(store.join(&args.catalog_key)), store.join(".lock"))
+        }
+        None => {
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let lock = format!("{}.lock", name.unwrap_or_else(|| "catalog.db".into()));
+            (None, Location::local(dir.join(lock))?)
+        }
+    };
+    Ok(CatalogPlace { path, remote, lock, warehouse })
 }
 
 /// Items per incremental chunk unless told otherwise. The original's 500 made every chunk
@@ -245,7 +229,7 @@ impl TryFrom<IncrementalArgs> for IncrementalConfig {
             Some(p) => AppConfig::load(p)?,
             None => AppConfig::default(),
         };
-        let place = CatalogPlace::from_args(
+        let place = catalog_place(
             &a.catalog,
             config.catalog.db_path.clone(),
             config.catalog.warehouse.clone(),

@@ -12,7 +12,8 @@ use crate::cli::HealthArgs;
 
 /// Checks once; an error says why the coordinator is not healthy.
 pub async fn run(args: HealthArgs) -> anyhow::Result<()> {
-    let channel = earthcatalog_worker::connect::channel(&args.coordinator, args.tls_ca.as_ref())?;
+    let channel =
+        earthcatalog_common::rpc::client::channel(&args.coordinator, args.tls_ca.as_ref())?;
     let request = HealthCheckRequest { service: args.service.clone() };
     let timeout = Duration::from_secs_f64(args.timeout_seconds);
     let answer = tokio::time::timeout(timeout, HealthClient::new(channel).check(request))

@@ -9,12 +9,12 @@ use earthcatalog_common::stores::Stores;
 use serde_json::json;
 
 use crate::cli::InfoArgs;
-use crate::config::CatalogPlace;
+use crate::config::catalog_place;
 
 /// Prints what the catalog holds.
-pub async fn run(args: InfoArgs) -> anyhow::Result<()> {
-    let place = CatalogPlace::from_args(&args.catalog, None, None)?;
-    let stores = Arc::new(Stores::from_env());
+pub async fn run(args: InfoArgs, stores: &Stores) -> anyhow::Result<()> {
+    let place = catalog_place(&args.catalog, None, None)?;
+    let stores = Arc::new(stores.clone());
     // A catalog kept in a store is read from a private copy; the working copy is left alone.
     let tmp = tempfile::tempdir().context("creating a temporary folder")?;
     let path = match &place.remote {

@@ -14,7 +14,9 @@ mod status;
 use std::process::ExitCode;
 
 use clap::Parser;
+use earthcatalog_common::logging::error_report;
 use earthcatalog_common::signals::stop_requested;
+use earthcatalog_common::stores::Stores;
 
 use cli::{Cli, Command};
 
@@ -25,9 +27,10 @@ const EXIT_ITEMS_FAILED: u8 = 3;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     earthcatalog_common::logging::init(&cli.log_format);
-    cli.s3.install();
+    let stores = cli.s3.stores();
+    let s3_buckets = cli.s3.env_value();
     let outcome = tokio::select! {
-        outcome = dispatch(cli.command) => outcome,
+        outcome = dispatch(cli.command, &stores, s3_buckets) => outcome,
         signal = stop_requested() => {
             // Everything this process commits is resumable (runs are idempotent, a backfill
             // resumes from staging), so stopping at once is safe, as a kill would be.
@@ -38,19 +41,23 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
+            // Said once, on stderr: a log line as well would repeat it there.
+            eprintln!("error: {}", error_report(e.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
-async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+async fn dispatch(
+    command: Command,
+    stores: &Stores,
+    s3_buckets: String,
+) -> anyhow::Result<ExitCode> {
     match command {
         Command::Incremental(args) => {
             let cfg = config::IncrementalConfig::try_from(args)?;
             let json = cfg.json;
-            let summary = incremental::run(cfg).await?;
+            let summary = incremental::run(cfg, stores).await?;
             if json {
                 println!("{}", serde_json::to_string(&summary)?);
             }
@@ -71,15 +78,19 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Info(args) => {
-            info::run(args).await?;
+            info::run(args, stores).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sample(args) => {
-            sample::run(args).await?;
+            sample::run(args, stores).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Backfill(args) => run_backfill(args, backfill::config::Mode::Backfill).await,
-        Command::Coordinator(args) => run_backfill(args, backfill::config::Mode::Coordinator).await,
+        Command::Backfill(args) => {
+            run_backfill(args, backfill::config::Mode::Backfill, stores, s3_buckets).await
+        }
+        Command::Coordinator(args) => {
+            run_backfill(args, backfill::config::Mode::Coordinator, stores, s3_buckets).await
+        }
         Command::Health(args) => {
             health::run(args).await?;
             Ok(ExitCode::SUCCESS)
@@ -94,10 +105,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 async fn run_backfill(
     args: cli::BackfillArgs,
     mode: backfill::config::Mode,
+    stores: &Stores,
+    s3_buckets: String,
 ) -> anyhow::Result<ExitCode> {
-    let cfg = backfill::config::BackfillConfig::from_args(args, mode)?;
+    let mut cfg = backfill::config::BackfillConfig::from_args(args, mode)?;
+    cfg.s3_buckets = s3_buckets;
     let json = cfg.json;
-    let summary = backfill::run(cfg).await?;
+    let summary = backfill::run(cfg, stores).await?;
     if json {
         println!("{}", serde_json::to_string(&summary)?);
     }

@@ -8,14 +8,13 @@ use earthcatalog_common::location::Location;
 use earthcatalog_common::sample::{itslive_item, itslive_key};
 use earthcatalog_common::stores::Stores;
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
 
 use crate::cli::SampleArgs;
 
 /// Writes `args.items` items under `args.out` and an inventory CSV (with a header) naming them
 /// in bucket `args.bucket`.
-pub async fn run(args: SampleArgs) -> anyhow::Result<()> {
-    let stores = Arc::new(Stores::from_env());
+pub async fn run(args: SampleArgs, stores: &Stores) -> anyhow::Result<()> {
+    let stores = Arc::new(stores.clone());
     let root = Location::parse(&args.out).context("--out")?;
     let items_root = root.join("items");
     let mut csv = String::from("bucket,key,last_modified_date\n");
@@ -31,17 +30,15 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<()> {
         let stores = stores.clone();
         let target = items_root.join(&itslive_key(i));
         async move {
-            let o = stores.resolve(&target)?;
             let body = serde_json::to_vec_pretty(&itslive_item(i))?;
-            o.store.put(&o.path, body.into()).await.with_context(|| format!("writing {target}"))?;
+            stores.put(&target, body).await?;
             anyhow::Ok(())
         }
     });
     let results: Vec<_> = writes.buffer_unordered(32).collect().await;
     results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     let inv = root.join("inventory.csv");
-    let o = stores.resolve(&inv)?;
-    o.store.put(&o.path, csv.into()).await.with_context(|| format!("writing {inv}"))?;
+    stores.put(&inv, csv).await?;
     tracing::info!(
         "wrote {} items under {items_root} and the inventory {inv}; ingest them with --source {}={items_root}",
         args.items,

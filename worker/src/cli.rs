@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use clap::Parser;
+use earthcatalog_common::rpc::client::CoordinatorArgs;
+use earthcatalog_common::s3_args::S3BucketArgs;
 use earthcatalog_worker::WorkerConfig;
-use earthcatalog_worker::connect::CoordinatorArgs;
-use earthcatalog_worker::s3_args::S3BucketArgs;
 
 /// A stateless earthcatalog backfill worker: leases tasks from a coordinator and runs them.
 ///

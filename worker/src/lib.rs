@@ -1,17 +1,13 @@
 //! The stateless backfill worker: connects to the coordinator, leases tasks, runs them, renews
 //! their leases while they run, reports, and drains on SIGTERM or a spot interruption notice.
 //!
-//! The binary (`earthcatalog-worker`) and the coordinator's embedded mode
-//! (`earthcatalog backfill --local-workers N`) both run [`run`].
+//! The binary (`earthcatalog-worker`) runs [`run`]; the coordinator's embedded mode
+//! (`earthcatalog backfill --local-workers N`) starts such binaries as child processes.
 
-/// The authenticated gRPC client.
-pub mod connect;
 /// Lease renewal, the worker's heartbeat.
 pub mod renew;
 /// The main loop: register, acquire, run, report, drain.
 pub mod run_loop;
-/// The `--s3-bucket` flag (per-bucket S3 settings) shared by both binaries.
-pub mod s3_args;
 /// SIGTERM and drain windows.
 pub mod shutdown;
 /// EC2 spot interruption notices from the instance metadata service (IMDSv2).

@@ -3,8 +3,10 @@
 mod cli;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
+use earthcatalog_common::logging::error_report;
 use tokio_util::sync::CancellationToken;
 
 /// Exit code of a worker that stopped before the run finished (EX_TEMPFAIL): a supervisor
@@ -15,15 +17,15 @@ const EXIT_DRAINED: u8 = 75;
 async fn main() -> ExitCode {
     let args = cli::Cli::parse();
     earthcatalog_common::logging::init(&args.log_format);
-    args.s3.install();
+    let stores = Arc::new(args.s3.stores());
     let config = match earthcatalog_worker::WorkerConfig::try_from(args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_report(e.as_ref()));
             return ExitCode::FAILURE;
         }
     };
-    match earthcatalog_worker::run(config, CancellationToken::new()).await {
+    match earthcatalog_worker::run(config, stores, CancellationToken::new()).await {
         Ok(summary) if summary.finished => {
             tracing::info!(completed = summary.completed, "done: the run is finished");
             ExitCode::SUCCESS
@@ -37,8 +39,7 @@ async fn main() -> ExitCode {
             ExitCode::from(EXIT_DRAINED)
         }
         Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("error: {e}");
+            eprintln!("error: {}", error_report(&e));
             ExitCode::FAILURE
         }
     }

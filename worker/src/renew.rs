@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use earthcatalog_common::rpc::{LeaseRef, pb};
 use tokio_util::sync::CancellationToken;
 
-use crate::connect::Client;
+use earthcatalog_common::rpc::client::Client;
 
 #[derive(Debug)]
 struct HeldLease {

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use earthcatalog_common::rpc::client::{self as connect, Client, ConnectError};
 use earthcatalog_common::rpc::{LeaseGrant, LeaseRef, TaskReport, pb};
+use earthcatalog_common::stores::Stores;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tracing::Instrument;
 
-use crate::connect::{self, Client, ConnectError};
 use crate::renew::{self, Held};
 use crate::shutdown::{self, Shutdown};
 use crate::spot;
@@ -139,7 +140,11 @@ impl Reach {
 }
 
 /// Runs a worker until the run is finished, `stop` is cancelled (drain), or an error.
-pub async fn run(cfg: WorkerConfig, stop: CancellationToken) -> Result<WorkerSummary, WorkerError> {
+pub async fn run(
+    cfg: WorkerConfig,
+    stores: Arc<Stores>,
+    stop: CancellationToken,
+) -> Result<WorkerSummary, WorkerError> {
     let mut client = connect::client(&cfg.coordinator, cfg.token.as_deref(), cfg.tls_ca.as_ref())?;
     let shutdown = Shutdown::new(&stop);
     if cfg.handle_signals {
@@ -175,7 +180,7 @@ pub async fn run(cfg: WorkerConfig, stop: CancellationToken) -> Result<WorkerSum
         renew_every,
         renew_stop.clone(),
     );
-    let ctx = Arc::new(TaskContext::new());
+    let ctx = Arc::new(TaskContext::new(stores));
     let mut tasks: JoinSet<Outcome> = JoinSet::new();
     let mut summary = WorkerSummary::default();
     let tally = |s: &mut WorkerSummary, o: Outcome| match o {

@@ -19,7 +19,6 @@ use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt;
 use parquet::arrow::async_reader::ParquetObjectReader;
 use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder};
 use parquet::basic::Compression;
@@ -29,13 +28,13 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use super::layout::{StagingLayout, parse_chunk_file_name};
-use super::{ObjectIoError, get_bytes, list_names, put_bytes};
 use crate::inventory::{
     self, Filter, FilterCounts, InventoryError, InventoryRecord, MalformedRow, OpenOptions,
 };
+use crate::json_lines::{self, JsonLinesError};
 use crate::location::Location;
 use crate::pipeline::ObjectKey;
-use crate::stores::Stores;
+use crate::stores::{ObjectError, Stores};
 
 /// Footer key of a chunk file's fingerprint (row count and a hash of its rows).
 const FINGERPRINT_KEY: &str = "earthcatalog.chunk.fingerprint";
@@ -65,8 +64,11 @@ pub enum ChunkError {
     Inventory(#[from] InventoryError),
     /// A staging object could not be read or written.
     #[error(transparent)]
-    Io(#[from] ObjectIoError),
-    /// The manifest or the malformed-rows file is not what Phase 1 writes.
+    Io(#[from] ObjectError),
+    /// The malformed-rows list could not be read or written.
+    #[error(transparent)]
+    List(#[from] JsonLinesError),
+    /// The manifest is not what Phase 1 writes.
     #[error("invalid {object} at line {line}: {reason}")]
     BadFile {
         /// The file.
@@ -102,6 +104,7 @@ impl ChunkError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ChunkError::Io(e) => e.is_retryable(),
+            ChunkError::List(e) => e.is_retryable(),
             ChunkError::Inventory(InventoryError::Fetch { .. } | InventoryError::Read { .. }) => {
                 true
             }
@@ -358,7 +361,7 @@ pub async fn read_chunk(
     location: &Location,
 ) -> Result<Vec<ObjectKey>, ChunkError> {
     let bad = |reason: String| ChunkError::BadChunk { object: location.to_string(), reason };
-    let target = stores.resolve(location).map_err(ObjectIoError::from)?;
+    let target = stores.resolve(location).map_err(|e| bad(e.to_string()))?;
     let reader = ParquetObjectReader::new(target.store, target.path);
     let builder =
         ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| bad(e.to_string()))?;
@@ -500,7 +503,7 @@ fn spawn_upload(
         } else {
             let bytes = encode_chunk(&keys, &fingerprint)
                 .map_err(|reason| ChunkError::Encode { object: location.to_string(), reason })?;
-            put_bytes(&stores, &location, bytes).await?;
+            stores.put(&location, bytes).await?;
             true
         };
         Ok(Uploaded { chunk: ChunkFile { id, location, rows }, written })
@@ -525,17 +528,8 @@ async fn staged_fingerprint(
     stores: &Stores,
     location: &Location,
 ) -> Result<Option<String>, ChunkError> {
-    let target = stores.resolve(location).map_err(ObjectIoError::from)?;
-    let meta = match target.store.head(&target.path).await {
-        Ok(m) => m,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(source) => {
-            return Err(ObjectIoError::Read {
-                location: location.to_string(),
-                source: Box::new(source),
-            }
-            .into());
-        }
+    let Some((target, meta)) = stores.head(location).await? else {
+        return Ok(None);
     };
     let reader = ParquetObjectReader::new(target.store, target.path).with_file_size(meta.size);
     match ParquetRecordBatchStreamBuilder::new(reader).await {
@@ -586,16 +580,17 @@ async fn remove_stale_chunks(
     layout: &StagingLayout,
     count: u64,
 ) -> Result<(), ChunkError> {
-    let stale: Vec<Location> = list_names(stores, &layout.chunks_dir())
+    let stale: Vec<Location> = stores
+        .list(&layout.chunks_dir())
         .await?
-        .into_iter()
-        .filter_map(|(name, _)| parse_chunk_file_name(&name))
+        .iter()
+        .filter_map(|l| l.file_name().and_then(parse_chunk_file_name))
         .filter(|id| *id >= count)
         .map(|id| layout.chunk(id))
         .collect();
     if !stale.is_empty() {
         tracing::info!(count = stale.len(), "removing chunk files beyond the inventory's end");
-        super::delete_quietly(stores, &stale).await;
+        stores.delete_all(&stale, "a stale chunk file").await;
     }
     Ok(())
 }
@@ -604,7 +599,7 @@ async fn read_manifest(
     stores: &Stores,
     location: &Location,
 ) -> Result<Option<ChunkManifest>, ChunkError> {
-    let Some(bytes) = get_bytes(stores, location).await? else {
+    let Some(bytes) = stores.get(location).await? else {
         return Ok(None);
     };
     serde_json::from_slice(&bytes).map(Some).map_err(|e| ChunkError::BadFile {
@@ -621,7 +616,7 @@ async fn write_manifest(
 ) -> Result<(), ChunkError> {
     let json = serde_json::to_vec_pretty(manifest)
         .map_err(|e| ChunkError::Encode { object: location.to_string(), reason: e.to_string() })?;
-    Ok(put_bytes(stores, location, Bytes::from(json)).await?)
+    Ok(stores.put(location, json).await?)
 }
 
 async fn write_malformed(
@@ -629,35 +624,20 @@ async fn write_malformed(
     location: &Location,
     rows: &[MalformedEntry],
 ) -> Result<(), ChunkError> {
-    let mut out = Vec::new();
-    for row in rows {
-        serde_json::to_writer(&mut out, row).map_err(|e| ChunkError::Encode {
-            object: location.to_string(),
-            reason: e.to_string(),
-        })?;
-        out.push(b'\n');
-    }
-    Ok(put_bytes(stores, location, Bytes::from(out)).await?)
+    Ok(json_lines::write(stores, location, rows).await?)
 }
 
 async fn read_malformed(
     stores: &Stores,
     location: &Location,
 ) -> Result<Vec<MalformedEntry>, ChunkError> {
-    let Some(bytes) = get_bytes(stores, location).await? else {
-        tracing::warn!(file = %location, "finished Phase 1 has no malformed-rows file");
-        return Ok(Vec::new());
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        out.push(serde_json::from_str(line).map_err(|e| ChunkError::BadFile {
-            object: location.to_string(),
-            line: i + 1,
-            reason: e.to_string(),
-        })?);
+    match json_lines::read(stores, location).await? {
+        Some(rows) => Ok(rows),
+        None => {
+            tracing::warn!(file = %location, "finished Phase 1 has no malformed-rows file");
+            Ok(Vec::new())
+        }
     }
-    Ok(out)
 }
 
 #[cfg(test)]

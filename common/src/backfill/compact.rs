@@ -28,7 +28,6 @@ use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::ArrowError;
 use futures::StreamExt;
 
-use super::delete_quietly;
 use crate::geoparquet::{
     FileNamer, GeoSummary, WriteError, WriterOptions, WrittenFile, write_batches,
 };
@@ -303,7 +302,7 @@ async fn write_slices(
             Err(e) => {
                 let mut written: Vec<Location> = files.into_iter().map(|f| f.location).collect();
                 written.push(location);
-                delete_quietly(stores, &written).await;
+                stores.delete_all(&written, "an abandoned output").await;
                 return Err(e.into());
             }
         }

@@ -9,15 +9,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::StreamExt;
 
 use super::chunks::{ChunkError, read_chunk};
 use super::layout::{failures_file, staged_file};
-use super::{ObjectIoError, delete_quietly, get_bytes, put_bytes};
 use crate::fanout::CellRow;
 use crate::geoparquet::WriteError;
 use crate::ids::CellYear;
+use crate::json_lines::{self, JsonLinesError};
 use crate::location::Location;
 use crate::pipeline::{DataPath, ItemFailure, ObjectKey};
 use crate::staging::write_staged;
@@ -34,30 +33,12 @@ pub enum IngestError {
     /// A staged file could not be written.
     #[error(transparent)]
     Write(#[from] WriteError),
-    /// The failures file could not be read or written.
+    /// The failures file could not be read or written, or has a line that is not a record.
     #[error(transparent)]
-    Io(#[from] ObjectIoError),
-    /// A failures file (given to [`retry_failed`]) has a line that is not a failure record.
-    #[error("invalid failures file {object} at line {line}: {reason}")]
-    BadFailuresFile {
-        /// The failures file.
-        object: String,
-        /// The 1-based line.
-        line: usize,
-        /// What is wrong.
-        reason: String,
-    },
+    List(#[from] JsonLinesError),
     /// The failures file given to [`retry_failed`] does not exist.
     #[error("failures file {0} does not exist")]
     NoFailuresFile(String),
-    /// A failure record could not be serialised (a bug).
-    #[error("cannot encode failures for {object}: {reason}")]
-    Encode {
-        /// The failures file.
-        object: String,
-        /// The encoder's error.
-        reason: String,
-    },
 }
 
 impl IngestError {
@@ -66,18 +47,20 @@ impl IngestError {
         match self {
             IngestError::Chunk(e) => e.is_retryable(),
             IngestError::Write(e) => e.is_retryable(),
-            IngestError::Io(e) => e.is_retryable(),
+            IngestError::List(e) => e.is_retryable(),
             _ => false,
         }
     }
 }
 
 /// A staged file of one (cell, year).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StagedFile {
     /// Its (cell, year).
+    #[serde(flatten)]
     pub partition: CellYear,
     /// Where it is.
+    #[serde(rename = "uri")]
     pub location: Location,
     /// Rows in it.
     pub rows: u64,
@@ -142,19 +125,9 @@ pub async fn read_failures(
     stores: &crate::stores::Stores,
     location: &Location,
 ) -> Result<Vec<ItemFailure>, IngestError> {
-    let bytes = get_bytes(stores, location)
+    json_lines::read(stores, location)
         .await?
-        .ok_or_else(|| IngestError::NoFailuresFile(location.to_string()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        out.push(serde_json::from_str(line).map_err(|e| IngestError::BadFailuresFile {
-            object: location.to_string(),
-            line: i + 1,
-            reason: e.to_string(),
-        })?);
-    }
-    Ok(out)
+        .ok_or_else(|| IngestError::NoFailuresFile(location.to_string()))
 }
 
 async fn ingest_keys(
@@ -169,10 +142,10 @@ async fn ingest_keys(
         None
     } else {
         let at = failures_file(output);
-        if let Err(e) = write_failures(stores, &at, &collected.failures).await {
+        if let Err(e) = json_lines::write(stores, &at, &collected.failures).await {
             let written: Vec<Location> = staged.iter().map(|s| s.location.clone()).collect();
-            delete_quietly(stores, &written).await;
-            return Err(e);
+            stores.delete_all(&written, "an abandoned output").await;
+            return Err(e.into());
         }
         Some(at)
     };
@@ -219,24 +192,8 @@ async fn write_groups(
     match first_error {
         None => Ok(staged),
         Some(e) => {
-            delete_quietly(stores, &attempted).await;
+            stores.delete_all(&attempted, "an abandoned output").await;
             Err(e.into())
         }
     }
-}
-
-async fn write_failures(
-    stores: &crate::stores::Stores,
-    location: &Location,
-    failures: &[ItemFailure],
-) -> Result<(), IngestError> {
-    let mut out = Vec::new();
-    for f in failures {
-        serde_json::to_writer(&mut out, f).map_err(|e| IngestError::Encode {
-            object: location.to_string(),
-            reason: e.to_string(),
-        })?;
-        out.push(b'\n');
-    }
-    Ok(put_bytes(stores, location, Bytes::from(out)).await?)
 }

@@ -1,6 +1,9 @@
 //! Every staging path of a backfill run, in one place.
 //!
 //! ```text
+//! <staging root>/
+//!   _run.json                                     the unfinished run (coordinator)
+//!   pending/<run id>.jsonl                        items a finished run could not ingest
 //! <staging root>/<run id>/
 //!   chunks/chunk_{id:06}.parquet                  Phase 1: (bucket, key) rows
 //!   chunks/_manifest.json                         Phase 1 settings; `complete` is set last
@@ -12,18 +15,74 @@
 //!   results/compact/{task:06}.json                accepted Phase 3 results (coordinator)
 //! ```
 //!
-//! Phase 3 writes data files straight into the warehouse Hive folders; their names carry the
-//! run and the lease token (writer tag `c{token}`), so two attempts never write the same object
-//! and the outputs of an expired attempt can be told apart and deleted.
+//! Phase 3 writes data files straight into the warehouse Hive folders, named
+//! `<run>_c<token>_NNNNNN.parquet`: they carry the run and the lease token, so two attempts
+//! never write the same object and the outputs of an expired attempt can be told apart and
+//! deleted ([`compact_output_token`] is the one reader of that rule).
 
 use crate::geoparquet::FileNamer;
 use crate::ids::{CellYear, NULL_YEAR_DIR, RunId};
 use crate::location::Location;
+use crate::rpc::PhaseKind;
 
 /// File name prefix of Phase 1 chunk files.
 const CHUNK_PREFIX: &str = "chunk_";
 /// File name suffix of Phase 1 chunk files.
 const CHUNK_SUFFIX: &str = ".parquet";
+/// File name of the run pointer in the staging root.
+const RUN_POINTER: &str = "_run.json";
+/// Folder of the pending failure lists in the staging root.
+const PENDING_DIR: &str = "pending";
+/// File name suffix of pending failure lists.
+const PENDING_SUFFIX: &str = ".jsonl";
+/// File name suffix of result records.
+const RESULT_SUFFIX: &str = ".json";
+/// Writer tag prefix of Phase 3 attempts (`c{token}`).
+const COMPACT_WRITER: &str = "c";
+
+/// The staging root that every run of one backfill shares: the pointer to the unfinished run
+/// and the failure lists finished runs left for `--retry-pending`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagingRoot {
+    root: Location,
+}
+
+impl StagingRoot {
+    /// The staging root at `root`.
+    pub fn new(root: Location) -> Self {
+        StagingRoot { root }
+    }
+
+    /// Where it is.
+    pub fn location(&self) -> &Location {
+        &self.root
+    }
+
+    /// The pointer naming the unfinished run (its id and what it was started with).
+    pub fn run_pointer(&self) -> Location {
+        self.root.join(RUN_POINTER)
+    }
+
+    /// The folder of pending failure lists.
+    pub fn pending_dir(&self) -> Location {
+        self.root.join(PENDING_DIR)
+    }
+
+    /// The failure list that `run` leaves for a later `--retry-pending`.
+    pub fn pending_list(&self, run: &RunId) -> Location {
+        self.pending_dir().join(&format!("{run}{PENDING_SUFFIX}"))
+    }
+
+    /// Whether a listed object of [`StagingRoot::pending_dir`] is a pending failure list.
+    pub fn is_pending_list(location: &Location) -> bool {
+        location.file_name().is_some_and(|n| n.ends_with(PENDING_SUFFIX))
+    }
+
+    /// The paths of `run` under this root.
+    pub fn run(&self, run: RunId) -> StagingLayout {
+        StagingLayout::new(&self.root, run)
+    }
+}
 
 /// The staging paths of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,20 +132,48 @@ impl StagingLayout {
         self.root.join(&format!("ingest/chunk_{chunk:06}/attempt_{token}"))
     }
 
-    /// Where the coordinator keeps the accepted result of ingest task `task`.
-    pub fn ingest_result(&self, task: u64) -> Location {
-        self.root.join(&format!("results/ingest/{task:06}.json"))
+    /// The folder of the accepted results of `phase`'s tasks (coordinator).
+    pub fn results_dir(&self, phase: PhaseKind) -> Location {
+        let phase = match phase {
+            PhaseKind::Ingest => "ingest",
+            PhaseKind::Compact => "compact",
+        };
+        self.root.join("results").join(phase)
     }
 
-    /// Where the coordinator keeps the accepted result of compact task `task`.
-    pub fn compact_result(&self, task: u64) -> Location {
-        self.root.join(&format!("results/compact/{task:06}.json"))
+    /// Where the coordinator keeps the accepted result of `phase`'s task `task`.
+    pub fn result(&self, phase: PhaseKind, task: u64) -> Location {
+        self.results_dir(phase).join(&format!("{task:06}{RESULT_SUFFIX}"))
+    }
+
+    /// The task whose result a listed object of [`StagingLayout::results_dir`] records.
+    pub fn result_task(location: &Location) -> Option<u64> {
+        let digits = location.file_name()?.strip_suffix(RESULT_SUFFIX)?;
+        digits.bytes().all(|b| b.is_ascii_digit()).then(|| digits.parse().ok()).flatten()
     }
 
     /// The file namer of one Phase 3 attempt: names say the run and the lease token.
     pub fn compact_namer(&self, token: u64) -> FileNamer {
-        FileNamer::new(self.run.clone(), format!("c{token}"))
+        compact_namer(&self.run, token)
     }
+}
+
+/// The file namer of the Phase 3 attempt of `run` holding lease token `token`.
+pub fn compact_namer(run: &RunId, token: u64) -> FileNamer {
+    FileNamer::new(run.clone(), format!("{COMPACT_WRITER}{token}"))
+}
+
+/// The lease token of the Phase 3 attempt of `run` that wrote the data file named `name`, or
+/// `None` when `name` is no Phase 3 output of `run` (another run's, an incremental run's).
+pub fn compact_output_token(run: &RunId, name: &str) -> Option<u64> {
+    let rest = name.strip_prefix(run.as_str())?.strip_prefix('_')?.strip_prefix(COMPACT_WRITER)?;
+    let (token, seq) = rest.split_once('_')?;
+    let seq = seq.strip_suffix(".parquet")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(token) || !digits(seq) {
+        return None;
+    }
+    token.parse().ok()
 }
 
 /// The staged file of `partition` inside a Phase 2 attempt folder.
@@ -169,14 +256,46 @@ mod tests {
     fn results_and_compact_names_carry_the_task_and_the_token() {
         let l = layout();
         assert_eq!(
-            l.ingest_result(5).to_string(),
+            l.result(PhaseKind::Ingest, 5).to_string(),
             "s3://bucket/staging/20260101T000000Z-abcdef/results/ingest/000005.json"
         );
         assert_eq!(
-            l.compact_result(9).to_string(),
+            l.result(PhaseKind::Compact, 9).to_string(),
             "s3://bucket/staging/20260101T000000Z-abcdef/results/compact/000009.json"
         );
+        assert_eq!(StagingLayout::result_task(&l.result(PhaseKind::Compact, 9)), Some(9));
+        assert_eq!(
+            StagingLayout::result_task(&l.results_dir(PhaseKind::Ingest).join("x.json")),
+            None
+        );
         assert_eq!(l.compact_namer(42).next_name(), "20260101T000000Z-abcdef_c42_000000.parquet");
+    }
+
+    #[test]
+    fn a_compact_output_name_gives_back_its_attempt_token_and_nothing_else_does() {
+        let l = layout();
+        let name = l.compact_namer(42).next_name();
+        assert_eq!(compact_output_token(l.run(), &name), Some(42));
+        let other = RunId::from_string("20260101T000000Z-zzzzzz");
+        assert_eq!(compact_output_token(&other, &name), None);
+        for not_ours in [
+            "20260101T000000Z-abcdef_inc_000000.parquet",
+            "20260101T000000Z-abcdef_c_000000.parquet",
+            "20260101T000000Z-abcdef_c4x_000000.parquet",
+            "20260101T000000Z-abcdef_c42_000000.json",
+        ] {
+            assert_eq!(compact_output_token(l.run(), not_ours), None, "{not_ours}");
+        }
+    }
+
+    #[test]
+    fn the_staging_root_holds_the_run_pointer_and_the_pending_lists() {
+        let root = StagingRoot::new(Location::parse("s3://bucket/staging").unwrap());
+        assert_eq!(root.run_pointer().to_string(), "s3://bucket/staging/_run.json");
+        let run = RunId::from_string("r1");
+        assert_eq!(root.pending_list(&run).to_string(), "s3://bucket/staging/pending/r1.jsonl");
+        assert!(StagingRoot::is_pending_list(&root.pending_list(&run)));
+        assert_eq!(root.run(run.clone()), StagingLayout::new(root.location(), run));
     }
 
     #[test]

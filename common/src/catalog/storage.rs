@@ -28,7 +28,7 @@ use crate::stores::{ObjectLocation, Stores};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ObjectStoreStorageFactory {
     // iceberg requires the factory to be serializable; a deserialized copy (never made by us)
-    // falls back to stores configured from the environment.
+    // has no stores and refuses to build, rather than guess S3 settings from the environment.
     #[serde(skip)]
     stores: Option<Arc<Stores>>,
 }
@@ -43,7 +43,9 @@ impl ObjectStoreStorageFactory {
 #[typetag::serde]
 impl StorageFactory for ObjectStoreStorageFactory {
     fn build(&self, _config: &StorageConfig) -> iceberg::Result<Arc<dyn Storage>> {
-        let stores = self.stores.clone().unwrap_or_else(|| Arc::new(Stores::from_env()));
+        let stores = self.stores.clone().ok_or_else(|| {
+            Error::new(ErrorKind::Unexpected, "object store storage factory used without stores")
+        })?;
         Ok(Arc::new(ObjectStoreStorage { stores: Some(stores) }))
     }
 }

@@ -28,7 +28,6 @@
 //! as the Python side honours `If-None-Match` (it does) — though Python's stale takeover deletes
 //! and re-creates, which is not atomic against a third writer.
 
-pub mod cas;
 pub mod payload;
 
 use std::sync::Arc;
@@ -41,7 +40,7 @@ use tokio::task::JoinHandle;
 
 use crate::location::Location;
 use crate::stores::Stores;
-use cas::{CasError, CasObject, Versioned};
+use crate::stores::{CasObject, ObjectError, Versioned};
 use payload::{LockPayload, chrono_duration, human};
 
 /// First pause between attempts when waiting for a held lock; doubles up to `max_backoff`.
@@ -144,7 +143,7 @@ pub enum LockError {
     },
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] CasError),
+    Store(#[from] ObjectError),
 }
 
 /// Entry point for taking the catalog lock.
@@ -158,7 +157,7 @@ impl CatalogLock {
         location: &Location,
         options: LockOptions,
     ) -> Result<LockGuard, LockError> {
-        let object = CasObject::resolve(stores, location)?;
+        let object = stores.conditional(location)?;
         let token = uuid::Uuid::new_v4().to_string();
         let deadline = options.wait.map(|w| tokio::time::Instant::now() + w);
         let mut backoff = FIRST_BACKOFF;
@@ -198,7 +197,7 @@ impl CatalogLock {
         stores: &Stores,
         location: &Location,
     ) -> Result<Option<LockHolder>, LockError> {
-        let object = CasObject::resolve(stores, location)?;
+        let object = stores.conditional(location)?;
         let Some(current) = object.read().await? else {
             return Ok(None);
         };
@@ -230,7 +229,7 @@ async fn try_take(
             tracing::info!(lock = %object.location(), owner = %options.owner, "catalog lock acquired");
             return Ok(Attempt::Taken(e_tag, ours));
         }
-        Err(CasError::Exists { .. }) => {}
+        Err(ObjectError::Exists { .. }) => {}
         Err(e) => return Err(e.into()),
     }
     let Some(current) = object.read().await? else {
@@ -255,7 +254,7 @@ async fn try_take(
             }
             Ok(Attempt::Taken(e_tag, ours))
         }
-        Err(CasError::Changed { .. }) => Ok(Attempt::Raced),
+        Err(ObjectError::Changed { .. }) => Ok(Attempt::Raced),
         Err(e) => Err(e.into()),
     }
 }
@@ -353,7 +352,7 @@ impl Shared {
     }
 
     /// Rewrites our payload with a later expiry, conditional on the ETag we last wrote.
-    async fn write_renewal(&self, held: &mut Held) -> Result<(), CasError> {
+    async fn write_renewal(&self, held: &mut Held) -> Result<(), ObjectError> {
         let next = held.payload.renewed(Utc::now(), self.options.ttl);
         let e_tag = self.object.replace(&held.e_tag, next.to_bytes()).await?;
         self.set_expiry(&next);
@@ -379,7 +378,7 @@ impl Shared {
         }
         match self.write_renewal(&mut held).await {
             Ok(()) => true,
-            Err(CasError::Changed { .. }) => {
+            Err(ObjectError::Changed { .. }) => {
                 self.taken_over(&mut held);
                 false
             }
@@ -405,7 +404,7 @@ impl Shared {
         self.check()?;
         match self.write_renewal(&mut held).await {
             Ok(()) => Ok(()),
-            Err(CasError::Changed { .. }) => Err(self.taken_over(&mut held)),
+            Err(ObjectError::Changed { .. }) => Err(self.taken_over(&mut held)),
             // Not proven lost, but not proven held either: the caller must not write.
             Err(e) => Err(e.into()),
         }
@@ -425,7 +424,7 @@ impl Shared {
                 tracing::info!(lock = %self.object.location(), owner = %self.options.owner, "catalog lock released");
                 Ok(())
             }
-            Err(CasError::Changed { .. }) => {
+            Err(ObjectError::Changed { .. }) => {
                 let reason = "another writer took the lock over; left their lock in place";
                 self.mark_lost(reason.into());
                 Err(self.lost_error(reason.into()))

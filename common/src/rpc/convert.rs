@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::pb;
 use crate::backfill::StagedFile;
 use crate::ids::{CellYear, RunId};
@@ -355,7 +357,8 @@ impl TryFrom<pb::Lease> for LeaseGrant {
 }
 
 /// A data file written by Phase 3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(Location, u64)", into = "(Location, u64)")]
 pub struct ReportedFile {
     /// Where it is.
     pub location: Location,
@@ -364,7 +367,7 @@ pub struct ReportedFile {
 }
 
 /// The result of an ingest task.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct IngestReport {
     /// Staged files, one per (cell, year).
     pub staged: Vec<StagedFile>,
@@ -377,7 +380,7 @@ pub struct IngestReport {
 }
 
 /// The result of a compact task.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CompactReport {
     /// Data files written.
     pub files: Vec<ReportedFile>,
@@ -387,8 +390,10 @@ pub struct CompactReport {
     pub duplicates_dropped: u64,
 }
 
-/// What a finished task produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a finished task produced. Serialized tagged by `kind` (`ingest`, `compact`): the coordinator records accepted results
+/// in this form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TaskReport {
     /// Phase 2.
     Ingest(IngestReport),
@@ -405,6 +410,18 @@ impl TaskReport {
             }
             TaskReport::Compact(c) => c.files.iter().map(|f| f.location.clone()).collect(),
         }
+    }
+}
+
+impl From<(Location, u64)> for ReportedFile {
+    fn from((location, rows): (Location, u64)) -> Self {
+        ReportedFile { location, rows }
+    }
+}
+
+impl From<ReportedFile> for (Location, u64) {
+    fn from(f: ReportedFile) -> Self {
+        (f.location, f.rows)
     }
 }
 

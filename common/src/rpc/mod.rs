@@ -1,6 +1,8 @@
 //! The coordinator ⇄ worker gRPC contract: the generated `earthcatalog.v1` code ([`pb`]) and
 //! the domain types both sides work with ([`convert`]), so handlers never touch raw messages.
 
+/// The authenticated client: connection flags (address, token, TLS CA), channel, token header.
+pub mod client;
 pub mod convert;
 
 pub use convert::{

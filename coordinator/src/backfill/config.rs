@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use earthcatalog_common::inventory::parse_since;
 use earthcatalog_common::location::Location;
 
-use earthcatalog_worker::connect::read_token;
+use earthcatalog_common::rpc::client::read_token;
 
 use crate::cli::BackfillArgs;
-use crate::config::{CatalogPlace, LockPolicy, parse_sources};
+use crate::config::{CatalogPlace, LockPolicy, catalog_place, parse_sources};
 
 /// Default address of a standalone coordinator.
 const COORDINATOR_LISTEN: &str = "0.0.0.0:50051";
@@ -69,8 +69,10 @@ pub struct BackfillConfig {
     pub sources: Vec<(String, Location)>,
     /// gRPC listen address.
     pub listen: SocketAddr,
-    /// Workers in this process.
+    /// Worker processes this coordinator starts beside itself.
     pub local_workers: usize,
+    /// The `--s3-bucket` entries, passed on to local workers.
+    pub s3_buckets: String,
     /// Slots per local worker.
     pub worker_slots: usize,
     /// Lease length.
@@ -90,7 +92,7 @@ pub struct BackfillConfig {
 impl BackfillConfig {
     /// Validates `args` for `mode`.
     pub fn from_args(a: BackfillArgs, mode: Mode) -> anyhow::Result<BackfillConfig> {
-        let place = CatalogPlace::from_args(&a.catalog, None, None)?;
+        let place = catalog_place(&a.catalog, None, None)?;
         if a.chunk_size == 0 {
             bail!("--chunk-size must be at least 1");
         }
@@ -145,6 +147,7 @@ impl BackfillConfig {
             sources: parse_sources(&a.sources)?,
             listen,
             local_workers: a.local_workers.unwrap_or(default_workers),
+            s3_buckets: String::new(),
             worker_slots: a.worker_slots.max(1),
             lease,
             renew_every,

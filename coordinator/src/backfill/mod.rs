@@ -10,7 +10,7 @@
 //! before Phase 4 with an error naming it; rerunning the command retries just those tasks.
 
 pub mod config;
-mod objects;
+mod local_workers;
 pub mod register;
 pub mod results;
 pub mod run_state;
@@ -21,14 +21,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use earthcatalog_common::backfill::{
-    ChunkManifest, ChunkOptions, ChunkSettings, StagingLayout, write_chunks,
+    ChunkManifest, ChunkOptions, ChunkSettings, StagingLayout, StagingRoot, write_chunks,
 };
 use earthcatalog_common::catalog::Catalog;
 use earthcatalog_common::catalog_sync::CatalogCopy;
-use earthcatalog_common::cleanup::{delete_object, delete_objects};
 use earthcatalog_common::ids::{CellYear, RunId};
+use earthcatalog_common::json_lines;
 use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::GridSpec;
+use earthcatalog_common::pipeline::ItemFailure;
+use earthcatalog_common::publish::CatalogWriter;
 use earthcatalog_common::rpc::{
     CompactTask, IngestTask, PhaseKind, ReportedFile, TaskReport, TaskSpec,
 };
@@ -41,6 +43,7 @@ use crate::lease::state::RetryRules;
 use crate::lease::table::TaskId;
 use crate::server::{Endpoint, ServeOptions};
 use config::BackfillConfig;
+use local_workers::LocalWorkers;
 use results::RunResults;
 use run_state::RunState;
 
@@ -88,16 +91,17 @@ pub struct BackfillSummary {
 }
 
 /// Runs a backfill (serving workers while it runs).
-pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
+pub async fn run(cfg: BackfillConfig, stores: &Stores) -> anyhow::Result<BackfillSummary> {
     let started = Instant::now();
     if cfg.upload && !cfg.lock.enabled && cfg.place.remote.is_some() {
         bail!(
             "--no-lock cannot be used with --catalog-store: the catalog is only uploaded under the lock (add --no-upload)"
         );
     }
-    let stores = Arc::new(Stores::from_env().with_sources(&cfg.sources));
+    let stores = Arc::new(stores.clone().with_sources(&cfg.sources));
     let grid = resolve_grid(&cfg, &stores).await?;
-    let (state, resumed) = match RunState::load(&stores, &cfg.staging).await? {
+    let staging = StagingRoot::new(cfg.staging.clone());
+    let (state, resumed) = match RunState::load(&stores, &staging).await? {
         Some(s) => {
             let diff = s.differences(&cfg.inventory, cfg.delta, cfg.retry_pending);
             if !diff.is_empty() {
@@ -106,7 +110,7 @@ pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
                     cfg.staging,
                     s.run_id,
                     diff.join("; "),
-                    RunState::location(&cfg.staging)
+                    staging.run_pointer()
                 );
             }
             tracing::info!(run = %s.run_id, started = %s.started, "resuming an unfinished run");
@@ -115,14 +119,14 @@ pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
         None => {
             let mut s = RunState::start(&cfg.inventory, cfg.delta, cfg.retry_pending);
             if cfg.retry_pending {
-                s.pending = pending_lists(&stores, &cfg.staging).await?;
+                s.pending = pending_lists(&stores, &staging).await?;
             }
-            s.save(&stores, &cfg.staging).await?;
+            s.save(&stores, &staging).await?;
             tracing::info!(run = %s.run_id, "starting a new run");
             (s, false)
         }
     };
-    let layout = StagingLayout::new(&cfg.staging, RunId::from_string(&state.run_id));
+    let layout = staging.run(RunId::from_string(&state.run_id));
     let results = RunResults::new(stores.clone(), layout.clone());
     let settings = LeaseSettings {
         lease: cfg.lease,
@@ -147,12 +151,18 @@ pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
     let serve_stop = CancellationToken::new();
     let serve_options = ServeOptions { token: cfg.token.clone(), tls: cfg.tls.clone() };
     let server = tokio::spawn(endpoint.serve(scheduler.clone(), serve_options, serve_stop.clone()));
-    let workers_stop = CancellationToken::new();
-    let workers = start_local_workers(&cfg, address, &workers_stop);
+    let workers = match LocalWorkers::start(&cfg, address) {
+        Ok(w) => w,
+        Err(e) => {
+            serve_stop.cancel();
+            return Err(e);
+        }
+    };
 
     let mut driver = Driver {
         cfg: &cfg,
         stores,
+        staging,
         layout,
         results,
         scheduler: scheduler.clone(),
@@ -175,10 +185,7 @@ pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
     while scheduler.workers_not_told() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    workers_stop.cancel();
-    for w in workers {
-        let _ = w.await;
-    }
+    workers.stop(FAREWELL).await;
     serve_stop.cancel();
     // Graceful shutdown waits for clients to hang up; one that never does must not hold the run.
     match tokio::time::timeout(FAREWELL, server).await {
@@ -190,40 +197,6 @@ pub async fn run(cfg: BackfillConfig) -> anyhow::Result<BackfillSummary> {
     outcome?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
-}
-
-fn start_local_workers(
-    cfg: &BackfillConfig,
-    address: std::net::SocketAddr,
-    stop: &CancellationToken,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
-    let host = if address.ip().is_unspecified() {
-        std::net::SocketAddr::from(([127, 0, 0, 1], address.port()))
-    } else {
-        address
-    };
-    (0..cfg.local_workers)
-        .map(|i| {
-            let wc = earthcatalog_worker::WorkerConfig {
-                coordinator: format!("{scheme}://{host}"),
-                name: format!("local-{i}"),
-                slots: cfg.worker_slots,
-                token: cfg.token.clone(),
-                tls_ca: cfg.tls.as_ref().map(|(cert, _)| cert.clone()),
-                connect_for: Duration::from_secs(30),
-                drain_window: Duration::ZERO,
-                spot_endpoint: None,
-                handle_signals: false,
-            };
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                if let Err(e) = earthcatalog_worker::run(wc, stop).await {
-                    tracing::error!("local worker {i}: {e}");
-                }
-            })
-        })
-        .collect()
 }
 
 /// The grid: asked for, else the table's; a first full run must say which.
@@ -261,6 +234,7 @@ async fn resolve_grid(cfg: &BackfillConfig, stores: &Arc<Stores>) -> anyhow::Res
 struct Driver<'a> {
     cfg: &'a BackfillConfig,
     stores: Arc<Stores>,
+    staging: StagingRoot,
     layout: StagingLayout,
     results: RunResults,
     scheduler: Arc<Scheduler>,
@@ -286,7 +260,7 @@ impl Driver<'_> {
         summary.orphans_deleted = register::delete_orphans(
             &self.stores,
             &self.cfg.place.warehouse,
-            self.scheduler.run_id(),
+            self.layout.run(),
             &cells,
             &files,
         )
@@ -302,11 +276,11 @@ impl Driver<'_> {
         self.scheduler.set_stage("cleanup");
         // The run state goes first: once staging is partly gone, a run found unfinished would
         // redo its work under new file names and register it a second time.
-        let state = RunState::location(&self.cfg.staging);
-        delete_object(&self.stores, &state).await.with_context(|| {
+        let state = self.staging.run_pointer();
+        self.stores.delete(&state).await.with_context(|| {
             format!("the run is registered, but its run state {state} must be deleted before the next run")
         })?;
-        let deleted = objects::delete_folder(&self.stores, self.layout.root()).await?;
+        let deleted = self.stores.delete_folder(self.layout.root(), "a staging object").await?;
         tracing::info!(objects = deleted, "staging cleaned");
         Ok(())
     }
@@ -326,7 +300,9 @@ impl Driver<'_> {
         }
         let chunks = if self.cfg.skip_inventory {
             let at = self.layout.chunk_manifest();
-            let bytes = objects::get(&self.stores, &at)
+            let bytes = self
+                .stores
+                .get(&at)
                 .await?
                 .with_context(|| format!("--skip-inventory: no Phase 1 manifest at {at}"))?;
             let manifest: ChunkManifest =
@@ -466,20 +442,15 @@ impl Driver<'_> {
     async fn phase4(&self, files: &[ReportedFile]) -> anyhow::Result<register::Registered> {
         let owner = format!("earthcatalog backfill {}", self.scheduler.run_id());
         let guard = self.cfg.lock.acquire(&self.stores, &self.cfg.place.lock, owner).await?;
-        let result = register::register(
-            self.cfg,
-            &self.stores,
-            guard.as_ref(),
-            &self.grid,
-            files,
-            self.resumed,
-        )
-        .await;
-        if let Some(g) = guard
-            && let Err(e) = g.release().await
-        {
-            tracing::warn!(error = %e, "could not release the catalog lock");
+        let mut writer =
+            CatalogWriter::open(self.stores.clone(), self.cfg.place.clone(), guard).await?;
+        if !self.cfg.upload {
+            writer = writer.without_upload();
         }
+        let result =
+            register::register(self.cfg, &mut writer, &self.grid, files, self.resumed).await;
+        // Accepted results are never deleted on failure: a rerun registers them.
+        writer.finish().await;
         result
     }
 
@@ -490,15 +461,12 @@ impl Driver<'_> {
         ingested: &BTreeMap<TaskId, IngestSummary>,
         inputs: &[Input],
     ) -> anyhow::Result<Option<String>> {
-        let mut lines = Vec::new();
+        let mut failed: Vec<ItemFailure> = Vec::new();
         for r in ingested.values() {
             if let Some(f) = &r.failures
-                && let Some(bytes) = objects::get(&self.stores, f).await?
+                && let Some(list) = json_lines::read(&self.stores, f).await?
             {
-                lines.extend_from_slice(&bytes);
-                if !bytes.ends_with(b"\n") {
-                    lines.push(b'\n');
-                }
+                failed.extend(list);
             }
         }
         let retried: Vec<Location> = inputs
@@ -509,28 +477,23 @@ impl Driver<'_> {
             })
             .collect();
         // The new list is written before the retried ones go, so no failed item is ever unlisted.
-        let listed = if lines.is_empty() {
+        let listed = if failed.is_empty() {
             None
         } else {
-            let at =
-                pending_dir(&self.cfg.staging).join(&format!("{}.jsonl", self.scheduler.run_id()));
-            objects::put(&self.stores, &at, lines).await?;
+            let at = self.staging.pending_list(self.layout.run());
+            json_lines::write(&self.stores, &at, &failed).await?;
             tracing::warn!(file = %at, "failed items listed; rerun with --retry-pending to try them again");
             Some(at.uri())
         };
-        delete_objects(&self.stores, &retried, "a retried pending list").await;
+        self.stores.delete_all(&retried, "a retried pending list").await;
         Ok(listed)
     }
 }
 
-fn pending_dir(staging: &Location) -> Location {
-    staging.join("pending")
-}
-
 /// The failure lists earlier runs left in `<staging>/pending/`, in name order.
-async fn pending_lists(stores: &Stores, staging: &Location) -> anyhow::Result<Vec<String>> {
-    let mut lists = objects::list(stores, &pending_dir(staging)).await?;
-    lists.retain(|l| l.file_name().is_some_and(|n| n.ends_with(".jsonl")));
+async fn pending_lists(stores: &Stores, staging: &StagingRoot) -> anyhow::Result<Vec<String>> {
+    let mut lists = stores.list(&staging.pending_dir()).await?;
+    lists.retain(StagingRoot::is_pending_list);
     let mut lists: Vec<String> = lists.iter().map(Location::uri).collect();
     lists.sort();
     Ok(lists)

@@ -6,24 +6,21 @@
 //! that no accepted result names (an expired attempt that kept writing) are deleted.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use anyhow::Context;
 use arrow::array::{Array, AsArray};
-use earthcatalog_common::catalog::{Catalog, TableSettings, data_files};
-use earthcatalog_common::catalog_sync::CatalogCopy;
-use earthcatalog_common::cleanup::delete_objects;
+use earthcatalog_common::backfill::layout::compact_output_token;
+use earthcatalog_common::catalog::{TableSettings, data_files};
 use earthcatalog_common::hash_index::HashIndex;
-use earthcatalog_common::ids::CellYear;
+use earthcatalog_common::ids::{CellYear, RunId};
 use earthcatalog_common::location::Location;
-use earthcatalog_common::lock::LockGuard;
 use earthcatalog_common::partition::GridSpec;
+use earthcatalog_common::publish::{CatalogWriter, Files, IndexUpdate};
 use earthcatalog_common::rpc::ReportedFile;
 use earthcatalog_common::staging::read_staged;
 use earthcatalog_common::stores::Stores;
 
 use super::config::BackfillConfig;
-use super::objects;
 
 /// Files registered per snapshot (as the original's batches).
 const REGISTER_BATCH: usize = 2_000;
@@ -63,16 +60,15 @@ pub fn hash_index_location(
 pub async fn delete_orphans(
     stores: &Stores,
     warehouse: &Location,
-    run_id: &str,
+    run: &RunId,
     partitions: &[CellYear],
     accepted: &[ReportedFile],
 ) -> anyhow::Result<u64> {
     let keep: HashSet<String> = accepted.iter().map(|f| f.location.uri()).collect();
-    let ours = format!("{run_id}_c");
     let mut orphans = Vec::new();
     for p in partitions {
-        for l in objects::list(stores, &warehouse.join(&p.hive_dir())).await? {
-            let mine = l.file_name().is_some_and(|n| n.starts_with(&ours));
+        for l in stores.list(&warehouse.join(&p.hive_dir())).await? {
+            let mine = l.file_name().and_then(|n| compact_output_token(run, n)).is_some();
             if mine && !keep.contains(&l.uri()) {
                 orphans.push(l);
             }
@@ -84,28 +80,21 @@ pub async fn delete_orphans(
             "deleting data files of attempts whose results were not accepted"
         );
     }
-    let failed = delete_objects(stores, &orphans, "an orphaned data file").await;
+    let failed = stores.delete_all(&orphans, "an orphaned data file").await;
     Ok((orphans.len() - failed) as u64)
 }
 
-/// Registers `files` and publishes the catalog; `guard` is the lock (when taken).
+/// Registers `files` and publishes the catalog through `writer`.
 pub async fn register(
     cfg: &BackfillConfig,
-    stores: &Arc<Stores>,
-    guard: Option<&LockGuard>,
+    writer: &mut CatalogWriter,
     grid: &GridSpec,
     files: &[ReportedFile],
     resumed: bool,
 ) -> anyhow::Result<Registered> {
     let mut out = Registered::default();
-    let mut copy = match &cfg.place.remote {
-        Some(remote) => Some(CatalogCopy::download(stores, remote, &cfg.place.path).await?),
-        None => None,
-    };
-    if let Some(dir) = cfg.place.path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let catalog = Catalog::open(&cfg.place.path, &cfg.place.warehouse, stores.clone()).await?;
+    let catalog = writer.catalog();
+    let stores = catalog.stores().clone();
     let existing = catalog.load_table().await?;
     let property = existing
         .as_ref()
@@ -139,11 +128,7 @@ pub async fn register(
         }
     }
     for batch in locations.chunks(REGISTER_BATCH) {
-        if let Some(g) = guard {
-            g.check()?;
-        }
-        let (t, summary) =
-            catalog.register(&table, batch).await.context("registering data files")?;
+        let (t, summary) = writer.commit(&table, Files::At(batch)).await?;
         table = t;
         out.files += summary.files as u64;
         out.rows += summary.records;
@@ -151,25 +136,30 @@ pub async fn register(
         tracing::info!("registered {} files", out.files);
     }
     drop(table);
-    if let Some(copy) = copy.as_mut().filter(|_| cfg.upload) {
-        let guard = guard.context("uploading the catalog needs the lock")?;
-        copy.upload(guard).await?;
-        out.uploaded = true;
-    }
-    // Written only now: an index must never list ids the published catalog does not hold.
-    if cfg.update_hash_index {
-        let mut index = match cfg.delta {
-            true => HashIndex::read(stores, &index_at).await?,
-            false => HashIndex::new(),
-        };
-        for f in files {
-            add_ids(stores, &f.location, &mut index).await?;
-        }
-        index.write(stores, &index_at).await?;
-        tracing::info!(index = %index_at, hashes = index.len(), "hash index written");
-        out.hash_index = Some((index_at.uri(), index.len()));
-    }
+    let index = match cfg.update_hash_index {
+        true => Some(hash_index(cfg, &stores, files, index_at).await?),
+        false => None,
+    };
+    out.uploaded = writer.publish(index.as_ref()).await?;
+    out.hash_index = index.map(|u| (u.location.uri(), u.index.len()));
     Ok(out)
+}
+
+/// The hash index after this run: the ids of `files`, added to the stored index in delta mode.
+async fn hash_index(
+    cfg: &BackfillConfig,
+    stores: &Stores,
+    files: &[ReportedFile],
+    location: Location,
+) -> anyhow::Result<IndexUpdate> {
+    let mut index = match cfg.delta {
+        true => HashIndex::read(stores, &location).await?,
+        false => HashIndex::new(),
+    };
+    for f in files {
+        add_ids(stores, &f.location, &mut index).await?;
+    }
+    Ok(IndexUpdate { location, index })
 }
 
 async fn add_ids(stores: &Stores, file: &Location, index: &mut HashIndex) -> anyhow::Result<()> {

@@ -2,15 +2,11 @@
 //! what it was started with, so a restarted coordinator resumes the same run (same chunks, same
 //! recorded results) instead of starting over. Removed when the run has been registered.
 
+use earthcatalog_common::backfill::StagingRoot;
 use earthcatalog_common::ids::RunId;
 use earthcatalog_common::location::Location;
 use earthcatalog_common::stores::Stores;
 use serde::{Deserialize, Serialize};
-
-use super::objects;
-
-/// File name of the run pointer in the staging root.
-const POINTER: &str = "_run.json";
 
 /// The run a staging folder belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,15 +29,10 @@ pub struct RunState {
 }
 
 impl RunState {
-    /// The pointer's location under `staging`.
-    pub fn location(staging: &Location) -> Location {
-        staging.join(POINTER)
-    }
-
     /// The unfinished run in `staging`, if any.
-    pub async fn load(stores: &Stores, staging: &Location) -> anyhow::Result<Option<RunState>> {
-        let at = Self::location(staging);
-        match objects::get(stores, &at).await? {
+    pub async fn load(stores: &Stores, staging: &StagingRoot) -> anyhow::Result<Option<RunState>> {
+        let at = staging.run_pointer();
+        match stores.get(&at).await? {
             None => Ok(None),
             Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| {
                 anyhow::anyhow!("run state {at} is unreadable ({e}); delete it to start over")
@@ -62,8 +53,8 @@ impl RunState {
     }
 
     /// Records this run as the staging folder's current one.
-    pub async fn save(&self, stores: &Stores, staging: &Location) -> anyhow::Result<()> {
-        objects::put(stores, &Self::location(staging), serde_json::to_vec_pretty(self)?).await
+    pub async fn save(&self, stores: &Stores, staging: &StagingRoot) -> anyhow::Result<()> {
+        Ok(stores.put(&staging.run_pointer(), serde_json::to_vec_pretty(self)?).await?)
     }
 
     /// Whether a new request is compatible with this run (else the operator must finish or

@@ -3,10 +3,10 @@
 //!
 //! Order of a run: take the lock → download the catalog (when it lives in a store) → open the
 //! table → for each chunk: fetch, fan out, drop rows already in their partition, write, register
-//! → upload the catalog (conditional on the version downloaded) → release the lock. A run that
-//! fails uploads nothing and deletes the data files no catalog will reference: with a catalog
-//! store, every file it wrote (the stored catalog never sees them); with a local catalog, the
-//! files of chunks not yet registered.
+//! → upload the catalog (conditional on the version downloaded) → release the lock, through the
+//! one publish sequence of [`earthcatalog_common::publish`], which also decides what a failed
+//! run deletes. The inventory's first record is read before the lock is taken, so a run that
+//! cannot read its input leaves nothing behind (no catalog, no table, no lock).
 
 mod progress;
 mod summary;
@@ -16,21 +16,18 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use earthcatalog_common::catalog::{Catalog, TableSettings, data_files};
-use earthcatalog_common::catalog_sync::CatalogCopy;
-use earthcatalog_common::cleanup::{delete_object, delete_objects};
 use earthcatalog_common::fanout::Groups;
 use earthcatalog_common::geoparquet::{FileNamer, WrittenFile};
 use earthcatalog_common::ids::RunId;
-use earthcatalog_common::inventory::{self, Filter, InventoryRecord, OpenOptions};
+use earthcatalog_common::inventory::{self, Filter, InventoryRecord, InventoryStream, OpenOptions};
+use earthcatalog_common::json_lines;
 use earthcatalog_common::known_ids::KnownIds;
-use earthcatalog_common::location::Location;
-use earthcatalog_common::lock::LockGuard;
 use earthcatalog_common::partition::{GridSpec, open_partitioner};
 use earthcatalog_common::pipeline::{DataPath, DataPathOptions, ItemFailure, ObjectKey};
+use earthcatalog_common::publish::{CatalogWriter, Files};
 use earthcatalog_common::stores::Stores;
 use futures::StreamExt;
 use iceberg::table::Table;
-use object_store::ObjectStoreExt;
 use tracing::Instrument;
 
 pub use summary::RunSummary;
@@ -39,58 +36,67 @@ use crate::config::IncrementalConfig;
 use progress::Progress;
 
 /// Runs the incremental pipeline; the summary says what happened (failed items included).
-pub async fn run(cfg: IncrementalConfig) -> anyhow::Result<RunSummary> {
+pub async fn run(cfg: IncrementalConfig, stores: &Stores) -> anyhow::Result<RunSummary> {
     if !cfg.lock.enabled && cfg.place.remote.is_some() {
         bail!(
             "--no-lock cannot be used with --catalog-store: the catalog is only uploaded under the lock"
         );
     }
-    let stores = Arc::new(Stores::from_env().with_sources(&cfg.sources));
+    let stores = Arc::new(stores.clone().with_sources(&cfg.sources));
+    let inventory =
+        first_readable(inventory::open(&stores, &cfg.inventory, &OpenOptions::default()))
+            .await
+            .context("reading the inventory")?;
     let guard =
         cfg.lock.acquire(&stores, &cfg.place.lock, "earthcatalog incremental".into()).await?;
-    let result = Run::new(&cfg, stores.clone(), guard.as_ref()).execute().await;
-    if let Some(guard) = guard
-        && let Err(e) = guard.release().await
+    let writer = CatalogWriter::open(stores.clone(), cfg.place.clone(), guard).await?;
+    Run::new(&cfg, stores).execute(writer, inventory).await
+}
+
+/// `stream`, once its first record has been read: an inventory that cannot be opened fails here,
+/// before the run changes anything.
+async fn first_readable(
+    stream: InventoryStream,
+) -> Result<InventoryStream, inventory::InventoryError> {
+    let mut stream = stream.peekable();
+    if let Some(Err(_)) = std::pin::Pin::new(&mut stream).peek().await
+        && let Some(Err(e)) = stream.next().await
     {
-        tracing::warn!(error = %e, "could not release the catalog lock");
+        return Err(e);
     }
-    result
+    Ok(stream.boxed())
 }
 
 /// One run's state.
 struct Run<'a> {
     cfg: &'a IncrementalConfig,
     stores: Arc<Stores>,
-    guard: Option<&'a LockGuard>,
     summary: RunSummary,
     failures: Vec<ItemFailure>,
     progress: Progress,
-    /// Files written by this run that no catalog will reference if the run fails now.
-    unpublished: Vec<Location>,
-    /// Whether the catalog upload was tried: after that, whether the store took it is unknown
-    /// when it fails, so this run's files are kept.
-    upload_tried: bool,
 }
 
 impl<'a> Run<'a> {
-    fn new(cfg: &'a IncrementalConfig, stores: Arc<Stores>, guard: Option<&'a LockGuard>) -> Self {
+    fn new(cfg: &'a IncrementalConfig, stores: Arc<Stores>) -> Self {
         Run {
             cfg,
             stores,
-            guard,
             summary: RunSummary { run_id: RunId::new().to_string(), ..Default::default() },
             failures: Vec::new(),
             progress: Progress::new(cfg.progress),
-            unpublished: Vec::new(),
-            upload_tried: false,
         }
     }
 
-    async fn execute(mut self) -> anyhow::Result<RunSummary> {
-        let outcome = self.ingest().await;
+    async fn execute(
+        mut self,
+        mut writer: CatalogWriter,
+        inventory: InventoryStream,
+    ) -> anyhow::Result<RunSummary> {
+        let outcome = self.ingest(&mut writer, inventory).await;
         self.progress.finish();
-        if outcome.is_err() {
-            self.delete_unpublished().await;
+        match outcome {
+            Ok(()) => writer.finish().await,
+            Err(_) => writer.abandon().await,
         }
         // Failures found before an abort are listed too: they are still worth retrying. But a
         // retry that reads the failures file itself keeps it whole when it aborts: the items it
@@ -110,21 +116,14 @@ impl<'a> Run<'a> {
         Ok(self.summary)
     }
 
-    async fn ingest(&mut self) -> anyhow::Result<()> {
+    async fn ingest(
+        &mut self,
+        writer: &mut CatalogWriter,
+        inventory: InventoryStream,
+    ) -> anyhow::Result<()> {
         let cfg = self.cfg;
-        let mut copy = match &cfg.place.remote {
-            Some(remote) => {
-                Some(CatalogCopy::download(&self.stores, remote, &cfg.place.path).await?)
-            }
-            None => None,
-        };
-        if let Some(dir) = cfg.place.path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let catalog =
-            Catalog::open(&cfg.place.path, &cfg.place.warehouse, self.stores.clone()).await?;
-        let grid = self.grid(&catalog).await?;
-        let mut table = catalog.open_table(&TableSettings::from_grid(&grid)).await?;
+        let grid = self.grid(writer.catalog()).await?;
+        let mut table = writer.catalog().open_table(&TableSettings::from_grid(&grid)).await?;
         let partitioner = open_partitioner(&grid, &self.stores).await?;
         tracing::info!(catalog = %cfg.place.path.display(), warehouse = %cfg.place.warehouse, ?grid, run = %self.summary.run_id, "ingesting {}", cfg.inventory);
 
@@ -137,9 +136,8 @@ impl<'a> Run<'a> {
         let namer = Arc::new(FileNamer::new(RunId::from_string(&self.summary.run_id), "inc"));
         let mut pending: Vec<WrittenFile> = Vec::new();
 
-        let stream = inventory::open(&self.stores, &cfg.inventory, &OpenOptions::default());
         let filter = Filter { since: cfg.since, limit: cfg.limit, stac_only: true };
-        let (mut stream, counters) = inventory::filter(stream, filter);
+        let (mut stream, counters) = inventory::filter(inventory, filter);
         let mut chunk: Vec<ObjectKey> = Vec::with_capacity(cfg.chunk_size);
         let mut chunk_index = 0usize;
         loop {
@@ -167,12 +165,11 @@ impl<'a> Run<'a> {
                     .chunk(chunk_index, keys, &data_path, &mut known, &namer)
                     .instrument(span.clone())
                     .await?;
-                self.unpublished.extend(files.iter().map(|f| f.location.clone()));
+                writer.wrote(files.iter().map(|f| f.location.clone()));
                 if cfg.batch_add_files {
                     pending.extend(files);
                 } else {
-                    table =
-                        self.register(&catalog, &table, files, &data_path).instrument(span).await?;
+                    table = self.register(writer, &table, files).instrument(span).await?;
                 }
             }
             let c = counters.snapshot();
@@ -187,15 +184,10 @@ impl<'a> Run<'a> {
             }
         }
         if cfg.batch_add_files {
-            table = self.register(&catalog, &table, pending, &data_path).await?;
+            table = self.register(writer, &table, pending).await?;
         }
         drop(table);
-        if let Some(copy) = copy.as_mut() {
-            let guard = self.guard.context("uploading the catalog needs the lock")?;
-            self.upload_tried = true;
-            copy.upload(guard).await?;
-            self.summary.catalog_uploaded = true;
-        }
+        self.summary.catalog_uploaded = writer.publish(None).await?;
         Ok(())
     }
 
@@ -244,61 +236,21 @@ impl<'a> Run<'a> {
         Ok(files)
     }
 
-    /// Registers files in one snapshot, after checking the lock is still ours; on failure the
-    /// files are deleted so nothing half-registered is left behind.
+    /// Registers files in one snapshot (a failed run deletes them: see [`CatalogWriter`]).
     async fn register(
         &mut self,
-        catalog: &Catalog,
+        writer: &mut CatalogWriter,
         table: &Table,
         files: Vec<WrittenFile>,
-        data_path: &DataPath,
     ) -> anyhow::Result<Table> {
         if files.is_empty() {
             return Ok(table.clone());
         }
-        if let Some(guard) = self.guard
-            && let Err(e) = guard.check()
-        {
-            data_path.delete_files(&files).await;
-            return Err(e.into());
-        }
-        match catalog.register_written(table, &files).await {
-            Ok((table, summary)) => {
-                if self.cfg.place.remote.is_none() {
-                    // Committed to the catalog the user named: these files are published.
-                    self.unpublished.clear();
-                }
-                self.summary.files += summary.files as u64;
-                self.summary.snapshots += u64::from(summary.snapshot_id.is_some());
-                self.progress.update(&self.summary);
-                Ok(table)
-            }
-            Err(e) => {
-                data_path.delete_files(&files).await;
-                Err(e).context("registering the chunk's files")
-            }
-        }
-    }
-
-    /// Deletes the files of a failed run that no catalog will reference, so a failed run leaves
-    /// no orphans in the warehouse (best effort: what cannot be deleted is logged).
-    async fn delete_unpublished(&mut self) {
-        if self.unpublished.is_empty() {
-            return;
-        }
-        if self.upload_tried {
-            tracing::warn!(
-                files = self.unpublished.len(),
-                "the catalog upload failed; this run's data files are kept, as the store may hold a catalog that references them"
-            );
-            return;
-        }
-        let files = std::mem::take(&mut self.unpublished);
-        let kept = delete_objects(&self.stores, &files, "a data file of the failed run").await;
-        tracing::warn!(
-            "the run failed: deleted {} data files no catalog references ({kept} could not be deleted)",
-            files.len() - kept
-        );
+        let (table, summary) = writer.commit(table, Files::Written(&files)).await?;
+        self.summary.files += summary.files as u64;
+        self.summary.snapshots += u64::from(summary.snapshot_id.is_some());
+        self.progress.update(&self.summary);
+        Ok(table)
     }
 
     /// Whether this run's inventory is the failures file it writes (a retry of the list).
@@ -311,22 +263,14 @@ impl<'a> Run<'a> {
         if self.failures.is_empty() {
             if self.retries_the_failures_file() {
                 // A retry of the whole list that failed nothing: the list is done.
-                delete_object(&self.stores, &self.cfg.failures).await?;
+                self.stores.delete(&self.cfg.failures).await?;
                 tracing::info!("every listed item retried: removed {}", self.cfg.failures);
             }
             return Ok(());
         }
-        let mut text = String::new();
-        for f in &self.failures {
-            text.push_str(&serde_json::to_string(f)?);
-            text.push('\n');
-        }
-        let target = self.stores.resolve(&self.cfg.failures)?;
-        target
-            .store
-            .put(&target.path, text.into())
+        json_lines::write(&self.stores, &self.cfg.failures, &self.failures)
             .await
-            .with_context(|| format!("writing the failures file {}", self.cfg.failures))?;
+            .context("writing the failures file")?;
         self.summary.failures_file = Some(self.cfg.failures.to_string());
         let by_kind: BTreeMap<_, _> = self.summary.failures_by_kind.clone();
         tracing::warn!(

@@ -7,14 +7,12 @@ mod ingest;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use earthcatalog_common::backfill::layout::compact_output_token;
 use earthcatalog_common::backfill::{CompactError, IngestError};
-use earthcatalog_common::cleanup::delete_objects;
 use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::{GridError, GridSpec, Partitioner, open_partitioner};
 use earthcatalog_common::rpc::{LeaseGrant, TaskReport, TaskSpec};
 use earthcatalog_common::stores::Stores;
-use futures::TryStreamExt;
-use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
 /// Why a task failed.
@@ -49,24 +47,29 @@ impl TaskError {
 type Sources = Vec<(String, Location)>;
 
 /// What tasks share in one worker process: object store clients and partitioners.
-#[derive(Default)]
 pub struct TaskContext {
-    stores: Mutex<HashMap<Sources, Arc<Stores>>>,
+    /// The process's stores (no source mappings).
+    stores: Arc<Stores>,
+    /// Views of them reading tasks' mapped buckets from their locations (same clients).
+    mapped: Mutex<HashMap<Sources, Arc<Stores>>>,
     partitioners: tokio::sync::Mutex<HashMap<String, Arc<dyn Partitioner>>>,
 }
 
 impl TaskContext {
-    /// An empty context (S3 settings come from the environment).
-    pub fn new() -> Self {
-        Self::default()
+    /// A context over the process's `stores`.
+    pub fn new(stores: Arc<Stores>) -> Self {
+        TaskContext { stores, mapped: Mutex::default(), partitioners: Default::default() }
     }
 
     /// Stores reading `sources` buckets from their mapped locations.
     fn stores(&self, sources: &[(String, Location)]) -> Arc<Stores> {
-        let mut cache = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        if sources.is_empty() {
+            return self.stores.clone();
+        }
+        let mut cache = self.mapped.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .entry(sources.to_vec())
-            .or_insert_with(|| Arc::new(Stores::from_env().with_sources(sources)))
+            .or_insert_with(|| Arc::new(self.stores.as_ref().clone().with_sources(sources)))
             .clone()
     }
 
@@ -108,34 +111,19 @@ impl TaskContext {
     /// by the attempt-unique names: the ingest attempt folder, or the compact files named with
     /// the lease token in the partition folder (best effort, logged).
     pub async fn clean_attempt(&self, grant: &LeaseGrant) {
-        let (folder, name_prefix) = match &grant.task {
-            TaskSpec::Ingest(t) => (t.output.clone(), String::new()),
-            TaskSpec::Compact(t) => (
-                t.warehouse.join(&t.partition.hive_dir()),
-                format!("{}_c{}_", t.run, grant.lease.token),
-            ),
+        let token = grant.lease.token;
+        let (folder, run) = match &grant.task {
+            TaskSpec::Ingest(t) => (t.output.clone(), None),
+            TaskSpec::Compact(t) => (t.warehouse.join(&t.partition.hive_dir()), Some(&t.run)),
         };
-        let stores = self.stores(&[]);
-        let listed = match stores.resolve(&folder) {
-            Ok(o) => {
-                let store: &dyn ObjectStore = o.store.as_ref();
-                store.list(Some(&o.path)).try_collect::<Vec<_>>().await.map_err(|e| e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
+        let ours = |l: &Location| match run {
+            None => true,
+            Some(run) => l.file_name().and_then(|n| compact_output_token(run, n)) == Some(token),
         };
-        let names = match listed {
-            Ok(metas) => metas
-                .into_iter()
-                .filter(|m| m.location.filename().is_some_and(|n| n.starts_with(&name_prefix)))
-                .filter_map(|m| {
-                    let rel = m.location.as_ref().to_string();
-                    let base = stores.resolve(&folder).ok()?.path.as_ref().to_string();
-                    let tail = rel.strip_prefix(&base)?.trim_start_matches('/').to_string();
-                    Some(folder.join(&tail))
-                })
-                .collect(),
+        let names: Vec<Location> = match self.stores.list(&folder).await {
+            Ok(listed) => listed.into_iter().filter(ours).collect(),
             Err(error) => {
-                tracing::warn!(folder = %folder, %error, "cannot list an abandoned attempt's outputs");
+                tracing::warn!(%error, "cannot list an abandoned attempt's outputs");
                 Vec::new()
             }
         };
@@ -151,6 +139,6 @@ impl TaskContext {
     }
 
     async fn delete(&self, locations: &[Location]) {
-        delete_objects(&self.stores(&[]), locations, "a refused output").await;
+        self.stores.delete_all(locations, "a refused output").await;
     }
 }

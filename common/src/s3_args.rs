@@ -1,7 +1,8 @@
 //! The `--s3-bucket` flag, shared by `earthcatalog` and `earthcatalog-worker`.
 
+use crate::s3_settings::BucketSettings;
+use crate::stores::Stores;
 use clap::Args;
-use earthcatalog_common::s3_settings::{BucketSettings, install_process_bucket_settings};
 
 /// Per-bucket S3 settings (every binary that touches S3 takes them).
 #[derive(Debug, Clone, Default, Args)]
@@ -26,21 +27,30 @@ impl S3BucketArgs {
         BucketSettings::merged(self.s3_buckets.iter().cloned())
     }
 
-    /// Makes these the per-bucket settings of every S3 client this process builds from the
-    /// environment; called once by each binary right after parsing its flags.
-    pub fn install(&self) {
+    /// The process's one [`Stores`]: the environment's S3 settings overridden by these
+    /// entries. Each binary builds it once, right after parsing its flags, and passes it down.
+    pub fn stores(&self) -> Stores {
         let settings = self.settings();
         for (bucket, s) in settings.iter() {
             tracing::info!(bucket, settings = ?redacted(s), "S3 settings for bucket");
         }
-        if !install_process_bucket_settings(settings) {
-            tracing::warn!("per-bucket S3 settings were already installed; --s3-bucket ignored");
-        }
+        Stores::from_env(&settings)
+    }
+}
+
+impl S3BucketArgs {
+    /// Every entry as one `EARTHCATALOG_S3_BUCKETS` value (`BUCKET:key=value,...;...`), for
+    /// child processes that must use the same settings.
+    pub fn env_value(&self) -> String {
+        let settings = self.settings();
+        let entries: Vec<String> =
+            settings.iter().map(|(bucket, s)| format!("{bucket}:{}", redacted(s))).collect();
+        entries.join(";")
     }
 }
 
 /// The settings an entry can hold (it never holds keys), for the log.
-fn redacted(s: &earthcatalog_common::stores::S3Settings) -> String {
+fn redacted(s: &crate::stores::S3Settings) -> String {
     let mut parts = Vec::new();
     let mut add = |k: &str, v: Option<String>| {
         if let Some(v) = v {
@@ -80,6 +90,9 @@ mod tests {
         assert_eq!(s.get("its-live-data").unwrap().anonymous, Some(true));
         assert_eq!(s.get("mirror").unwrap().endpoint.as_deref(), Some("http://b:9000"));
         assert_eq!(s.get("other").unwrap().region.as_deref(), Some("eu-west-1"));
+        let again: BucketSettings = cli.s3.env_value().parse().unwrap();
+        assert_eq!(again.get("mirror").unwrap().endpoint.as_deref(), Some("http://b:9000"));
+        assert_eq!(again.get("its-live-data").unwrap().anonymous, Some(true));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use earthcatalog_common::rpc::pb::coordinator_client::CoordinatorClient;
-use earthcatalog_common::rpc::{AUTH_HEADER, bearer};
+use super::pb::coordinator_client::CoordinatorClient;
+use super::{AUTH_HEADER, bearer};
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};

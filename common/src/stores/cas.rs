@@ -18,61 +18,9 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 
+use super::Stores;
+use super::objects::{ObjectError, ObjectOp};
 use crate::location::Location;
-use crate::stores::{StoreError, Stores};
-
-/// Why a conditional read or write failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CasError {
-    /// The location could not be resolved to a store.
-    #[error("cannot open {location}: {source}")]
-    Resolve {
-        /// The object.
-        location: Location,
-        /// The resolver's error.
-        source: Box<StoreError>,
-    },
-    /// A create found the object already there.
-    #[error("{location} already exists")]
-    Exists {
-        /// The object.
-        location: Location,
-    },
-    /// A replace found the object changed (or gone) since the version it expected.
-    #[error("{location} changed since version {expected} was read")]
-    Changed {
-        /// The object.
-        location: Location,
-        /// The ETag the caller expected.
-        expected: String,
-    },
-    /// The store answered a write without an ETag, so the object cannot be replaced safely later.
-    #[error("{location}: the store returned no ETag, so conditional writes are impossible")]
-    NoETag {
-        /// The object.
-        location: Location,
-    },
-    /// The advisory lock guarding a local object could not be taken.
-    #[error("cannot lock {path} (guards {location}): {source}")]
-    LocalLock {
-        /// The sidecar lock file.
-        path: PathBuf,
-        /// The object it guards.
-        location: Location,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// Any other store error.
-    #[error("{operation} {location}: {source}")]
-    Store {
-        /// What we were doing (`read`, `create`, `replace`).
-        operation: &'static str,
-        /// The object.
-        location: Location,
-        /// The store's error.
-        source: Box<object_store::Error>,
-    },
-}
 
 /// One object that is only ever written conditionally.
 #[derive(Debug, Clone)]
@@ -95,11 +43,8 @@ pub struct Versioned {
 
 impl CasObject {
     /// The object at `location`.
-    pub fn resolve(stores: &Stores, location: &Location) -> Result<Self, CasError> {
-        let resolved = stores.resolve(location).map_err(|source| CasError::Resolve {
-            location: location.clone(),
-            source: Box::new(source),
-        })?;
+    pub fn resolve(stores: &Stores, location: &Location) -> Result<Self, ObjectError> {
+        let resolved = stores.open(location)?;
         let local_guard = location.as_local_path().map(|p| {
             let mut name = p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
             name.push(".cas-lock");
@@ -119,46 +64,46 @@ impl CasObject {
     }
 
     /// The current content and ETag, or `None` when the object does not exist.
-    pub async fn read(&self) -> Result<Option<Versioned>, CasError> {
+    pub async fn read(&self) -> Result<Option<Versioned>, ObjectError> {
         let got = match self.store.get(&self.path).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(source) => return Err(self.store_error("read", source)),
+            Err(source) => return Err(self.store_error(ObjectOp::Read, source)),
         };
         let e_tag = got.meta.e_tag.clone().ok_or_else(|| self.no_etag())?;
-        let bytes = got.bytes().await.map_err(|source| self.store_error("read", source))?;
+        let bytes = got.bytes().await.map_err(|source| self.store_error(ObjectOp::Read, source))?;
         Ok(Some(Versioned { bytes, e_tag }))
     }
 
     /// Writes `bytes` only if the object does not exist; returns the new ETag.
-    pub async fn create(&self, bytes: Bytes) -> Result<String, CasError> {
+    pub async fn create(&self, bytes: Bytes) -> Result<String, ObjectError> {
         let _guard = self.lock_local().await?;
-        self.put(bytes, PutMode::Create, "create").await
+        self.put(bytes, PutMode::Create, ObjectOp::Create).await
     }
 
     /// Writes `bytes` only if the object's ETag is still `expected`; returns the new ETag.
-    pub async fn replace(&self, expected: &str, bytes: Bytes) -> Result<String, CasError> {
+    pub async fn replace(&self, expected: &str, bytes: Bytes) -> Result<String, ObjectError> {
         let Some(_guard) = self.lock_local().await? else {
             let version = UpdateVersion { e_tag: Some(expected.to_string()), version: None };
-            return self.put(bytes, PutMode::Update(version), "replace").await;
+            return self.put(bytes, PutMode::Update(version), ObjectOp::Replace).await;
         };
         let current = match self.store.head(&self.path).await {
             Ok(meta) => meta.e_tag,
             Err(object_store::Error::NotFound { .. }) => None,
-            Err(source) => return Err(self.store_error("replace", source)),
+            Err(source) => return Err(self.store_error(ObjectOp::Replace, source)),
         };
         if current.as_deref() != Some(expected) {
             return Err(self.changed(expected));
         }
-        self.put(bytes, PutMode::Overwrite, "replace").await
+        self.put(bytes, PutMode::Overwrite, ObjectOp::Replace).await
     }
 
     async fn put(
         &self,
         bytes: Bytes,
         mode: PutMode,
-        operation: &'static str,
-    ) -> Result<String, CasError> {
+        operation: ObjectOp,
+    ) -> Result<String, ObjectError> {
         let expected = match &mode {
             PutMode::Update(v) => v.e_tag.clone().unwrap_or_default(),
             _ => String::new(),
@@ -167,18 +112,18 @@ impl CasObject {
         match self.store.put_opts(&self.path, PutPayload::from(bytes), opts).await {
             Ok(result) => result.e_tag.ok_or_else(|| self.no_etag()),
             Err(object_store::Error::AlreadyExists { .. }) => {
-                Err(CasError::Exists { location: self.location.clone() })
+                Err(ObjectError::Exists { location: self.location.clone() })
             }
             // S3 answers `If-Match` on a missing key with 404, which is a change all the same.
             Err(
                 object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
-            ) if operation == "replace" => Err(self.changed(&expected)),
+            ) if operation == ObjectOp::Replace => Err(self.changed(&expected)),
             Err(source) => Err(self.store_error(operation, source)),
         }
     }
 
     /// Takes the sidecar `flock` for local objects (released when the file is dropped).
-    async fn lock_local(&self) -> Result<Option<std::fs::File>, CasError> {
+    async fn lock_local(&self) -> Result<Option<std::fs::File>, ObjectError> {
         let Some(path) = self.local_guard.clone() else {
             return Ok(None);
         };
@@ -196,18 +141,22 @@ impl CasObject {
         .await
         .map_err(|join| std::io::Error::other(join.to_string()))
         .and_then(|r| r);
-        locked.map(Some).map_err(|source| CasError::LocalLock { path: err_path, location, source })
+        locked.map(Some).map_err(|source| ObjectError::LocalLock {
+            path: err_path,
+            location,
+            source,
+        })
     }
 
-    fn store_error(&self, operation: &'static str, source: object_store::Error) -> CasError {
-        CasError::Store { operation, location: self.location.clone(), source: Box::new(source) }
+    fn store_error(&self, op: ObjectOp, source: object_store::Error) -> ObjectError {
+        ObjectError::store(op, &self.location, source)
     }
 
-    fn changed(&self, expected: &str) -> CasError {
-        CasError::Changed { location: self.location.clone(), expected: expected.to_string() }
+    fn changed(&self, expected: &str) -> ObjectError {
+        ObjectError::Changed { location: self.location.clone(), expected: expected.to_string() }
     }
 
-    fn no_etag(&self) -> CasError {
-        CasError::NoETag { location: self.location.clone() }
+    fn no_etag(&self) -> ObjectError {
+        ObjectError::NoETag { location: self.location.clone() }
     }
 }

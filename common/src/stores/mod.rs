@@ -6,6 +6,9 @@
 //! A bucket can also be *mapped* to another location (a local mirror, another endpoint), so an
 //! inventory naming `s3://its-live-data/...` can be ingested from a copy of that bucket.
 
+mod cas;
+mod objects;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +20,8 @@ use object_store::path::Path;
 use crate::location::Location;
 use crate::s3_credentials::{AwsEnvironment, BuildError, CredentialError, build_client};
 pub use crate::s3_settings::{BucketSettings, S3Settings};
+pub use cas::{CasObject, Versioned};
+pub use objects::{ObjectError, ObjectOp};
 
 /// Why a location could not be turned into a store.
 #[derive(Debug, thiserror::Error)]
@@ -56,15 +61,20 @@ pub struct ObjectLocation {
     pub path: Path,
 }
 
-/// Resolves locations to stores; one client per bucket, shared by every caller.
-#[derive(Debug, Default)]
+/// Clients by bucket (or `memory://` name), shared by every view of one [`Stores`].
+type ClientCache = Arc<Mutex<HashMap<String, Arc<dyn ObjectStore>>>>;
+
+/// Resolves locations to stores; one client per bucket, shared by every caller. A process
+/// builds one from its flags and environment and passes it down; a view with other source
+/// mappings ([`Stores::with_sources`]) shares its clients.
+#[derive(Debug, Default, Clone)]
 pub struct Stores {
     s3_defaults: S3Settings,
     aws_env: AwsEnvironment,
     per_bucket: HashMap<String, S3Settings>,
     sources: HashMap<String, Location>,
-    s3_clients: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
-    memory: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    s3_clients: ClientCache,
+    memory: ClientCache,
     local: Option<Arc<dyn ObjectStore>>,
 }
 
@@ -77,15 +87,10 @@ fn local_files() -> Arc<dyn ObjectStore> {
 
 impl Stores {
     /// Stores configured as this process is: S3 defaults, role credentials and profiles from
-    /// the environment, and the per-bucket settings the binary installed from its flags
-    /// ([`crate::s3_settings::install_process_bucket_settings`]).
-    pub fn from_env() -> Self {
-        let stores =
-            Stores { aws_env: AwsEnvironment::from_env(), ..Self::new(S3Settings::from_env()) };
-        match crate::s3_settings::process_bucket_settings() {
-            Some(buckets) => stores.with_buckets(buckets),
-            None => stores,
-        }
+    /// the environment, overridden per bucket by `buckets` (the `--s3-bucket` flags).
+    pub fn from_env(buckets: &BucketSettings) -> Self {
+        Stores { aws_env: AwsEnvironment::from_env(), ..Self::new(S3Settings::from_env()) }
+            .with_buckets(buckets)
     }
 
     /// Stores with the given S3 defaults and nothing else from the environment: no role
@@ -137,7 +142,14 @@ impl Stores {
         }
     }
 
-    /// The store and path for a location.
+    /// The object at `location`, for conditional writes (create if absent, replace if
+    /// unchanged since read): what the catalog lock and the catalog upload are built on.
+    pub fn conditional(&self, location: &Location) -> Result<CasObject, ObjectError> {
+        CasObject::resolve(self, location)
+    }
+
+    /// The store and path for a location, for streamed or ranged IO (whole objects go through
+    /// [`Stores::get`], [`Stores::put`], [`Stores::list`], [`Stores::delete`]).
     pub fn resolve(&self, location: &Location) -> Result<ObjectLocation, StoreError> {
         match location {
             Location::S3 { bucket, prefix } => Ok(ObjectLocation {

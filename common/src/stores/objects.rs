@@ -1,0 +1,261 @@
+//! Whole-object operations addressed by [`Location`]: read, write, list, delete. Every caller
+//! that moves a whole object (state files, results, failure lists, cleanup) goes through these,
+//! so each failure names its object and keeps the store's error as its source.
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use super::{StoreError, Stores};
+use crate::location::Location;
+
+/// Deletions in flight at once (S3 DELETE latency dominates; 16 keeps one client busy).
+const CONCURRENT_DELETES: usize = 16;
+
+/// What was being done to an object when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectOp {
+    /// Reading it.
+    Read,
+    /// Writing it unconditionally.
+    Write,
+    /// Writing it only if absent.
+    Create,
+    /// Writing it only if unchanged since a version was read.
+    Replace,
+    /// Listing the folder it names.
+    List,
+    /// Deleting it.
+    Delete,
+}
+
+impl std::fmt::Display for ObjectOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ObjectOp::Read => "read",
+            ObjectOp::Write => "write",
+            ObjectOp::Create => "create",
+            ObjectOp::Replace => "replace",
+            ObjectOp::List => "list",
+            ObjectOp::Delete => "delete",
+        })
+    }
+}
+
+/// Why an object operation failed; every variant names the object.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// The location could not be resolved to a store.
+    #[error("cannot open {location}: {source}")]
+    Resolve {
+        /// The object.
+        location: Location,
+        /// The resolver's error.
+        source: Box<StoreError>,
+    },
+    /// A create found the object already there.
+    #[error("{location} already exists")]
+    Exists {
+        /// The object.
+        location: Location,
+    },
+    /// A replace found the object changed (or gone) since the version it expected.
+    #[error("{location} changed since version {expected} was read")]
+    Changed {
+        /// The object.
+        location: Location,
+        /// The ETag the caller expected.
+        expected: String,
+    },
+    /// The store answered a write without an ETag, so the object cannot be replaced safely later.
+    #[error("{location}: the store returned no ETag, so conditional writes are impossible")]
+    NoETag {
+        /// The object.
+        location: Location,
+    },
+    /// The advisory lock guarding a local object could not be taken.
+    #[error("cannot lock {path} (guards {location}): {source}")]
+    LocalLock {
+        /// The sidecar lock file.
+        path: std::path::PathBuf,
+        /// The object it guards.
+        location: Location,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store refused or failed the operation.
+    #[error("cannot {op} {location}: {source}")]
+    Store {
+        /// What was being done.
+        op: ObjectOp,
+        /// The object (or folder, for a listing).
+        location: Location,
+        /// The store's error.
+        source: Box<object_store::Error>,
+    },
+}
+
+impl ObjectError {
+    /// Whether trying again may succeed (store and network errors may; bad locations will not).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, ObjectError::Resolve { .. })
+    }
+
+    pub(super) fn store(op: ObjectOp, location: &Location, source: object_store::Error) -> Self {
+        ObjectError::Store { op, location: location.clone(), source: Box::new(source) }
+    }
+}
+
+impl Stores {
+    /// The store and path of `location`, as an [`ObjectError`] naming it when that fails.
+    pub(super) fn open(&self, location: &Location) -> Result<super::ObjectLocation, ObjectError> {
+        self.resolve(location).map_err(|source| ObjectError::Resolve {
+            location: location.clone(),
+            source: Box::new(source),
+        })
+    }
+
+    /// The object at `location`, or `None` if there is none.
+    pub async fn get(&self, location: &Location) -> Result<Option<Bytes>, ObjectError> {
+        let target = self.open(location)?;
+        let read = async { target.store.get(&target.path).await?.bytes().await };
+        match read.await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(ObjectError::store(ObjectOp::Read, location, source)),
+        }
+    }
+
+    /// The store and path of the object at `location` with its metadata (size, ETag), or
+    /// `None` if there is none: for ranged reads that need the size first.
+    pub async fn head(
+        &self,
+        location: &Location,
+    ) -> Result<Option<(super::ObjectLocation, object_store::ObjectMeta)>, ObjectError> {
+        let target = self.open(location)?;
+        match target.store.head(&target.path).await {
+            Ok(meta) => Ok(Some((target, meta))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(ObjectError::store(ObjectOp::Read, location, source)),
+        }
+    }
+
+    /// Writes `bytes` as the object at `location`, replacing any object there.
+    pub async fn put(
+        &self,
+        location: &Location,
+        bytes: impl Into<Bytes>,
+    ) -> Result<(), ObjectError> {
+        let target = self.open(location)?;
+        target
+            .store
+            .put(&target.path, PutPayload::from(bytes.into()))
+            .await
+            .map_err(|source| ObjectError::store(ObjectOp::Write, location, source))?;
+        Ok(())
+    }
+
+    /// Every object under the folder `folder` (at any depth), as locations; none when the
+    /// folder does not exist.
+    pub async fn list(&self, folder: &Location) -> Result<Vec<Location>, ObjectError> {
+        let target = self.open(folder)?;
+        let store: &dyn ObjectStore = target.store.as_ref();
+        let metas: Vec<_> = match store.list(Some(&target.path)).try_collect().await {
+            Ok(m) => m,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(source) => return Err(ObjectError::store(ObjectOp::List, folder, source)),
+        };
+        let base = target.path.as_ref();
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let rel = m.location.as_ref().strip_prefix(base)?.trim_start_matches('/');
+                Some(folder.join(rel))
+            })
+            .collect())
+    }
+
+    /// Deletes the object at `location`; one already gone counts as deleted.
+    pub async fn delete(&self, location: &Location) -> Result<(), ObjectError> {
+        let target = self.open(location)?;
+        match target.store.delete(&target.path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(ObjectError::store(ObjectOp::Delete, location, source)),
+        }
+    }
+
+    /// Deletes `locations`, best effort: for objects nothing will register (a failed write's
+    /// output, a refused attempt's files, finished staging), where a leftover is harmless
+    /// because its name is unique to its attempt. Each failure is logged as a warning saying
+    /// `what` the objects were; returns how many could not be deleted.
+    pub async fn delete_all(&self, locations: &[Location], what: &str) -> usize {
+        // Owned items: a stream of borrowed ones makes the future not `Send` for every lifetime,
+        // which callers inside spawned tasks need.
+        let failures: Vec<ObjectError> = futures::stream::iter(locations.iter().cloned())
+            .map(|location| async move { self.delete(&location).await })
+            .buffer_unordered(CONCURRENT_DELETES)
+            .filter_map(|r| std::future::ready(r.err()))
+            .collect()
+            .await;
+        for e in &failures {
+            tracing::warn!(error = %e, "could not delete {what}");
+        }
+        failures.len()
+    }
+
+    /// Deletes everything under the folder `folder` (best effort, as [`Stores::delete_all`]);
+    /// returns how many objects went.
+    pub async fn delete_folder(&self, folder: &Location, what: &str) -> Result<usize, ObjectError> {
+        let all = self.list(folder).await?;
+        let failed = self.delete_all(&all, what).await;
+        Ok(all.len() - failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stores::S3Settings;
+
+    #[tokio::test]
+    async fn missing_objects_read_as_none_and_delete_as_done() {
+        let stores = Stores::new(S3Settings::default());
+        let at = Location::parse("memory://objects/none.json").unwrap();
+        assert!(stores.get(&at).await.unwrap().is_none());
+        stores.delete(&at).await.unwrap();
+        assert!(
+            stores
+                .list(&Location::parse("memory://objects/nothing").unwrap())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_folder_lists_every_object_below_it_and_deletes_whole() {
+        let stores = Stores::new(S3Settings::default());
+        let dir = Location::parse("memory://objects/run").unwrap();
+        let present = [dir.join("a.parquet"), dir.join("b/c.parquet")];
+        for l in &present {
+            stores.put(l, Bytes::from_static(b"x")).await.unwrap();
+        }
+        let mut listed = stores.list(&dir).await.unwrap();
+        listed.sort_by_key(Location::uri);
+        assert_eq!(listed, present.to_vec());
+        let mut all = present.to_vec();
+        all.push(dir.join("never-written.parquet"));
+        assert_eq!(stores.delete_all(&all, "test outputs").await, 0);
+        assert!(stores.list(&dir).await.unwrap().is_empty());
+        stores.put(&dir.join("d"), Bytes::from_static(b"y")).await.unwrap();
+        assert_eq!(stores.delete_folder(&dir, "test outputs").await.unwrap(), 1);
+        assert!(stores.get(&dir.join("d")).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_names_the_object() {
+        let stores = Stores::new(S3Settings::default());
+        let err = stores.get(&Location::parse("/dev/null/x/y").unwrap()).await.unwrap_err();
+        assert!(err.to_string().contains("/dev/null/x/y"), "{err}");
+    }
+}
