@@ -1028,3 +1028,32 @@ async fn a_retry_from_the_failures_file_that_aborts_keeps_the_file_whole() {
     want.extend(missing.expected_rows(1));
     assert_eq!(site.table(&py).await.rows, want);
 }
+
+#[tokio::test]
+async fn a_run_whose_inventory_is_missing_leaves_nothing_behind_and_says_why_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-inventory.csv");
+    let catalog = dir.path().join("cat").join("catalog.db");
+    let warehouse = dir.path().join("warehouse");
+    let out = run(
+        &[
+            "incremental".into(),
+            "--inventory".into(),
+            s(&missing),
+            "--catalog".into(),
+            s(&catalog),
+            "--warehouse".into(),
+            s(&warehouse),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("no-such-inventory.csv")).collect();
+    assert_eq!(said.len(), 1, "the error is said once: {err}");
+    assert!(said[0].starts_with("error: reading the inventory"), "{err}");
+    assert_eq!(said[0].matches("not found").count(), 1, "each cause once: {err}");
+    assert_eq!(said[0].matches("No such file or directory").count(), 1, "each cause once: {err}");
+    let left: Vec<String> = walk(dir.path());
+    assert!(left.is_empty(), "a run that read nothing leaves nothing: {left:?}");
+}
