@@ -1028,3 +1028,61 @@ async fn a_retry_from_the_failures_file_that_aborts_keeps_the_file_whole() {
     want.extend(missing.expected_rows(1));
     assert_eq!(site.table(&py).await.rows, want);
 }
+
+#[tokio::test]
+async fn an_inventory_whose_header_names_key_but_not_bucket_is_refused_naming_the_column() {
+    let samples = Samples::itslive(1300, 5);
+    let site = Backend::Local.site(&samples).await;
+    let mut csv = String::from("key,size,last_modified_date\n");
+    for i in &samples.items {
+        csv.push_str(&format!("{},1234,{}\n", i.key, i.modified));
+    }
+    let inv = site.put("no-bucket.csv", csv.into_bytes()).await;
+    let out = site.run(&inv, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "inventory {} has no 'bucket' column (columns: key, size, last_modified_date)",
+            inv.uri()
+        )),
+        "the error names the column and the inventory: {err}"
+    );
+    assert!(!err.contains("done:"), "{err}");
+    assert!(get(&site.stores, &site.failures()).await.is_err(), "nothing to retry is listed");
+}
+
+#[tokio::test]
+async fn a_run_that_reads_rows_but_ingests_none_warns_how_many_and_why() {
+    let samples = Samples::itslive(1320, 5);
+    let site = Backend::Local.site(&samples).await;
+    let inv = site.put("inv.csv", samples.csv().into_bytes()).await;
+    let out = site.run(&inv, &["--since", "2030-01-01"]);
+    assert_eq!(out.status.code(), Some(0), "nothing failed: {}", stderr(&out));
+    let err = stderr(&out);
+    let warning = err
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("none ingested"))
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(warning.contains("5 inventory rows read"), "{warning}");
+    assert!(warning.contains("5 before --since"), "{warning}");
+
+    let mut csv = String::from("bucket,key\n");
+    for i in &samples.items {
+        csv.push_str(&format!("{BUCKET},{}.bak\n", i.key));
+    }
+    let inv = site.put("not-stac.csv", csv.into_bytes()).await;
+    let out = site.run(&inv, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.lines().any(|l| l.contains("WARN")
+            && l.contains("5 inventory rows read, none ingested: 5 not .stac.json")),
+        "{err}"
+    );
+
+    // A run that ingests something says nothing of the kind.
+    let out = site.run(&site.put("inv2.csv", samples.csv().into_bytes()).await, &[]);
+    assert_eq!(summary(&out)["items_ingested"], 5);
+    assert!(!stderr(&out).contains("none ingested"), "{}", stderr(&out));
+}

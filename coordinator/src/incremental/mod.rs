@@ -189,6 +189,9 @@ impl<'a> Run<'a> {
         if cfg.batch_add_files {
             table = self.register(&catalog, &table, pending, &data_path).await?;
         }
+        if let Some(why) = self.summary.why_nothing_ingested() {
+            tracing::warn!("{why} ({})", cfg.inventory);
+        }
         drop(table);
         if let Some(copy) = copy.as_mut() {
             let guard = self.guard.context("uploading the catalog needs the lock")?;

@@ -51,6 +51,27 @@ impl RunSummary {
         self.items_failed > 0 || self.malformed_rows > 0
     }
 
+    /// Why a run ingested no item, when it ingested none: how many inventory rows it read and
+    /// where each went, so a run that did nothing never looks like a run that had nothing to do.
+    pub fn why_nothing_ingested(&self) -> Option<String> {
+        if self.items_ingested > 0 {
+            return None;
+        }
+        if self.inventory_rows == 0 {
+            return Some("the inventory lists no rows: nothing ingested".into());
+        }
+        Some(format!(
+            "{} inventory rows read, none ingested: {} not .stac.json, {} before --since, \
+             {} malformed, {} items failed and {} already in the table",
+            self.inventory_rows,
+            self.not_stac,
+            self.before_since,
+            self.malformed_rows,
+            self.items_failed,
+            self.items_skipped
+        ))
+    }
+
     /// Items per second over the run.
     pub fn items_per_second(&self) -> f64 {
         if self.seconds > 0.0 { self.items_ingested as f64 / self.seconds } else { 0.0 }
