@@ -9,6 +9,8 @@ pub mod catalog;
 pub mod catalog_sync;
 /// Best-effort deletion of objects nothing will register.
 pub mod cleanup;
+/// Which copy of an item id listed twice is kept: the newest `updated`, ties to the later.
+pub mod dedup;
 /// Fan-out of items to cells and grouping by (cell, year).
 pub mod fanout;
 /// Fetching item objects with retries and typed failures.

@@ -1086,3 +1086,77 @@ async fn a_run_that_reads_rows_but_ingests_none_warns_how_many_and_why() {
     assert_eq!(summary(&out)["items_ingested"], 5);
     assert!(!stderr(&out).contains("none ingested"), "{}", stderr(&out));
 }
+
+/// (id, `updated` as ISO text) of every row of the table, read with PyIceberg.
+fn updated_rows(py: &Python, db: &Path, warehouse: &str) -> Vec<(String, String)> {
+    const SCRIPT: &str = r#"
+import json, sys
+from pyiceberg.catalog.sql import SqlCatalog
+cat = SqlCatalog("earthcatalog", uri=f"sqlite:///{sys.argv[1]}", warehouse=sys.argv[2])
+tbl = cat.load_table("earthcatalog.stac_items").scan(selected_fields=("id", "updated")).to_arrow()
+print(json.dumps([[i, u.isoformat()] for i, u in zip(tbl.column("id").to_pylist(), tbl.column("updated").to_pylist())]))
+"#;
+    let v = py.run_json(SCRIPT, &[&s(db), warehouse]).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_copies_of_an_item_in_one_inventory_land_as_the_newest_and_the_other_is_counted() {
+    let Some(py) = Python::find("incremental duplicate ids") else { return };
+    let samples = Samples::itslive(1340, 4);
+    let site = Backend::Local.site(&samples).await;
+    // Sample 0 (updated 2022) has two more copies of its id, listed after it: one updated in
+    // 2023, then the newest, in 2024, with another footprint (so other cells).
+    let copy = |footprint: u64, updated: &str| {
+        let mut item = earthcatalog_common::sample::itslive_item(footprint);
+        item["id"] = samples.items[0].json["id"].clone();
+        item["properties"]["updated"] = serde_json::json!(updated);
+        item
+    };
+    let old = copy(1350, "2023-01-01T00:00:00Z");
+    let new = copy(1351, "2024-06-01T00:00:00Z");
+    let mut csv = samples.csv();
+    for (key, item) in [("dup/old.stac.json", &old), ("dup/new.stac.json", &new)] {
+        put(&site.stores, &site.items().join(key), serde_json::to_vec(item).unwrap())
+            .await
+            .unwrap();
+        csv.push_str(&format!("{BUCKET},{key},2024-01-01T00:00:00Z\n"));
+    }
+    let inv = site.put("inv.csv", csv.into_bytes()).await;
+    let out = site.run(&inv, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let sum = summary(&out);
+    assert_eq!(sum["items_listed"], 6, "{sum}");
+    assert_eq!(sum["duplicates_dropped"], 2, "the older copy and sample 0's own: {sum}");
+    assert_eq!(sum["items_ingested"], 4, "{sum}");
+    assert!(stderr(&out).contains("2 duplicates dropped"), "{}", stderr(&out));
+
+    let newest = Samples {
+        items: samples
+            .items
+            .iter()
+            .skip(1)
+            .cloned()
+            .chain([earthcatalog_tests::ingest::SampleItem {
+                key: "dup/new.stac.json".into(),
+                json: new.clone(),
+                modified: "2024-01-01T00:00:00Z".into(),
+            }])
+            .collect(),
+    };
+    let table = site.table(&py).await;
+    assert_eq!(table.rows, newest.expected_rows(1), "only the newest copy's cells");
+    assert_eq!(table.row_count, table.rows.len());
+    let id = samples.ids()[0].clone();
+    let db = site.catalog_copy().await;
+    let updated: BTreeSet<String> = updated_rows(&py, &db, &site.warehouse().to_string())
+        .into_iter()
+        .filter(|(i, _)| *i == id)
+        .map(|(_, u)| u)
+        .collect();
+    assert_eq!(updated, BTreeSet::from(["2024-06-01T00:00:00+00:00".to_string()]));
+}

@@ -28,6 +28,9 @@ pub struct RunSummary {
     pub items_skipped: u64,
     /// Rows skipped for that reason.
     pub rows_skipped: u64,
+    /// Copies of an item id dropped because a chunk listed a newer copy of it (the newest
+    /// `updated` wins; on a tie the later listed).
+    pub duplicates_dropped: u64,
     /// Rows written.
     pub rows: u64,
     /// Data files written and registered.
@@ -62,13 +65,14 @@ impl RunSummary {
         }
         Some(format!(
             "{} inventory rows read, none ingested: {} not .stac.json, {} before --since, \
-             {} malformed, {} items failed and {} already in the table",
+             {} malformed, {} items failed, {} already in the table, {} older duplicates dropped",
             self.inventory_rows,
             self.not_stac,
             self.before_since,
             self.malformed_rows,
             self.items_failed,
-            self.items_skipped
+            self.items_skipped,
+            self.duplicates_dropped
         ))
     }
 
