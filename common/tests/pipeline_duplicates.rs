@@ -16,10 +16,14 @@ use earthcatalog_common::stores::{S3Settings, Stores};
 use object_store::ObjectStoreExt;
 use serde_json::Value;
 
-/// Item `footprint` of the samples under the id of sample 1, updated at `updated`.
-fn copy(footprint: u64, updated: &str) -> Value {
-    let mut item = itslive_item(footprint);
-    item["id"] = itslive_item(1)["id"].clone();
+/// A copy of sample 1 updated at `updated`, its footprint a small square at longitude `lon`
+/// (copies 60° apart share no H3 cell at resolution 1).
+fn copy(lon: f64, updated: &str) -> Value {
+    let mut item = itslive_item(1);
+    let (w, e, s, n) = (lon, lon + 0.5, 10.0, 10.5);
+    item["geometry"] =
+        serde_json::json!({"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]});
+    item["bbox"] = serde_json::json!([w, s, e, n]);
     item["properties"]["updated"] = Value::from(updated);
     item
 }
@@ -71,9 +75,9 @@ fn with_updated(
 #[tokio::test]
 async fn only_the_rows_of_the_newest_copy_are_kept_wherever_it_is_listed() {
     // Footprints far apart, so that keeping a row of the wrong copy shows as a wrong cell.
-    let old = copy(1, "2020-01-01T00:00:00Z");
-    let new = copy(7, "2024-06-01T00:00:00Z");
-    let older = copy(5, "2019-01-01T00:00:00Z");
+    let old = copy(0.0, "2020-01-01T00:00:00Z");
+    let new = copy(60.0, "2024-06-01T00:00:00Z");
+    let older = copy(120.0, "2019-01-01T00:00:00Z");
     assert!(rows_of(&old).is_disjoint(&rows_of(&new)), "the copies must differ in cells");
     let want = with_updated(rows_of(&new), &new);
 
@@ -90,8 +94,8 @@ async fn only_the_rows_of_the_newest_copy_are_kept_wherever_it_is_listed() {
 
 #[tokio::test]
 async fn copies_updated_at_the_same_time_keep_the_one_listed_last() {
-    let first = copy(1, "2024-06-01T00:00:00Z");
-    let last = copy(7, "2024-06-01T00:00:00Z");
+    let first = copy(0.0, "2024-06-01T00:00:00Z");
+    let last = copy(60.0, "2024-06-01T00:00:00Z");
     let collected = collect(&[first, last.clone()], true).await;
     assert_eq!(collected.duplicates_dropped, 1);
     assert_eq!(collected_rows(collected), with_updated(rows_of(&last), &last));
@@ -99,8 +103,8 @@ async fn copies_updated_at_the_same_time_keep_the_one_listed_last() {
 
 #[tokio::test]
 async fn without_newest_copy_only_every_copy_is_collected() {
-    let old = copy(1, "2020-01-01T00:00:00Z");
-    let new = copy(7, "2024-06-01T00:00:00Z");
+    let old = copy(0.0, "2020-01-01T00:00:00Z");
+    let new = copy(60.0, "2024-06-01T00:00:00Z");
     let collected = collect(&[old.clone(), new.clone()], false).await;
     assert_eq!((collected.items, collected.duplicates_dropped), (2, 0));
     let mut want = with_updated(rows_of(&old), &old);

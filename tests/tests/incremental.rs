@@ -1110,15 +1110,18 @@ async fn two_copies_of_an_item_in_one_inventory_land_as_the_newest_and_the_other
     let samples = Samples::itslive(1340, 4);
     let site = Backend::Local.site(&samples).await;
     // Sample 0 (updated 2022) has two more copies of its id, listed after it: one updated in
-    // 2023, then the newest, in 2024, with another footprint (so other cells).
-    let copy = |footprint: u64, updated: &str| {
-        let mut item = earthcatalog_common::sample::itslive_item(footprint);
-        item["id"] = samples.items[0].json["id"].clone();
+    // 2023, then the newest, in 2024, each with a footprint far from the others (other cells).
+    let copy = |lon: f64, updated: &str| {
+        let mut item = samples.items[0].json.clone();
+        let (w, e, s, n) = (lon, lon + 0.5, 10.0, 10.5);
+        item["geometry"] = serde_json::json!({"type": "Polygon",
+            "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]});
+        item["bbox"] = serde_json::json!([w, s, e, n]);
         item["properties"]["updated"] = serde_json::json!(updated);
         item
     };
-    let old = copy(1350, "2023-01-01T00:00:00Z");
-    let new = copy(1351, "2024-06-01T00:00:00Z");
+    let old = copy(0.0, "2023-01-01T00:00:00Z");
+    let new = copy(60.0, "2024-06-01T00:00:00Z");
     let mut csv = samples.csv();
     for (key, item) in [("dup/old.stac.json", &old), ("dup/new.stac.json", &new)] {
         put(&site.stores, &site.items().join(key), serde_json::to_vec(item).unwrap())
