@@ -53,7 +53,8 @@ mod tests {
 
     #[test]
     fn the_newest_updated_wins_wherever_it_is_listed() {
-        let items = vec![("a", Some(5), 1), ("b", Some(1), 2), ("a", Some(3), 3), ("a", Some(9), 4)];
+        let items =
+            vec![("a", Some(5), 1), ("b", Some(1), 2), ("a", Some(3), 3), ("a", Some(9), 4)];
         let (kept, dropped) = keep_newest(items, |i| i.0, |i| i.1);
         assert_eq!(ids(&kept), [("b", 2), ("a", 4)]);
         assert_eq!(dropped, 2);

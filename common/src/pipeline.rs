@@ -159,7 +159,8 @@ impl DataPath {
             }
         }
         if self.options.newest_copy_only {
-            let (kept, dropped) = keep_newest(loaded, |(row, _)| row.id(), |(row, _)| row.updated_micros());
+            let (kept, dropped) =
+                keep_newest(loaded, |(row, _)| row.id(), |(row, _)| row.updated_micros());
             loaded = kept;
             out.duplicates_dropped = dropped;
         }

@@ -21,8 +21,7 @@ use serde_json::Value;
 fn copy(lon: f64, updated: &str) -> Value {
     let mut item = itslive_item(1);
     let (w, e, s, n) = (lon, lon + 0.5, 10.0, 10.5);
-    item["geometry"] =
-        serde_json::json!({"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]});
+    item["geometry"] = serde_json::json!({"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]});
     item["bbox"] = serde_json::json!([w, s, e, n]);
     item["properties"]["updated"] = Value::from(updated);
     item
