@@ -7,6 +7,8 @@ pub mod backfill;
 pub mod catalog;
 /// Downloading the SQLite catalog and uploading it back by compare-and-swap under the lock.
 pub mod catalog_sync;
+/// Which copy of an item id listed twice is kept: the newest `updated`, ties to the later.
+pub mod dedup;
 /// Fan-out of items to cells and grouping by (cell, year).
 pub mod fanout;
 /// Fetching item objects with retries and typed failures.

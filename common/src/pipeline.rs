@@ -9,6 +9,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::dedup::keep_newest;
 use crate::fanout::{Groups, fan_out};
 use crate::fetch::{RetryPolicy, fetch_object};
 use crate::geoparquet::{FileNamer, WriteError, WriterOptions, WrittenFile, write_partition};
@@ -66,6 +67,8 @@ pub struct Collected {
     pub failures: Vec<ItemFailure>,
     /// Items that became rows.
     pub items: usize,
+    /// Older copies of an item id dropped (only with [`DataPathOptions::newest_copy_only`]).
+    pub duplicates_dropped: usize,
 }
 
 /// Settings of the data path.
@@ -79,6 +82,9 @@ pub struct DataPathOptions {
     pub write_concurrency: usize,
     /// Data file layout.
     pub writer: WriterOptions,
+    /// Keep one copy per item id of a batch, the newest (see [`crate::dedup`]). Backfill leaves
+    /// this off: its compaction applies the same rule to everything staged for a partition.
+    pub newest_copy_only: bool,
 }
 
 impl Default for DataPathOptions {
@@ -88,6 +94,7 @@ impl Default for DataPathOptions {
             retry: RetryPolicy::default(),
             write_concurrency: 4,
             writer: WriterOptions::default(),
+            newest_copy_only: false,
         }
     }
 }
@@ -118,6 +125,9 @@ impl DataPath {
     /// Fetches, parses and fans out `items`, keeping their order within each group.
     pub async fn collect(&self, items: Vec<ObjectKey>) -> Collected {
         let mut out = Collected::default();
+        // Fanned out only once all are loaded, so that an older copy of an id listed earlier
+        // can still be dropped in favour of a newer one listed later.
+        let mut loaded: Vec<(ItemRow, Vec<String>)> = Vec::with_capacity(items.len());
         let tasks = futures::stream::iter(items).map(|at| {
             let stores = self.stores.clone();
             let partitioner = self.partitioner.clone();
@@ -132,10 +142,7 @@ impl DataPath {
         let mut results = tasks.buffered(self.options.fetch_concurrency.max(1));
         while let Some((joined, at)) = results.next().await {
             match joined {
-                Ok(Ok((row, cells))) => {
-                    out.items += 1;
-                    out.groups.extend(fan_out(row, &cells));
-                }
+                Ok(Ok(item)) => loaded.push(item),
                 Ok(Err(failure)) => {
                     tracing::debug!(item = %at.uri(), kind = %failure.kind, reason = %failure.reason, "item rejected");
                     out.failures.push(failure);
@@ -147,6 +154,16 @@ impl DataPath {
                     out.failures.push(ItemFailure::new(&at, "internal", join.to_string()));
                 }
             }
+        }
+        if self.options.newest_copy_only {
+            let (kept, dropped) =
+                keep_newest(loaded, |(row, _)| row.id(), |(row, _)| row.updated_micros());
+            loaded = kept;
+            out.duplicates_dropped = dropped;
+        }
+        out.items = loaded.len();
+        for (row, cells) in loaded {
+            out.groups.extend(fan_out(row, &cells));
         }
         out
     }

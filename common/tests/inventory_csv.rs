@@ -261,6 +261,38 @@ mod inventory_csv {
     }
 
     #[tokio::test]
+    async fn a_header_without_a_bucket_column_is_an_error_naming_the_column_and_the_object() {
+        let stores = stores();
+        let r = roots("csv-nobucket");
+        let text = "key,size,last_modified_date\n\
+                a/one.stac.json,10,2024-01-31T10:00:00Z\n\
+                a/two.stac.json,11,2024-01-31T10:00:00Z\n";
+        for root in &r.roots {
+            for name in ["nobucket.csv", "nobucket.csv.gz"] {
+                let location = root.join(name);
+                let bytes = match name.ends_with(".gz") {
+                    true => gzip(text.as_bytes()).await,
+                    false => text.as_bytes().to_vec(),
+                };
+                put(&stores, &location, bytes).await;
+                let items = collect(open(&stores, &location, &OpenOptions::default())).await;
+                assert_eq!(items.len(), 1, "the header is not read as a data row: {location}");
+                let err = items.into_iter().next().unwrap().unwrap_err();
+                assert!(
+                    matches!(err, InventoryError::MissingColumn { ref column, .. } if column == "bucket"),
+                    "{err}"
+                );
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "inventory {location} has no 'bucket' column (columns: key, size, last_modified_date)"
+                    )
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn a_missing_object_is_an_error_naming_it() {
         let stores = stores();
         let r = roots("csv-missing");

@@ -62,13 +62,14 @@ async fn dispatch(
                 println!("{}", serde_json::to_string(&summary)?);
             }
             tracing::info!(
-                "done: {} items -> {} rows in {} files, {} snapshots, {} failed, {} skipped, {:.0} items/s",
+                "done: {} items -> {} rows in {} files, {} snapshots, {} failed, {} skipped, {} duplicates dropped, {:.0} items/s",
                 summary.items_ingested,
                 summary.rows,
                 summary.files,
                 summary.snapshots,
                 summary.items_failed + summary.malformed_rows,
                 summary.items_skipped,
+                summary.duplicates_dropped,
                 summary.items_per_second()
             );
             Ok(if summary.has_failures() {

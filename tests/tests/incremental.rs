@@ -1030,6 +1030,141 @@ async fn a_retry_from_the_failures_file_that_aborts_keeps_the_file_whole() {
 }
 
 #[tokio::test]
+async fn an_inventory_whose_header_names_key_but_not_bucket_is_refused_naming_the_column() {
+    let samples = Samples::itslive(1300, 5);
+    let site = Backend::Local.site(&samples).await;
+    let mut csv = String::from("key,size,last_modified_date\n");
+    for i in &samples.items {
+        csv.push_str(&format!("{},1234,{}\n", i.key, i.modified));
+    }
+    let inv = site.put("no-bucket.csv", csv.into_bytes()).await;
+    let out = site.run(&inv, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "inventory {} has no 'bucket' column (columns: key, size, last_modified_date)",
+            inv.uri()
+        )),
+        "the error names the column and the inventory: {err}"
+    );
+    assert!(!err.contains("done:"), "{err}");
+    assert!(get(&site.stores, &site.failures()).await.is_err(), "nothing to retry is listed");
+}
+
+#[tokio::test]
+async fn a_run_that_reads_rows_but_ingests_none_warns_how_many_and_why() {
+    let samples = Samples::itslive(1320, 5);
+    let site = Backend::Local.site(&samples).await;
+    let inv = site.put("inv.csv", samples.csv().into_bytes()).await;
+    let out = site.run(&inv, &["--since", "2030-01-01"]);
+    assert_eq!(out.status.code(), Some(0), "nothing failed: {}", stderr(&out));
+    let err = stderr(&out);
+    let warning = err
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("none ingested"))
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(warning.contains("5 inventory rows read"), "{warning}");
+    assert!(warning.contains("5 before --since"), "{warning}");
+
+    let mut csv = String::from("bucket,key\n");
+    for i in &samples.items {
+        csv.push_str(&format!("{BUCKET},{}.bak\n", i.key));
+    }
+    let inv = site.put("not-stac.csv", csv.into_bytes()).await;
+    let out = site.run(&inv, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.lines().any(|l| l.contains("WARN")
+            && l.contains("5 inventory rows read, none ingested: 5 not .stac.json")),
+        "{err}"
+    );
+
+    // A run that ingests something says nothing of the kind.
+    let out = site.run(&site.put("inv2.csv", samples.csv().into_bytes()).await, &[]);
+    assert_eq!(summary(&out)["items_ingested"], 5);
+    assert!(!stderr(&out).contains("none ingested"), "{}", stderr(&out));
+}
+
+/// (id, `updated` as ISO text) of every row of the table, read with PyIceberg.
+fn updated_rows(py: &Python, db: &Path, warehouse: &str) -> Vec<(String, String)> {
+    const SCRIPT: &str = r#"
+import json, sys
+from pyiceberg.catalog.sql import SqlCatalog
+cat = SqlCatalog("earthcatalog", uri=f"sqlite:///{sys.argv[1]}", warehouse=sys.argv[2])
+tbl = cat.load_table("earthcatalog.stac_items").scan(selected_fields=("id", "updated")).to_arrow()
+print(json.dumps([[i, u.isoformat()] for i, u in zip(tbl.column("id").to_pylist(), tbl.column("updated").to_pylist())]))
+"#;
+    let v = py.run_json(SCRIPT, &[&s(db), warehouse]).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_copies_of_an_item_in_one_inventory_land_as_the_newest_and_the_other_is_counted() {
+    let Some(py) = Python::find("incremental duplicate ids") else { return };
+    let samples = Samples::itslive(1340, 4);
+    let site = Backend::Local.site(&samples).await;
+    // Sample 0 (updated 2022) has two more copies of its id, listed after it: one updated in
+    // 2023, then the newest, in 2024, each with a footprint far from the others (other cells).
+    let copy = |lon: f64, updated: &str| {
+        let mut item = samples.items[0].json.clone();
+        let (w, e, s, n) = (lon, lon + 0.5, 10.0, 10.5);
+        item["geometry"] = serde_json::json!({"type": "Polygon",
+            "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]});
+        item["bbox"] = serde_json::json!([w, s, e, n]);
+        item["properties"]["updated"] = serde_json::json!(updated);
+        item
+    };
+    let old = copy(0.0, "2023-01-01T00:00:00Z");
+    let new = copy(60.0, "2024-06-01T00:00:00Z");
+    let mut csv = samples.csv();
+    for (key, item) in [("dup/old.stac.json", &old), ("dup/new.stac.json", &new)] {
+        put(&site.stores, &site.items().join(key), serde_json::to_vec(item).unwrap())
+            .await
+            .unwrap();
+        csv.push_str(&format!("{BUCKET},{key},2024-01-01T00:00:00Z\n"));
+    }
+    let inv = site.put("inv.csv", csv.into_bytes()).await;
+    let out = site.run(&inv, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let sum = summary(&out);
+    assert_eq!(sum["items_listed"], 6, "{sum}");
+    assert_eq!(sum["duplicates_dropped"], 2, "the older copy and sample 0's own: {sum}");
+    assert_eq!(sum["items_ingested"], 4, "{sum}");
+    assert!(stderr(&out).contains("2 duplicates dropped"), "{}", stderr(&out));
+
+    let newest = Samples {
+        items: samples
+            .items
+            .iter()
+            .skip(1)
+            .cloned()
+            .chain([earthcatalog_tests::ingest::SampleItem {
+                key: "dup/new.stac.json".into(),
+                json: new.clone(),
+                modified: "2024-01-01T00:00:00Z".into(),
+            }])
+            .collect(),
+    };
+    let table = site.table(&py).await;
+    assert_eq!(table.rows, newest.expected_rows(1), "only the newest copy's cells");
+    assert_eq!(table.row_count, table.rows.len());
+    let id = samples.ids()[0].clone();
+    let db = site.catalog_copy().await;
+    let updated: BTreeSet<String> = updated_rows(&py, &db, &site.warehouse().to_string())
+        .into_iter()
+        .filter(|(i, _)| *i == id)
+        .map(|(_, u)| u)
+        .collect();
+    assert_eq!(updated, BTreeSet::from(["2024-06-01T00:00:00+00:00".to_string()]));
+}
+
+#[tokio::test]
 async fn a_run_whose_inventory_is_missing_leaves_nothing_behind_and_says_why_once() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-inventory.csv");

@@ -28,6 +28,7 @@ use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::ArrowError;
 use futures::StreamExt;
 
+use crate::dedup::later_copy_wins;
 use crate::geoparquet::{
     FileNamer, GeoSummary, WriteError, WriterOptions, WrittenFile, write_batches,
 };
@@ -197,7 +198,7 @@ fn check_partition(
 }
 
 /// Indices (ascending) of the rows to keep: per item id the newest `updated`, ties to the
-/// later row; every row without an id.
+/// later row (the rule of [`crate::dedup`]); every row without an id.
 fn newest_per_id(all: &RecordBatch) -> Result<Vec<u32>, ArrowError> {
     let column = |name: &str| {
         all.column_by_name(name)
@@ -224,8 +225,7 @@ fn newest_per_id(all: &RecordBatch) -> Result<Vec<u32>, ArrowError> {
                 v.insert(row);
             }
             Entry::Occupied(mut o) => {
-                // Later rows win ties, so `>=`; `None` (no `updated`) is older than any time.
-                if when(i) >= when(*o.get() as usize) {
+                if later_copy_wins(when(i), when(*o.get() as usize)) {
                     o.insert(row);
                 }
             }

@@ -1,8 +1,9 @@
 //! CSV and CSV.gz inventories, read as a byte stream (never the whole object in memory).
 //!
-//! The first non-blank row is a header when its first field is `bucket`, or when it has both a
-//! `bucket` and a `key` field in any order (quotes stripped, any case); columns are then found
-//! by name (`bucket`, `key`, optional `last_modified_date`,
+//! The first non-blank row is a header when any of its fields is `bucket` or `key` (quotes
+//! stripped, any case); a header must then name both, or the file is refused naming the missing
+//! column (a header like `key,size` read as a data row would silently list nothing). Columns are
+//! found by name (`bucket`, `key`, optional `last_modified_date`,
 //! any case; `_` and spaces ignored, so `LastModifiedDate` matches too) and keys are used as
 //! they are. Otherwise the file is a headerless AWS inventory: its columns come from the
 //! manifest's `fileSchema` (or are bucket, key in columns 0 and 1 with no date) and keys are
@@ -215,9 +216,9 @@ impl CsvReader {
         let names: Vec<String> =
             self.record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
         let normalized: Vec<String> = names.iter().map(|n| normalize(n.trim())).collect();
-        let named = |wanted: &str| normalized.iter().any(|n| n == wanted);
-        let first_is_bucket = normalized.first().is_some_and(|n| n == "bucket");
-        let is_header = first_is_bucket || (named("bucket") && named("key"));
+        // A data row whose bucket or key is literally `bucket` or `key` is taken for a header
+        // and refused loudly; far better than a header taken for data and nothing listed.
+        let is_header = normalized.iter().any(|n| n == "bucket" || n == "key");
         if !is_header {
             return Ok(None);
         }

@@ -130,7 +130,11 @@ impl<'a> Run<'a> {
         let data_path = DataPath::new(
             self.stores.clone(),
             partitioner,
-            DataPathOptions { fetch_concurrency: cfg.max_workers, ..DataPathOptions::default() },
+            DataPathOptions {
+                fetch_concurrency: cfg.max_workers,
+                newest_copy_only: true,
+                ..DataPathOptions::default()
+            },
         );
         let mut known = KnownIds::new(self.stores.clone(), &data_files(&table).await?);
         let namer = Arc::new(FileNamer::new(RunId::from_string(&self.summary.run_id), "inc"));
@@ -186,6 +190,9 @@ impl<'a> Run<'a> {
         if cfg.batch_add_files {
             table = self.register(writer, &table, pending).await?;
         }
+        if let Some(why) = self.summary.why_nothing_ingested() {
+            tracing::warn!("{why} ({})", cfg.inventory);
+        }
         drop(table);
         self.summary.catalog_uploaded = writer.publish(None).await?;
         Ok(())
@@ -223,14 +230,16 @@ impl<'a> Run<'a> {
         self.summary.items_ingested += ingested as u64;
         self.summary.items_skipped += skipped.items as u64;
         self.summary.rows_skipped += skipped.rows as u64;
+        self.summary.duplicates_dropped += collected.duplicates_dropped as u64;
         self.summary.rows += rows as u64;
         let failed = collected.failures.len();
         self.failures.extend(collected.failures);
         tracing::info!(
-            "chunk {index}: {} items read, {ingested} -> {rows} rows in {} files ({failed} failed, {} skipped)",
+            "chunk {index}: {} items read, {ingested} -> {rows} rows in {} files ({failed} failed, {} skipped, {} older duplicates dropped)",
             collected.items,
             files.len(),
-            skipped.items
+            skipped.items,
+            collected.duplicates_dropped
         );
         self.progress.update(&self.summary);
         Ok(files)

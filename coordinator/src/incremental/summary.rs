@@ -28,6 +28,9 @@ pub struct RunSummary {
     pub items_skipped: u64,
     /// Rows skipped for that reason.
     pub rows_skipped: u64,
+    /// Copies of an item id dropped because a chunk listed a newer copy of it (the newest
+    /// `updated` wins; on a tie the later listed).
+    pub duplicates_dropped: u64,
     /// Rows written.
     pub rows: u64,
     /// Data files written and registered.
@@ -49,6 +52,28 @@ impl RunSummary {
     /// Whether any item or inventory row failed.
     pub fn has_failures(&self) -> bool {
         self.items_failed > 0 || self.malformed_rows > 0
+    }
+
+    /// Why a run ingested no item, when it ingested none: how many inventory rows it read and
+    /// where each went, so a run that did nothing never looks like a run that had nothing to do.
+    pub fn why_nothing_ingested(&self) -> Option<String> {
+        if self.items_ingested > 0 {
+            return None;
+        }
+        if self.inventory_rows == 0 {
+            return Some("the inventory lists no rows: nothing ingested".into());
+        }
+        Some(format!(
+            "{} inventory rows read, none ingested: {} not .stac.json, {} before --since, \
+             {} malformed, {} items failed, {} already in the table, {} older duplicates dropped",
+            self.inventory_rows,
+            self.not_stac,
+            self.before_since,
+            self.malformed_rows,
+            self.items_failed,
+            self.items_skipped,
+            self.duplicates_dropped
+        ))
     }
 
     /// Items per second over the run.
