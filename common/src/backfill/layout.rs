@@ -87,6 +87,16 @@ impl StagingLayout {
     pub fn compact_namer(&self, token: u64) -> FileNamer {
         FileNamer::new(self.run.clone(), format!("c{token}"))
     }
+
+    /// Whether `name` is one that [`Self::compact_namer`] gives Phase 3 attempt `token` of this
+    /// run (`<run>_c<token>_NNNNNN.parquet`): the coordinator accepts no other data file from
+    /// that attempt.
+    pub fn is_compact_file_name(&self, name: &str, token: u64) -> bool {
+        let prefix = format!("{}_c{token}_", self.run);
+        name.strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".parquet"))
+            .is_some_and(|seq| !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()))
+    }
 }
 
 /// The staged file of `partition` inside a Phase 2 attempt folder.
@@ -177,6 +187,27 @@ mod tests {
             "s3://bucket/staging/20260101T000000Z-abcdef/results/compact/000009.json"
         );
         assert_eq!(l.compact_namer(42).next_name(), "20260101T000000Z-abcdef_c42_000000.parquet");
+    }
+
+    #[test]
+    fn only_names_of_the_run_and_the_attempt_are_its_compact_files() {
+        let l = layout();
+        let namer = l.compact_namer(42);
+        for _ in 0..3 {
+            assert!(l.is_compact_file_name(&namer.next_name(), 42));
+        }
+        assert!(!l.is_compact_file_name(&l.compact_namer(421).next_name(), 42));
+        assert!(!l.is_compact_file_name(&l.compact_namer(4).next_name(), 42));
+        let other_run = StagingLayout::new(l.root(), RunId::from_string("20250101T000000Z-000000"));
+        assert!(!l.is_compact_file_name(&other_run.compact_namer(42).next_name(), 42));
+        for name in [
+            "20260101T000000Z-abcdef_c42_.parquet",
+            "20260101T000000Z-abcdef_c42_000001.json",
+            "20260101T000000Z-abcdef_c42_00000x.parquet",
+            "20260101T000000Z-abcdef_c42_000001.parquet/../x.parquet",
+        ] {
+            assert!(!l.is_compact_file_name(name, 42), "{name}");
+        }
     }
 
     #[test]
