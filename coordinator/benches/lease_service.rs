@@ -41,6 +41,7 @@ fn scheduler(name: &str) -> Arc<Scheduler> {
         &Location::parse(&format!("memory://{name}/staging")).unwrap(),
         RunId::new(),
     );
+    let check = lease::check::OutputCheck::new(stores.clone(), layout.clone());
     let results = results::RunResults::new(stores, layout);
     let settings = LeaseSettings {
         lease: Duration::from_secs(60),
@@ -51,7 +52,7 @@ fn scheduler(name: &str) -> Arc<Scheduler> {
             max_backoff: Duration::from_secs(30),
         },
     };
-    Arc::new(Scheduler::new("bench".into(), settings, Arc::new(results), 1))
+    Arc::new(Scheduler::new("bench".into(), settings, Arc::new(results), Arc::new(check)))
 }
 
 fn plan(tasks: u64) -> PhasePlan {

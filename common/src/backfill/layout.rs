@@ -156,6 +156,13 @@ impl StagingLayout {
     pub fn compact_namer(&self, token: u64) -> FileNamer {
         compact_namer(&self.run, token)
     }
+
+    /// Whether `name` is one that [`Self::compact_namer`] gives Phase 3 attempt `token` of this
+    /// run (`<run>_c<token>_NNNNNN.parquet`): the coordinator accepts no other data file from
+    /// that attempt.
+    pub fn is_compact_file_name(&self, name: &str, token: u64) -> bool {
+        compact_output_token(&self.run, name) == Some(token)
+    }
 }
 
 /// The file namer of the Phase 3 attempt of `run` holding lease token `token`.
@@ -173,7 +180,8 @@ pub fn compact_output_token(run: &RunId, name: &str) -> Option<u64> {
     if !digits(token) || !digits(seq) {
         return None;
     }
-    token.parse().ok()
+    // Exactly as the namer writes it: `c042` is no name of attempt 42.
+    token.parse().ok().filter(|t: &u64| t.to_string() == token)
 }
 
 /// The staged file of `partition` inside a Phase 2 attempt folder.
@@ -285,6 +293,27 @@ mod tests {
             "20260101T000000Z-abcdef_c42_000000.json",
         ] {
             assert_eq!(compact_output_token(l.run(), not_ours), None, "{not_ours}");
+        }
+    }
+
+    #[test]
+    fn only_names_of_the_run_and_the_attempt_are_its_compact_files() {
+        let l = layout();
+        let namer = l.compact_namer(42);
+        for _ in 0..3 {
+            assert!(l.is_compact_file_name(&namer.next_name(), 42));
+        }
+        assert!(!l.is_compact_file_name(&l.compact_namer(421).next_name(), 42));
+        assert!(!l.is_compact_file_name(&l.compact_namer(4).next_name(), 42));
+        let other_run = StagingLayout::new(l.root(), RunId::from_string("20250101T000000Z-000000"));
+        assert!(!l.is_compact_file_name(&other_run.compact_namer(42).next_name(), 42));
+        for name in [
+            "20260101T000000Z-abcdef_c42_.parquet",
+            "20260101T000000Z-abcdef_c42_000001.json",
+            "20260101T000000Z-abcdef_c42_00000x.parquet",
+            "20260101T000000Z-abcdef_c42_000001.parquet/../x.parquet",
+        ] {
+            assert!(!l.is_compact_file_name(name, 42), "{name}");
         }
     }
 

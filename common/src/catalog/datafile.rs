@@ -501,6 +501,39 @@ pub fn data_file_from_footer(
         })
 }
 
+/// The partition a data file of this project's table belongs to by its footer, as registration
+/// would record it: the `grid_partition` value and the UTC year of `datetime` (each `None` when
+/// null). The coordinator compares it with the task's before accepting a result, so a file
+/// holding another partition's rows is refused instead of registered.
+pub fn footer_cell_year(
+    file: &str,
+    meta: &ParquetMetaData,
+) -> Result<(Option<String>, Option<i32>), DataFileError> {
+    let iceberg =
+        |source| DataFileError::Iceberg { file: file.to_string(), source: Box::new(source) };
+    let schema = super::table::iceberg_schema().map_err(iceberg)?;
+    let spec =
+        super::table::partition_spec().and_then(|s| s.bind(schema.clone())).map_err(iceberg)?;
+    let rows = u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
+    let totals = totals_by_field(file, &schema, meta)?;
+    let values = partition_values(file, &schema, &spec, &totals, rows)?;
+    let mut cell = None;
+    let mut year = None;
+    for (pf, value) in spec.fields().iter().zip(values.iter()) {
+        match (&pf.transform, value) {
+            (Transform::Identity, Some(Literal::Primitive(PrimitiveLiteral::String(s)))) => {
+                cell = Some(s.clone());
+            }
+            // Iceberg's year transform counts years from 1970.
+            (Transform::Year, Some(Literal::Primitive(PrimitiveLiteral::Int(y)))) => {
+                year = Some(1970 + y);
+            }
+            _ => {}
+        }
+    }
+    Ok((cell, year))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -26,7 +26,7 @@ use iceberg_catalog_sql::{
     SqlCatalog, SqlCatalogBuilder,
 };
 
-pub use datafile::{DataFileError, data_file_from_footer};
+pub use datafile::{DataFileError, data_file_from_footer, footer_cell_year};
 pub use migrate::{MigrateError, Migration, migrate_catalog};
 pub use query::{
     DataFileInfo, PartitionTotals, SnapshotInfo, data_files, partition_totals, snapshots,

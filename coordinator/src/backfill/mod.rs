@@ -38,6 +38,7 @@ use earthcatalog_common::stores::Stores;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::lease::check::OutputCheck;
 use crate::lease::scheduler::{FailedTask, LeaseSettings, PhasePlan, Scheduler};
 use crate::lease::state::RetryRules;
 use crate::lease::table::TaskId;
@@ -137,13 +138,13 @@ pub async fn run(cfg: BackfillConfig, stores: &Stores) -> anyhow::Result<Backfil
             max_backoff: MAX_BACKOFF,
         },
     };
-    // Tokens from the clock: a restarted coordinator never hands out a token it used before.
-    let first_token = chrono::Utc::now().timestamp_micros().max(1) as u64;
+    // Every result is checked against its task before it is accepted (nothing is trusted).
+    let check = OutputCheck::new(stores.clone(), layout.clone());
     let scheduler = Arc::new(Scheduler::new(
         state.run_id.clone(),
         settings,
         Arc::new(results.clone()),
-        first_token,
+        Arc::new(check),
     ));
 
     let endpoint = Endpoint::bind(cfg.listen).await?;

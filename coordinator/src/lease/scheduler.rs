@@ -6,7 +6,9 @@
 //! only its state (the task's description is built at grant time by the phase's [`TaskMaker`]),
 //! so 100,000 tasks cost a few megabytes.
 //!
-//! An accepted result is persisted (through [`ResultStore`]) before the lease is marked done,
+//! A result is taken only from the worker holding the lease, and only once its outputs passed
+//! the run's [`ResultCheck`]; a result that fails the check counts as a failed attempt. An
+//! accepted result is persisted (through [`ResultStore`]) before the lease is marked done,
 //! under one report lock: a result is on record if and only if the table accepted it.
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,8 +18,10 @@ use std::time::{Duration, Instant};
 use earthcatalog_common::rpc::{LeaseGrant, LeaseRef, PhaseKind, TaskReport, TaskSpec};
 use tokio::sync::Notify;
 
+use super::check::{InvalidResult, ResultCheck};
 use super::state::RetryRules;
 use super::table::{LeaseTable, Refusal, StateCounts, TaskId};
+use super::tokens::{FencingTokens, random_u64};
 
 /// Builds the description of task `task` for the grant with fencing token `token`.
 pub type TaskMaker = Arc<dyn Fn(TaskId, u64) -> TaskSpec + Send + Sync>;
@@ -79,6 +83,14 @@ pub enum ReportError {
     /// The report names a phase that is not being leased.
     #[error("phase {0} is not running")]
     WrongPhase(PhaseKind),
+    /// The result names outputs that are not its attempt's; counted as a failed attempt.
+    #[error("task {task}: result refused: {reason}")]
+    Invalid {
+        /// The task.
+        task: TaskId,
+        /// What does not fit.
+        reason: InvalidResult,
+    },
     /// The result could not be persisted; the lease stays with the worker.
     #[error("cannot record the result of task {task}: {reason}")]
     Persist {
@@ -137,7 +149,7 @@ struct Inner {
     workers: HashMap<String, Instant>,
     told_finished: std::collections::HashSet<String>,
     next_worker: u64,
-    next_token: u64,
+    tokens: FencingTokens,
     items: u64,
     rows: u64,
     finished: bool,
@@ -149,19 +161,20 @@ pub struct Scheduler {
     inner: Mutex<Inner>,
     reports: tokio::sync::Mutex<()>,
     results: Arc<dyn ResultStore>,
+    check: Arc<dyn ResultCheck>,
     settings: LeaseSettings,
     run_id: String,
     changed: Notify,
 }
 
 impl Scheduler {
-    /// A scheduler for run `run_id`; tokens start at `first_token` (use a clock value so that a
-    /// restarted coordinator never reuses one).
+    /// A scheduler for run `run_id` that records accepted results in `results` after they pass
+    /// `check`.
     pub fn new(
         run_id: String,
         settings: LeaseSettings,
         results: Arc<dyn ResultStore>,
-        first_token: u64,
+        check: Arc<dyn ResultCheck>,
     ) -> Self {
         Scheduler {
             inner: Mutex::new(Inner {
@@ -172,7 +185,7 @@ impl Scheduler {
                 workers: HashMap::new(),
                 told_finished: Default::default(),
                 next_worker: 1,
-                next_token: first_token.max(1),
+                tokens: FencingTokens::new(),
                 items: 0,
                 rows: 0,
                 finished: false,
@@ -180,6 +193,7 @@ impl Scheduler {
             }),
             reports: tokio::sync::Mutex::new(()),
             results,
+            check,
             settings,
             run_id,
             changed: Notify::new(),
@@ -227,7 +241,8 @@ impl Scheduler {
     /// Starts leasing `plan`'s tasks.
     pub fn start_phase(&self, plan: PhasePlan) {
         let mut inner = self.lock();
-        let mut table = LeaseTable::new(self.settings.lease, self.settings.rules, inner.next_token);
+        let tokens = std::mem::take(&mut inner.tokens);
+        let mut table = LeaseTable::new(self.settings.lease, self.settings.rules, tokens);
         for task in 0..plan.tasks {
             if plan.done.get(task as usize).copied().unwrap_or(false) {
                 table.add_done(());
@@ -269,8 +284,8 @@ impl Scheduler {
 
     fn close_phase(&self) -> PhaseOutcome {
         let mut inner = self.lock();
-        let Some(run) = inner.running.take() else { return PhaseOutcome::default() };
-        inner.next_token = run.table.next_token();
+        let Some(mut run) = inner.running.take() else { return PhaseOutcome::default() };
+        inner.tokens = run.table.take_tokens();
         let failed: Vec<FailedTask> = run
             .table
             .failures()
@@ -288,10 +303,12 @@ impl Scheduler {
         PhaseOutcome { accepted: run.accepted, failed }
     }
 
-    /// A worker joins; returns its id.
+    /// A worker joins; returns its id. Every later call names the worker by this id, so it ends
+    /// in 64 random bits: another client cannot pass for this worker by guessing it.
     pub fn register(&self, name: &str) -> String {
         let mut inner = self.lock();
-        let id = format!("{}#{}", if name.is_empty() { "worker" } else { name }, inner.next_worker);
+        let name = if name.is_empty() { "worker" } else { name };
+        let id = format!("{name}#{}-{:016x}", inner.next_worker, random_u64());
         inner.next_worker += 1;
         inner.workers.insert(id.clone(), Instant::now());
         tracing::info!(worker = %id, "worker registered");
@@ -335,7 +352,7 @@ impl Scheduler {
         for l in leases {
             let kept = match inner.running.as_mut() {
                 Some(run) if run.kind == l.phase => {
-                    run.table.renew(l.task_id, l.token, now).is_ok()
+                    run.table.renew(l.task_id, l.token, worker, now).is_ok()
                 }
                 _ => false,
             };
@@ -346,23 +363,25 @@ impl Scheduler {
         (lost, drain)
     }
 
-    /// Accepts a result from the current lease: persists it, then marks the task done.
+    /// Accepts a result from the current lease held by `worker` once its outputs pass the
+    /// check: persists it, then marks the task done.
     pub async fn complete(
         &self,
         worker: &str,
         lease: LeaseRef,
         report: TaskReport,
     ) -> Result<(), ReportError> {
+        self.check_outputs(worker, lease, &report).await?;
         let _serial = self.reports.lock().await;
         // Renewing first both checks the token and gives the persist a full lease to finish in.
         self.with_running(worker, lease.phase, |run, now| {
-            run.table.renew(lease.task_id, lease.token, now).map(|_| ())
+            run.table.renew(lease.task_id, lease.token, worker, now).map(|_| ())
         })?;
         if let Err(reason) = self.results.save(lease.phase, lease.task_id, &report).await {
             return Err(ReportError::Persist { task: lease.task_id, reason });
         }
         let accepted = self.with_running(worker, lease.phase, |run, now| {
-            run.table.complete(lease.task_id, lease.token, now)
+            run.table.complete(lease.task_id, lease.token, worker, now)
         });
         if let Err(e) = accepted {
             self.results.forget(lease.phase, lease.task_id).await;
@@ -390,6 +409,29 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Checks the outputs `report` names against the task as granted to `worker`; a result that
+    /// does not fit is refused and its attempt counted as failed (the task is leased again), so
+    /// nothing it names is registered. The lease is checked (and renewed, giving the footer
+    /// reads a full lease) first, so only the holder gets this far. Runs outside the report
+    /// lock: footer reads of different tasks overlap.
+    async fn check_outputs(
+        &self,
+        worker: &str,
+        lease: LeaseRef,
+        report: &TaskReport,
+    ) -> Result<(), ReportError> {
+        let task = self.with_running(worker, lease.phase, |run, now| {
+            run.table.renew(lease.task_id, lease.token, worker, now)?;
+            Ok((run.make)(lease.task_id, lease.token))
+        })?;
+        let Err(reason) = self.check.check(&task, lease.token, report).await else {
+            return Ok(());
+        };
+        tracing::warn!(%worker, phase = %lease.phase, task = lease.task_id, %reason, "result does not fit its task");
+        self.fail(worker, lease, format!("result refused: {reason}"), true)?;
+        Err(ReportError::Invalid { task: lease.task_id, reason })
+    }
+
     /// Records a failed attempt.
     pub fn fail(
         &self,
@@ -400,7 +442,7 @@ impl Scheduler {
     ) -> Result<(), ReportError> {
         tracing::warn!(%worker, phase = %lease.phase, task = lease.task_id, retryable, %error, "task attempt failed");
         self.with_running(worker, lease.phase, |run, now| {
-            run.table.fail(lease.task_id, lease.token, error, retryable, now)
+            run.table.fail(lease.task_id, lease.token, worker, error, retryable, now)
         })?;
         self.changed.notify_waiters();
         Ok(())
@@ -411,7 +453,7 @@ impl Scheduler {
         let mut released = 0;
         for l in leases {
             let r = self.with_running(worker, l.phase, |run, now| {
-                run.table.release(l.task_id, l.token, now)
+                run.table.release(l.task_id, l.token, worker, now)
             });
             released += usize::from(r.is_ok());
         }
@@ -478,9 +520,12 @@ impl Scheduler {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::lease::check::OutputCheck;
+    use earthcatalog_common::backfill::StagingLayout;
     use earthcatalog_common::ids::{CellYear, RunId};
     use earthcatalog_common::location::Location;
     use earthcatalog_common::rpc::{CompactReport, CompactTask};
+    use earthcatalog_common::stores::{S3Settings, Stores};
 
     /// Records what was saved, in memory.
     #[derive(Default)]
@@ -513,7 +558,13 @@ mod tests {
                 max_backoff: Duration::ZERO,
             },
         };
-        let s = Scheduler::new("run".into(), settings, recorded.clone(), 1);
+        // Results are checked as a backfill run checks them (no file is read unless the path
+        // and the name fit: the reports below name none or one that does not fit).
+        let stores = Arc::new(Stores::new(S3Settings::default()));
+        let staging = Location::parse("memory://t/staging").unwrap();
+        let check =
+            OutputCheck::new(stores, StagingLayout::new(&staging, RunId::from_string("run")));
+        let s = Scheduler::new("run".into(), settings, recorded.clone(), Arc::new(check));
         s.start_phase(PhasePlan {
             kind: PhaseKind::Compact,
             tasks: 1,
@@ -565,5 +616,81 @@ mod tests {
         assert_eq!((f.attempts, f.error.as_str()), (2, "boom 2"));
         assert_eq!(f.subject, "grid_partition=x/year=2020");
         assert_eq!(s.status().failed.len(), 1, "the status call lists it");
+    }
+
+    #[tokio::test]
+    async fn a_result_from_a_worker_that_does_not_hold_the_lease_is_refused_and_changes_nothing() {
+        let (s, recorded) = setup(Duration::from_secs(60), 3);
+        let holder = s.register("holder");
+        let intruder = s.register("intruder");
+        let (held, _) = s.acquire(&holder, 1).unwrap();
+        let lease = held[0].lease;
+        // The intruder's guess from a token (the next number) names no lease.
+        let guessed = LeaseRef { token: lease.token.wrapping_add(1), ..lease };
+        let refused = s.complete(&intruder, guessed, report()).await;
+        assert!(
+            matches!(refused, Err(ReportError::Refused(Refusal::StaleLease { .. }))),
+            "{refused:?}"
+        );
+        // With the holder's very token, it is still not the intruder's lease.
+        let refused = s.complete(&intruder, lease, report()).await;
+        match refused {
+            Err(ReportError::Refused(Refusal::NotHolder { task, worker })) => {
+                assert_eq!((task, worker.as_str()), (lease.task_id, intruder.as_str()));
+            }
+            other => panic!("expected NotHolder, got {other:?}"),
+        }
+        assert!(s.fail(&intruder, lease, "x".into(), false).is_err());
+        assert_eq!(s.release(&intruder, &[lease]), 0);
+        assert_eq!(s.renew(&intruder, &[lease]).0, vec![lease], "not the intruder's to renew");
+        assert!(recorded.0.lock().unwrap().is_empty(), "nothing on record");
+        assert_eq!(s.status().compact.leased, 1, "still leased to its holder");
+        assert!(s.renew(&holder, &[lease]).0.is_empty(), "the holder keeps it");
+        s.complete(&holder, lease, report()).await.unwrap();
+        let outcome = s.phase_finished(Duration::from_millis(10)).await;
+        assert_eq!((outcome.accepted.len(), outcome.failed.len()), (1, 0));
+    }
+
+    #[test]
+    fn worker_ids_cannot_be_guessed_from_the_name_and_the_order_of_registration() {
+        let (s, _) = setup(Duration::from_secs(60), 3);
+        let first = s.register("w");
+        let second = s.register("w");
+        assert!(first.starts_with("w#1-") && second.starts_with("w#2-"), "{first} {second}");
+        let random = |id: &str| id.rsplit('-').next().unwrap_or_default().to_string();
+        assert_eq!(random(&first).len(), 16);
+        assert_ne!(random(&first), random(&second));
+    }
+
+    #[tokio::test]
+    async fn a_result_naming_a_file_outside_its_partition_is_refused_and_counted_as_a_failed_attempt()
+     {
+        let (s, recorded) = setup(Duration::from_secs(60), 3);
+        let (first, _) = s.acquire("w", 1).unwrap();
+        let lease = first[0].lease;
+        // Named as this attempt's file, but in another partition's folder.
+        let foreign = Location::parse("memory://t/wh/grid_partition=y/year=2020")
+            .unwrap()
+            .join(&format!("run_c{}_000000.parquet", lease.token));
+        let bad = TaskReport::Compact(CompactReport {
+            files: vec![earthcatalog_common::rpc::ReportedFile {
+                location: foreign.clone(),
+                rows: 5,
+            }],
+            ..Default::default()
+        });
+        match s.complete("w", lease, bad).await {
+            Err(ReportError::Invalid { reason, .. }) => {
+                assert!(reason.to_string().contains(&foreign.uri()), "names the file: {reason}");
+            }
+            other => panic!("expected an invalid result, got {other:?}"),
+        }
+        assert!(recorded.0.lock().unwrap().is_empty(), "the refused result is not on record");
+        let (second, _) = s.acquire("w", 1).unwrap();
+        assert_eq!(second[0].attempt, 2, "the refused result used up an attempt");
+        s.complete("w", second[0].lease, report()).await.unwrap();
+        let outcome = s.phase_finished(Duration::from_millis(10)).await;
+        assert_eq!(outcome.accepted.len(), 1);
+        assert_eq!(outcome.accepted[&0], report(), "only the good result is accepted");
     }
 }

@@ -11,8 +11,9 @@
 //!                           └────────────────────────────────▶ Failed
 //! ```
 //!
-//! Every grant carries an attempt number and a fencing token that is unique across the run; a
-//! report naming any other token is refused (see `table.rs`).
+//! Every grant carries an attempt number and a fencing token that is unique across the run and
+//! cannot be guessed; a report naming any other token, or from another worker than the holder,
+//! is refused (see `table.rs`).
 
 use std::time::{Duration, Instant};
 

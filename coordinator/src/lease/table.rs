@@ -1,7 +1,8 @@
 //! The lease table: every task of a phase, who holds what, and until when.
 //!
-//! Grants, renewals and reports are checked against the fencing token of the current grant;
-//! anything else gets a typed [`Refusal`]. Expired leases go back to the queue (counted as a
+//! Grants, renewals and reports are checked against the fencing token of the current grant and
+//! the worker it was granted to; anything else gets a typed [`Refusal`] and leaves the lease as
+//! it was. Expired leases go back to the queue (counted as a
 //! failed attempt); released ones go back to the front of the queue without counting. Time is
 //! passed in, so tests drive it by hand.
 
@@ -9,7 +10,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::state::{Pending, RetryRules, TaskState};
+use super::state::{Leased, Pending, RetryRules, TaskState};
+use super::tokens::FencingTokens;
 
 /// Index of a task in its phase.
 pub type TaskId = u64;
@@ -31,6 +33,14 @@ pub enum Refusal {
     /// The task was already finished by another attempt.
     #[error("task {0} is already finished")]
     Finished(TaskId),
+    /// The token is the current grant's, but the caller is not the worker it was granted to.
+    #[error("task {task}: the lease is held by another worker, not {worker}")]
+    NotHolder {
+        /// The task.
+        task: TaskId,
+        /// The worker that reported.
+        worker: String,
+    },
 }
 
 /// A granted lease, as handed to a worker.
@@ -74,21 +84,22 @@ pub struct LeaseTable<T> {
     ready: VecDeque<TaskId>,
     delayed: BinaryHeap<Reverse<(Instant, TaskId)>>,
     expiry: BinaryHeap<Reverse<(Instant, TaskId, u64)>>,
-    next_token: u64,
+    tokens: FencingTokens,
     lease: Duration,
     rules: RetryRules,
     counts: StateCounts,
 }
 
 impl<T: Clone> LeaseTable<T> {
-    /// An empty table; `first_token` lets a restarted coordinator keep tokens unique.
-    pub fn new(lease: Duration, rules: RetryRules, first_token: u64) -> Self {
+    /// An empty table granting tokens from `tokens` (shared by the phases of a run, so a token
+    /// is never handed out twice).
+    pub fn new(lease: Duration, rules: RetryRules, tokens: FencingTokens) -> Self {
         LeaseTable {
             tasks: Vec::new(),
             ready: VecDeque::new(),
             delayed: BinaryHeap::new(),
             expiry: BinaryHeap::new(),
-            next_token: first_token.max(1),
+            tokens,
             lease,
             rules,
             counts: StateCounts::default(),
@@ -123,9 +134,9 @@ impl<T: Clone> LeaseTable<T> {
         self.counts.pending == 0 && self.counts.leased == 0
     }
 
-    /// The next token that would be handed out (persisted so a restart keeps tokens unique).
-    pub fn next_token(&self) -> u64 {
-        self.next_token
+    /// Hands the token source back (for the next phase), leaving an empty one.
+    pub fn take_tokens(&mut self) -> FencingTokens {
+        std::mem::take(&mut self.tokens)
     }
 
     /// Failed tasks with the attempts made and the last error.
@@ -152,8 +163,7 @@ impl<T: Clone> LeaseTable<T> {
                 entry.state = state; // stale queue entry; keep the real state
                 continue;
             };
-            let token = self.next_token;
-            self.next_token += 1;
+            let token = self.tokens.next();
             let leased = p.grant(worker, token, now, self.lease);
             out.push(Grant {
                 task: id,
@@ -170,32 +180,51 @@ impl<T: Clone> LeaseTable<T> {
         out
     }
 
-    /// Extends the lease `token` of `task`; returns the new lease length.
-    pub fn renew(&mut self, task: TaskId, token: u64, now: Instant) -> Result<Duration, Refusal> {
+    /// Extends the lease `token` of `task` held by `worker`; returns the new lease length.
+    pub fn renew(
+        &mut self,
+        task: TaskId,
+        token: u64,
+        worker: &str,
+        now: Instant,
+    ) -> Result<Duration, Refusal> {
         self.sweep(now);
         let lease = self.lease;
-        self.with_current_lease(task, token, |l| TaskState::Leased(l.renew(now, lease)))?;
+        self.with_current_lease(task, token, worker, |l| TaskState::Leased(l.renew(now, lease)))?;
         self.expiry.push(Reverse((now + lease, task, token)));
         Ok(lease)
     }
 
-    /// Accepts the result of lease `token`; the caller persists the result first.
-    pub fn complete(&mut self, task: TaskId, token: u64, now: Instant) -> Result<(), Refusal> {
-        self.check(task, token, now)?;
-        self.with_current_lease(task, token, |l| l.complete())?;
+    /// Accepts the result of lease `token` held by `worker`; the caller persists the result
+    /// first.
+    pub fn complete(
+        &mut self,
+        task: TaskId,
+        token: u64,
+        worker: &str,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        self.check(task, token, worker, now)?;
+        self.with_current_lease(task, token, worker, |l| l.complete())?;
         self.counts.leased -= 1;
         self.counts.done += 1;
         Ok(())
     }
 
-    /// Whether `token` is the live lease of `task` at `now` (expiring overdue leases first).
-    pub fn check(&mut self, task: TaskId, token: u64, now: Instant) -> Result<(), Refusal> {
+    /// Whether `token` is the live lease of `task` at `now` and `worker` holds it (expiring
+    /// overdue leases first).
+    pub fn check(
+        &mut self,
+        task: TaskId,
+        token: u64,
+        worker: &str,
+        now: Instant,
+    ) -> Result<(), Refusal> {
         self.sweep(now);
-        match self.tasks.get(task as usize).map(|e| &e.state) {
-            None => Err(Refusal::UnknownTask(task)),
-            Some(TaskState::Leased(l)) if l.token == token => Ok(()),
-            Some(TaskState::Done | TaskState::Failed(_)) => Err(Refusal::Finished(task)),
-            Some(_) => Err(Refusal::StaleLease { task, token }),
+        let entry = self.tasks.get(task as usize).ok_or(Refusal::UnknownTask(task))?;
+        match refusal(&entry.state, task, token, worker) {
+            Some(r) => Err(r),
+            None => Ok(()),
         }
     }
 
@@ -204,13 +233,14 @@ impl<T: Clone> LeaseTable<T> {
         &mut self,
         task: TaskId,
         token: u64,
+        worker: &str,
         error: String,
         retryable: bool,
         now: Instant,
     ) -> Result<(), Refusal> {
-        self.check(task, token, now)?;
+        self.check(task, token, worker, now)?;
         let rules = self.rules;
-        self.with_current_lease(task, token, |l| {
+        self.with_current_lease(task, token, worker, |l| {
             l.fail(error, retryable, now, &rules).into_state()
         })?;
         self.after_failure(task);
@@ -218,9 +248,15 @@ impl<T: Clone> LeaseTable<T> {
     }
 
     /// Hands the task back without counting an attempt (drain, spot interruption).
-    pub fn release(&mut self, task: TaskId, token: u64, now: Instant) -> Result<(), Refusal> {
-        self.check(task, token, now)?;
-        self.with_current_lease(task, token, |l| TaskState::Pending(l.release()))?;
+    pub fn release(
+        &mut self,
+        task: TaskId,
+        token: u64,
+        worker: &str,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        self.check(task, token, worker, now)?;
+        self.with_current_lease(task, token, worker, |l| TaskState::Pending(l.release()))?;
         self.ready.push_front(task);
         self.counts.leased -= 1;
         self.counts.pending += 1;
@@ -240,7 +276,11 @@ impl<T: Clone> LeaseTable<T> {
                 continue; // renewed, finished or re-granted since this entry was pushed
             }
             let rules = self.rules;
-            let _ = self.with_current_lease(id, token, |l| {
+            let holder = match &self.tasks[id as usize].state {
+                TaskState::Leased(l) => l.worker.clone(),
+                _ => continue,
+            };
+            let _ = self.with_current_lease(id, token, &holder, |l| {
                 tracing::warn!(task = id, attempt = l.attempt, worker = %l.worker, "lease expired");
                 l.expire(now, &rules).into_state()
             });
@@ -270,28 +310,40 @@ impl<T: Clone> LeaseTable<T> {
         }
     }
 
-    /// Applies `f` to the current lease of `task` if `token` is it.
+    /// Applies `f` to the current lease of `task` if `token` is it and `worker` holds it;
+    /// otherwise the state is left exactly as it was.
     fn with_current_lease(
         &mut self,
         task: TaskId,
         token: u64,
-        f: impl FnOnce(super::state::Leased) -> TaskState,
+        worker: &str,
+        f: impl FnOnce(Leased) -> TaskState,
     ) -> Result<(), Refusal> {
         let entry = self.tasks.get_mut(task as usize).ok_or(Refusal::UnknownTask(task))?;
-        match std::mem::replace(&mut entry.state, TaskState::Pending(Pending::new())) {
-            TaskState::Leased(l) if l.token == token => {
-                entry.state = f(l);
-                Ok(())
-            }
-            other => {
-                let refusal = match &other {
-                    TaskState::Done | TaskState::Failed(_) => Refusal::Finished(task),
-                    _ => Refusal::StaleLease { task, token },
-                };
-                entry.state = other;
-                Err(refusal)
-            }
+        if let Some(r) = refusal(&entry.state, task, token, worker) {
+            return Err(r);
         }
+        entry.state = match std::mem::replace(&mut entry.state, TaskState::Pending(Pending::new()))
+        {
+            TaskState::Leased(l) => f(l),
+            other => other, // not reached: `refusal` let only a lease through
+        };
+        Ok(())
+    }
+}
+
+/// Why a report naming grant `token` of `task` from `worker` cannot be taken in `state`, if it
+/// cannot. The token is compared before the holder, so a worker's late report for its own
+/// expired grant still reads as stale.
+fn refusal(state: &TaskState, task: TaskId, token: u64, worker: &str) -> Option<Refusal> {
+    match state {
+        TaskState::Leased(l) if l.token != token => Some(Refusal::StaleLease { task, token }),
+        TaskState::Leased(l) if l.worker != worker => {
+            Some(Refusal::NotHolder { task, worker: worker.to_string() })
+        }
+        TaskState::Leased(_) => None,
+        TaskState::Done | TaskState::Failed(_) => Some(Refusal::Finished(task)),
+        TaskState::Pending(_) => Some(Refusal::StaleLease { task, token }),
     }
 }
 
@@ -307,7 +359,7 @@ mod tests {
             first_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(8),
         };
-        let mut t = LeaseTable::new(LEASE, rules, 1);
+        let mut t = LeaseTable::new(LEASE, rules, FencingTokens::new());
         for i in 0..n {
             t.add(format!("chunk-{i}"));
         }
@@ -322,12 +374,13 @@ mod tests {
         assert_eq!(a.iter().map(|g| g.task).collect::<Vec<_>>(), [0, 1]);
         assert_eq!(b.iter().map(|g| g.task).collect::<Vec<_>>(), [2]);
         assert!(t.acquire("w3", 1, now).is_empty());
-        for g in a.iter().chain(&b) {
-            t.complete(g.task, g.token, now).unwrap();
+        for g in &a {
+            t.complete(g.task, g.token, "w1", now).unwrap();
         }
+        t.complete(b[0].task, b[0].token, "w2", now).unwrap();
         assert!(t.is_finished());
         assert_eq!(t.counts(), StateCounts { done: 3, ..Default::default() });
-        assert_eq!(t.complete(0, a[0].token, now), Err(Refusal::Finished(0)));
+        assert_eq!(t.complete(0, a[0].token, "w1", now), Err(Refusal::Finished(0)));
     }
 
     #[test]
@@ -342,14 +395,14 @@ mod tests {
         assert_eq!(second.attempt, 2);
         assert_ne!(second.token, first.token);
         assert_eq!(
-            t.complete(first.task, first.token, later),
+            t.complete(first.task, first.token, "paused", later),
             Err(Refusal::StaleLease { task: 0, token: first.token })
         );
         assert_eq!(
-            t.renew(first.task, first.token, later),
+            t.renew(first.task, first.token, "paused", later),
             Err(Refusal::StaleLease { task: 0, token: first.token })
         );
-        t.complete(second.task, second.token, later).unwrap();
+        t.complete(second.task, second.token, "healthy", later).unwrap();
         assert!(t.is_finished());
     }
 
@@ -358,7 +411,7 @@ mod tests {
         let (mut t, now) = table(1);
         let g = t.acquire("w", 1, now).remove(0);
         let late = now + LEASE + Duration::from_millis(1);
-        assert!(t.complete(g.task, g.token, late).is_err());
+        assert!(t.complete(g.task, g.token, "w", late).is_err());
         assert_eq!(t.counts().pending, 1);
     }
 
@@ -369,10 +422,10 @@ mod tests {
         let mut at = now;
         for _ in 0..10 {
             at += LEASE / 2;
-            t.renew(g.task, g.token, at).unwrap();
+            t.renew(g.task, g.token, "w", at).unwrap();
         }
         assert!(t.acquire("other", 1, at + LEASE / 2).is_empty());
-        t.complete(g.task, g.token, at + LEASE / 2).unwrap();
+        t.complete(g.task, g.token, "w", at + LEASE / 2).unwrap();
     }
 
     #[test]
@@ -383,7 +436,7 @@ mod tests {
             let g = t.acquire("w", 1, at);
             assert_eq!(g.len(), 1, "attempt {attempt} granted");
             assert_eq!(g[0].attempt, attempt);
-            t.fail(g[0].task, g[0].token, format!("error {attempt}"), true, at).unwrap();
+            t.fail(g[0].task, g[0].token, "w", format!("error {attempt}"), true, at).unwrap();
             assert!(t.acquire("w", 1, at).is_empty(), "backing off");
             at += Duration::from_secs(10);
         }
@@ -396,10 +449,39 @@ mod tests {
         let (mut t, now) = table(2);
         let grants = t.acquire("spot", 2, now);
         for g in &grants {
-            t.release(g.task, g.token, now).unwrap();
+            t.release(g.task, g.token, "spot", now).unwrap();
         }
         let again = t.acquire("other", 2, now);
         assert_eq!(again.iter().map(|g| g.attempt).collect::<Vec<_>>(), [1, 1]);
-        assert!(t.complete(grants[0].task, grants[0].token, now).is_err());
+        assert!(t.complete(grants[0].task, grants[0].token, "spot", now).is_err());
+    }
+
+    #[test]
+    fn a_report_from_a_worker_that_does_not_hold_the_lease_is_refused_and_changes_nothing() {
+        let (mut t, now) = table(2);
+        let held = t.acquire("holder", 1, now).remove(0);
+        let own = t.acquire("intruder", 1, now).remove(0);
+        // Tokens do not follow from one another: the intruder's own token plus or minus one
+        // names no other lease (it did when tokens were sequential).
+        assert_ne!(held.token, own.token.wrapping_add(1));
+        assert_ne!(held.token, own.token.wrapping_sub(1));
+        let guessed = own.token.wrapping_add(1);
+        assert_eq!(
+            t.complete(held.task, guessed, "intruder", now),
+            Err(Refusal::StaleLease { task: held.task, token: guessed })
+        );
+        // Even the right token is refused from a worker the lease was not granted to.
+        let not_holder = Err(Refusal::NotHolder { task: held.task, worker: "intruder".into() });
+        assert_eq!(t.complete(held.task, held.token, "intruder", now), not_holder);
+        assert_eq!(t.fail(held.task, held.token, "intruder", "x".into(), false, now), not_holder);
+        assert_eq!(t.release(held.task, held.token, "intruder", now), not_holder);
+        assert_eq!(t.renew(held.task, held.token, "intruder", now).map(|_| ()), not_holder);
+        // The lease is untouched: still leased to its holder, no attempt used, not re-granted.
+        assert_eq!(t.counts(), StateCounts { leased: 2, ..Default::default() });
+        assert!(t.acquire("third", 2, now).is_empty());
+        t.renew(held.task, held.token, "holder", now).unwrap();
+        t.complete(held.task, held.token, "holder", now).unwrap();
+        t.complete(own.task, own.token, "intruder", now).unwrap();
+        assert!(t.is_finished() && t.failures().is_empty());
     }
 }
