@@ -157,52 +157,9 @@ pub struct ChunkManifest {
     /// Number of keys in all chunks; meaningful once complete.
     pub keys: u64,
     /// What the inventory filter saw; meaningful once complete.
-    pub counts: StoredCounts,
+    pub counts: FilterCounts,
     /// Whether every chunk was written; set last.
     pub complete: bool,
-}
-
-/// [`FilterCounts`] in the manifest.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredCounts {
-    /// Rows read from the inventory.
-    pub rows_read: u64,
-    /// Entries kept.
-    pub kept: u64,
-    /// Entries whose key is not `.stac.json`.
-    pub not_stac: u64,
-    /// Entries before `since`.
-    pub before_since: u64,
-    /// Kept entries without a date.
-    pub without_date: u64,
-    /// Malformed rows.
-    pub malformed: u64,
-}
-
-impl From<FilterCounts> for StoredCounts {
-    fn from(c: FilterCounts) -> Self {
-        StoredCounts {
-            rows_read: c.rows_read,
-            kept: c.kept,
-            not_stac: c.not_stac,
-            before_since: c.before_since,
-            without_date: c.without_date,
-            malformed: c.malformed,
-        }
-    }
-}
-
-impl From<StoredCounts> for FilterCounts {
-    fn from(c: StoredCounts) -> Self {
-        FilterCounts {
-            rows_read: c.rows_read,
-            kept: c.kept,
-            not_stac: c.not_stac,
-            before_since: c.before_since,
-            without_date: c.without_date,
-            malformed: c.malformed,
-        }
-    }
 }
 
 impl ChunkManifest {
@@ -215,7 +172,7 @@ impl ChunkManifest {
             chunk_size: settings.chunk_size as u64,
             chunks: 0,
             keys: 0,
-            counts: StoredCounts::default(),
+            counts: FilterCounts::default(),
             complete: false,
         }
     }
@@ -340,7 +297,7 @@ pub async fn write_chunks(
     let done = ChunkManifest {
         chunks: streamed.chunks.len() as u64,
         keys: streamed.chunks.iter().map(|c| c.rows).sum(),
-        counts: streamed.counts.into(),
+        counts: streamed.counts,
         complete: true,
         ..wanted
     };
@@ -402,7 +359,7 @@ async fn reuse(
         .collect();
     Ok(ChunkPlan {
         chunks,
-        counts: manifest.counts.into(),
+        counts: manifest.counts,
         malformed: read_malformed(stores, &layout.malformed_rows()).await?,
         written: 0,
         kept: manifest.chunks as usize,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_compression::tokio::bufread::GzipDecoder;
 use chrono::{DateTime, Utc};
 use csv_async::{AsyncReader, AsyncReaderBuilder, ByteRecord};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use percent_encoding::percent_decode_str;
 use tokio::io::AsyncRead;
 use tokio_util::io::StreamReader;
@@ -93,7 +93,7 @@ pub fn read(
 ) -> InventoryStream {
     lazily(async move {
         let reader = CsvReader::open(&stores, &location, gzip, &options).await?;
-        Ok(reader.into_stream())
+        Ok(super::records(reader))
     })
 }
 
@@ -106,6 +106,14 @@ struct CsvReader {
     record: ByteRecord,
     line: u64,
     finished: bool,
+}
+
+impl super::RecordSource for CsvReader {
+    fn next_record(
+        &mut self,
+    ) -> impl Future<Output = Option<Result<InventoryRecord, InventoryError>>> + Send {
+        self.read_next()
+    }
 }
 
 impl CsvReader {
@@ -155,15 +163,7 @@ impl CsvReader {
         })
     }
 
-    fn into_stream(self) -> InventoryStream {
-        futures::stream::unfold(self, |mut reader| async move {
-            let item = reader.next_record().await?;
-            Some((item, reader))
-        })
-        .boxed()
-    }
-
-    async fn next_record(&mut self) -> Option<Result<InventoryRecord, InventoryError>> {
+    async fn read_next(&mut self) -> Option<Result<InventoryRecord, InventoryError>> {
         if self.finished {
             return None;
         }

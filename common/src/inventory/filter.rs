@@ -35,8 +35,8 @@ impl Default for Filter {
     }
 }
 
-/// Counts of what the filter saw, as plain numbers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counts of what the filter saw, as plain numbers (kept in the Phase 1 manifest as they are).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FilterCounts {
     /// Rows read from the inventory (entries and malformed rows).
     pub rows_read: u64,

@@ -308,6 +308,22 @@ pub fn open_as(
 }
 
 /// A stream that runs `open` when first polled, then yields what it opened (or its error).
+/// A reader yielding one record at a time (the CSV and Parquet readers).
+trait RecordSource: Send + Sized + 'static {
+    /// The next record, or `None` at the end.
+    fn next_record(
+        &mut self,
+    ) -> impl Future<Output = Option<Result<InventoryRecord, InventoryError>>> + Send;
+}
+
+/// The records of `reader` as a stream.
+fn records<R: RecordSource>(reader: R) -> InventoryStream {
+    futures::StreamExt::boxed(futures::stream::unfold(reader, |mut reader| async move {
+        let item = reader.next_record().await?;
+        Some((item, reader))
+    }))
+}
+
 fn lazily<F>(open: F) -> InventoryStream
 where
     F: std::future::Future<Output = Result<InventoryStream, InventoryError>> + Send + 'static,

@@ -40,7 +40,7 @@ pub const LAST_MODIFIED_COLUMN: &str = "last_modified_date";
 pub fn read(stores: Arc<Stores>, location: Location, batch_size: usize) -> InventoryStream {
     lazily(async move {
         let reader = ParquetReader::open(&stores, &location, batch_size.max(1)).await?;
-        Ok(reader.into_stream())
+        Ok(super::records(reader))
     })
 }
 
@@ -58,6 +58,14 @@ struct ParquetReader {
     current: Option<BatchView>,
     next_row: u64,
     finished: bool,
+}
+
+impl super::RecordSource for ParquetReader {
+    fn next_record(
+        &mut self,
+    ) -> impl Future<Output = Option<Result<InventoryRecord, InventoryError>>> + Send {
+        self.read_next()
+    }
 }
 
 impl ParquetReader {
@@ -104,15 +112,7 @@ impl ParquetReader {
         Ok(ParquetReader { object, batches, columns, current: None, next_row: 0, finished: false })
     }
 
-    fn into_stream(self) -> InventoryStream {
-        futures::stream::unfold(self, |mut reader| async move {
-            let item = reader.next_record().await?;
-            Some((item, reader))
-        })
-        .boxed()
-    }
-
-    async fn next_record(&mut self) -> Option<Result<InventoryRecord, InventoryError>> {
+    async fn read_next(&mut self) -> Option<Result<InventoryRecord, InventoryError>> {
         loop {
             if self.finished {
                 return None;
