@@ -7,6 +7,12 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// A record kept in such lists; `LIST` names a list of them in messages.
+pub trait Listed {
+    /// What a list of these is called (`failures file`, …).
+    const LIST: &'static str;
+}
+
 use crate::location::Location;
 use crate::stores::{ObjectError, Stores};
 
@@ -17,8 +23,10 @@ pub enum JsonLinesError {
     #[error(transparent)]
     Io(#[from] ObjectError),
     /// A line is not a record of the list's kind.
-    #[error("invalid {object} at line {line}: {reason}")]
+    #[error("invalid {list} {object} at line {line}: {reason}")]
     BadLine {
+        /// What the list is ([`Listed::LIST`]).
+        list: &'static str,
         /// The list.
         object: String,
         /// The 1-based line.
@@ -57,7 +65,7 @@ pub fn encode<T: Serialize>(location: &Location, records: &[T]) -> Result<Vec<u8
 }
 
 /// The records of the JSON lines `bytes` read from `location`.
-pub fn decode<T: DeserializeOwned>(
+pub fn decode<T: DeserializeOwned + Listed>(
     location: &Location,
     bytes: &[u8],
 ) -> Result<Vec<T>, JsonLinesError> {
@@ -67,6 +75,7 @@ pub fn decode<T: DeserializeOwned>(
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, line)| {
             serde_json::from_str(line).map_err(|e| JsonLinesError::BadLine {
+                list: T::LIST,
                 object: location.to_string(),
                 line: i + 1,
                 reason: e.to_string(),
@@ -85,7 +94,7 @@ pub async fn write<T: Serialize>(
 }
 
 /// The records of the list at `location`, or `None` when there is no such object.
-pub async fn read<T: DeserializeOwned>(
+pub async fn read<T: DeserializeOwned + Listed>(
     stores: &Stores,
     location: &Location,
 ) -> Result<Option<Vec<T>>, JsonLinesError> {
@@ -105,6 +114,10 @@ mod tests {
         key: String,
     }
 
+    impl Listed for Rec {
+        const LIST: &'static str = "test list";
+    }
+
     #[tokio::test]
     async fn a_list_reads_back_what_was_written() {
         let stores = Stores::new(S3Settings::default());
@@ -120,6 +133,9 @@ mod tests {
         let at = Location::parse("memory://lists/b.jsonl").unwrap();
         let err = decode::<Rec>(&at, b"{\"key\":\"a\"}\n\n{\"nope\":1}\n").unwrap_err();
         assert!(matches!(&err, JsonLinesError::BadLine { line: 3, .. }), "{err}");
-        assert!(err.to_string().contains("memory://lists/b.jsonl"), "{err}");
+        assert!(
+            err.to_string().starts_with("invalid test list memory://lists/b.jsonl at line 3"),
+            "{err}"
+        );
     }
 }

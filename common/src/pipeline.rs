@@ -52,6 +52,10 @@ pub struct ItemFailure {
     pub reason: String,
 }
 
+impl crate::json_lines::Listed for ItemFailure {
+    const LIST: &'static str = "failures file";
+}
+
 impl ItemFailure {
     fn new(at: &ObjectKey, kind: &str, reason: String) -> Self {
         ItemFailure { bucket: at.bucket.clone(), key: at.key.clone(), kind: kind.into(), reason }

@@ -224,6 +224,10 @@ pub struct MalformedEntry {
     pub reason: String,
 }
 
+impl json_lines::Listed for MalformedEntry {
+    const LIST: &'static str = "malformed-rows file";
+}
+
 impl From<&MalformedRow> for MalformedEntry {
     fn from(m: &MalformedRow) -> Self {
         MalformedEntry {
