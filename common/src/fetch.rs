@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
 
+use crate::pipeline::FailureKind;
 use crate::stores::Stores;
 
 /// Why an object could not be fetched.
@@ -35,13 +36,13 @@ pub enum FetchError {
 
 impl FetchError {
     /// A short, stable category name for summaries.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> FailureKind {
         match self {
-            FetchError::NotFound => "not_found",
-            FetchError::Denied(_) => "denied",
-            FetchError::Location(_) => "bad_location",
-            FetchError::Exhausted { .. } => "fetch_failed",
-            FetchError::Other(_) => "fetch_error",
+            FetchError::NotFound => FailureKind::NotFound,
+            FetchError::Denied(_) => FailureKind::Denied,
+            FetchError::Location(_) => FailureKind::BadLocation,
+            FetchError::Exhausted { .. } => FailureKind::FetchFailed,
+            FetchError::Other(_) => FailureKind::FetchError,
         }
     }
 }

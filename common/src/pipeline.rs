@@ -39,6 +39,85 @@ impl ObjectKey {
     }
 }
 
+/// Why an item did not make it into the table, as a stable category (its `snake_case` name is
+/// what failures files and summaries hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The object does not exist.
+    NotFound,
+    /// Reading the object was refused.
+    Denied,
+    /// The bucket and key do not make a location.
+    BadLocation,
+    /// The object could not be fetched after every retry.
+    FetchFailed,
+    /// Fetching failed in a way retrying will not fix.
+    FetchError,
+    /// The body is not JSON.
+    InvalidJson,
+    /// The JSON is not an object.
+    NotAnObject,
+    /// The object is not a GeoJSON Feature.
+    NotAFeature,
+    /// No `id`.
+    MissingId,
+    /// No geometry.
+    MissingGeometry,
+    /// A geometry that cannot be read.
+    InvalidGeometry,
+    /// A timestamp that cannot be read.
+    BadTimestamp,
+    /// A value that does not fit its column.
+    BadValue,
+    /// The footprint could not be placed in the grid.
+    Partition,
+    /// A bug: the item's task panicked.
+    Internal,
+    /// An inventory row that could not be read (listed without a bucket).
+    MalformedInventoryRow,
+    /// A category this version does not know (a list written by a newer one).
+    #[serde(other)]
+    Unknown,
+}
+
+impl FailureKind {
+    /// The category's stable name (`not_found`, `invalid_json`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::NotFound => "not_found",
+            FailureKind::Denied => "denied",
+            FailureKind::BadLocation => "bad_location",
+            FailureKind::FetchFailed => "fetch_failed",
+            FailureKind::FetchError => "fetch_error",
+            FailureKind::InvalidJson => "invalid_json",
+            FailureKind::NotAnObject => "not_an_object",
+            FailureKind::NotAFeature => "not_a_feature",
+            FailureKind::MissingId => "missing_id",
+            FailureKind::MissingGeometry => "missing_geometry",
+            FailureKind::InvalidGeometry => "invalid_geometry",
+            FailureKind::BadTimestamp => "bad_timestamp",
+            FailureKind::BadValue => "bad_value",
+            FailureKind::Partition => "partition",
+            FailureKind::Internal => "internal",
+            FailureKind::MalformedInventoryRow => "malformed_inventory_row",
+            FailureKind::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for FailureKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// An item that did not make it into the table, and why; operators retry from these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemFailure {
@@ -46,8 +125,8 @@ pub struct ItemFailure {
     pub bucket: String,
     /// Object key.
     pub key: String,
-    /// Short category (`not_found`, `invalid_json`, `bad_value`, …).
-    pub kind: String,
+    /// Its category.
+    pub kind: FailureKind,
     /// The full reason.
     pub reason: String,
 }
@@ -57,8 +136,8 @@ impl crate::json_lines::Listed for ItemFailure {
 }
 
 impl ItemFailure {
-    fn new(at: &ObjectKey, kind: &str, reason: String) -> Self {
-        ItemFailure { bucket: at.bucket.clone(), key: at.key.clone(), kind: kind.into(), reason }
+    fn new(at: &ObjectKey, kind: FailureKind, reason: String) -> Self {
+        ItemFailure { bucket: at.bucket.clone(), key: at.key.clone(), kind, reason }
     }
 }
 
@@ -155,7 +234,11 @@ impl DataPath {
                     // A panic in one item's task is a bug; the item keeps its bucket and key so
                     // that a retry of the failures list takes it again.
                     tracing::error!(item = %at.uri(), error = %join, "item task failed");
-                    out.failures.push(ItemFailure::new(&at, "internal", join.to_string()));
+                    out.failures.push(ItemFailure::new(
+                        &at,
+                        FailureKind::Internal,
+                        join.to_string(),
+                    ));
                 }
             }
         }
@@ -241,4 +324,36 @@ async fn load_item(
         cells.push(NO_CELL.to_string());
     }
     Ok((parsed.row, cells))
+}
+
+#[cfg(test)]
+mod failure_kind_tests {
+    use super::FailureKind as K;
+
+    #[test]
+    fn each_kind_is_written_and_read_by_its_stable_name() {
+        for k in [
+            K::NotFound,
+            K::Denied,
+            K::BadLocation,
+            K::FetchFailed,
+            K::FetchError,
+            K::InvalidJson,
+            K::NotAnObject,
+            K::NotAFeature,
+            K::MissingId,
+            K::MissingGeometry,
+            K::InvalidGeometry,
+            K::BadTimestamp,
+            K::BadValue,
+            K::Partition,
+            K::Internal,
+            K::MalformedInventoryRow,
+        ] {
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+            assert_eq!(serde_json::from_str::<K>(&json).unwrap(), k);
+        }
+        assert_eq!(serde_json::from_str::<K>("\"from_a_newer_version\"").unwrap(), K::Unknown);
+    }
 }

@@ -83,6 +83,37 @@ impl std::fmt::Display for PhaseKind {
     }
 }
 
+/// Where a backfill run is; `earthcatalog status` shows it by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stage {
+    /// Resolving the grid and the run.
+    #[default]
+    Starting,
+    /// Phase 1: the inventory is cut into chunks.
+    Inventory,
+    /// Phase 2 or 3: tasks are leased.
+    Leasing(PhaseKind),
+    /// Phase 4: the files are registered and the catalog published.
+    Register,
+    /// Staging is removed.
+    Cleanup,
+    /// The run is over.
+    Finished,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stage::Starting => f.write_str("starting"),
+            Stage::Inventory => f.write_str("inventory"),
+            Stage::Leasing(phase) => phase.fmt(f),
+            Stage::Register => f.write_str("register"),
+            Stage::Cleanup => f.write_str("cleanup"),
+            Stage::Finished => f.write_str("finished"),
+        }
+    }
+}
+
 impl From<PhaseKind> for pb::Phase {
     fn from(p: PhaseKind) -> Self {
         match p {

@@ -59,18 +59,19 @@ pub enum ItemRejection {
 }
 
 impl ItemRejection {
-    /// A short, stable category name for summaries ("invalid_json", "bad_value", …).
-    pub fn kind(&self) -> &'static str {
+    /// The failure category for summaries and failures files.
+    pub fn kind(&self) -> crate::pipeline::FailureKind {
+        use crate::pipeline::FailureKind as K;
         match self {
-            ItemRejection::InvalidJson(_) => "invalid_json",
-            ItemRejection::NotAnObject => "not_an_object",
-            ItemRejection::NotAFeature(_) => "not_a_feature",
-            ItemRejection::MissingId => "missing_id",
-            ItemRejection::MissingGeometry => "missing_geometry",
-            ItemRejection::InvalidGeometry(_) => "invalid_geometry",
-            ItemRejection::BadTimestamp { .. } => "bad_timestamp",
-            ItemRejection::BadValue { .. } => "bad_value",
-            ItemRejection::Partition(_) => "partition",
+            ItemRejection::InvalidJson(_) => K::InvalidJson,
+            ItemRejection::NotAnObject => K::NotAnObject,
+            ItemRejection::NotAFeature(_) => K::NotAFeature,
+            ItemRejection::MissingId => K::MissingId,
+            ItemRejection::MissingGeometry => K::MissingGeometry,
+            ItemRejection::InvalidGeometry(_) => K::InvalidGeometry,
+            ItemRejection::BadTimestamp { .. } => K::BadTimestamp,
+            ItemRejection::BadValue { .. } => K::BadValue,
+            ItemRejection::Partition(_) => K::Partition,
         }
     }
 }

@@ -32,7 +32,7 @@ use earthcatalog_common::partition::GridSpec;
 use earthcatalog_common::pipeline::ItemFailure;
 use earthcatalog_common::publish::CatalogWriter;
 use earthcatalog_common::rpc::{
-    CompactTask, IngestTask, PhaseKind, ReportedFile, TaskReport, TaskSpec,
+    CompactTask, IngestTask, PhaseKind, ReportedFile, Stage, TaskReport, TaskSpec,
 };
 use earthcatalog_common::stores::Stores;
 use serde::Serialize;
@@ -266,7 +266,7 @@ impl Driver<'_> {
             &files,
         )
         .await?;
-        self.scheduler.set_stage("register");
+        self.scheduler.set_stage(Stage::Register);
         let registered = self.phase4(&files).await?;
         summary.files = registered.files;
         summary.rows = registered.rows;
@@ -274,7 +274,7 @@ impl Driver<'_> {
         summary.catalog_uploaded = registered.uploaded;
         summary.hash_index = registered.hash_index.map(|(l, _)| l);
         summary.pending_file = self.keep_failures(&ingested, &inputs).await?;
-        self.scheduler.set_stage("cleanup");
+        self.scheduler.set_stage(Stage::Cleanup);
         // The run state goes first: once staging is partly gone, a run found unfinished would
         // redo its work under new file names and register it a second time.
         let state = self.staging.run_pointer();
@@ -288,7 +288,7 @@ impl Driver<'_> {
 
     /// Phase 1: the chunk files (or, with --retry-pending, the pending failure lists).
     async fn phase1(&self) -> anyhow::Result<Vec<Input>> {
-        self.scheduler.set_stage("inventory");
+        self.scheduler.set_stage(Stage::Inventory);
         if self.cfg.retry_pending {
             if self.pending.is_empty() {
                 tracing::info!("no pending failures to retry");

@@ -23,7 +23,9 @@ use earthcatalog_common::inventory::{self, Filter, InventoryRecord, InventoryStr
 use earthcatalog_common::json_lines;
 use earthcatalog_common::known_ids::KnownIds;
 use earthcatalog_common::partition::{GridSpec, open_partitioner};
-use earthcatalog_common::pipeline::{DataPath, DataPathOptions, ItemFailure, ObjectKey};
+use earthcatalog_common::pipeline::{
+    DataPath, DataPathOptions, FailureKind, ItemFailure, ObjectKey,
+};
 use earthcatalog_common::publish::{CatalogWriter, Files};
 use earthcatalog_common::stores::Stores;
 use futures::StreamExt;
@@ -154,7 +156,7 @@ impl<'a> Run<'a> {
                     self.failures.push(ItemFailure {
                         bucket: String::new(),
                         key: format!("{} {}", m.object, m.position),
-                        kind: "malformed_inventory_row".into(),
+                        kind: FailureKind::MalformedInventoryRow,
                         reason: m.to_string(),
                     });
                 }
@@ -224,7 +226,7 @@ impl<'a> Run<'a> {
         let rows = collected.groups.row_count();
         let files = data_path.write(collected.groups, &self.cfg.place.warehouse, namer).await?;
         for f in &collected.failures {
-            *self.summary.failures_by_kind.entry(f.kind.clone()).or_insert(0) += 1;
+            *self.summary.failures_by_kind.entry(f.kind).or_insert(0) += 1;
         }
         self.summary.items_failed += collected.failures.len() as u64;
         self.summary.items_ingested += ingested as u64;
@@ -281,7 +283,8 @@ impl<'a> Run<'a> {
             .await
             .context("writing the failures file")?;
         self.summary.failures_file = Some(self.cfg.failures.to_string());
-        let by_kind: BTreeMap<_, _> = self.summary.failures_by_kind.clone();
+        let by_kind: BTreeMap<&str, u64> =
+            self.summary.failures_by_kind.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         tracing::warn!(
             failed_items = self.summary.items_failed,
             malformed_rows = self.summary.malformed_rows,

@@ -1,5 +1,6 @@
 //! What a run did, for people (log lines) and machines (`--json`).
 
+use earthcatalog_common::pipeline::FailureKind;
 use serde::Serialize;
 
 /// Totals of one incremental run.
@@ -38,7 +39,7 @@ pub struct RunSummary {
     /// Snapshots committed.
     pub snapshots: u64,
     /// Failures by kind.
-    pub failures_by_kind: std::collections::BTreeMap<String, u64>,
+    pub failures_by_kind: std::collections::BTreeMap<FailureKind, u64>,
     /// Where the failures are listed (when there are any): `--failures`, else next to the
     /// catalog object in `--catalog-store`, else next to the local catalog file.
     pub failures_file: Option<String>,

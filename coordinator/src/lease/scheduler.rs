@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use earthcatalog_common::rpc::{LeaseGrant, LeaseRef, PhaseKind, TaskReport, TaskSpec};
+use earthcatalog_common::rpc::{LeaseGrant, LeaseRef, PhaseKind, Stage, TaskReport, TaskSpec};
 use tokio::sync::Notify;
 
 use super::check::{InvalidResult, ResultCheck};
@@ -115,8 +115,8 @@ pub struct LeaseSettings {
 /// Counts and progress for the status call.
 #[derive(Debug, Clone, Default)]
 pub struct StatusView {
-    /// Current stage name.
-    pub stage: String,
+    /// Where the run is.
+    pub stage: Stage,
     /// Ingest tasks per state.
     pub ingest: StateCounts,
     /// Compact tasks per state.
@@ -142,7 +142,7 @@ struct Running {
 }
 
 struct Inner {
-    stage: String,
+    stage: Stage,
     running: Option<Running>,
     finished_counts: HashMap<PhaseKind, StateCounts>,
     failed: Vec<FailedTask>,
@@ -178,7 +178,7 @@ impl Scheduler {
     ) -> Self {
         Scheduler {
             inner: Mutex::new(Inner {
-                stage: "starting".into(),
+                stage: Stage::Starting,
                 running: None,
                 finished_counts: HashMap::new(),
                 failed: Vec::new(),
@@ -215,15 +215,15 @@ impl Scheduler {
     }
 
     /// Names the current stage (for status) when no phase is leased (Phase 1, Phase 4).
-    pub fn set_stage(&self, stage: &str) {
-        self.lock().stage = stage.to_string();
+    pub fn set_stage(&self, stage: Stage) {
+        self.lock().stage = stage;
     }
 
     /// Marks the run over; workers asking for work are told to exit.
     pub fn finish(&self) {
         let mut inner = self.lock();
         inner.finished = true;
-        inner.stage = "finished".into();
+        inner.stage = Stage::Finished;
     }
 
     /// Asks workers to stop taking work (the coordinator is giving up).
@@ -250,7 +250,7 @@ impl Scheduler {
                 table.add(());
             }
         }
-        inner.stage = plan.kind.to_string();
+        inner.stage = Stage::Leasing(plan.kind);
         tracing::info!(phase = %plan.kind, tasks = plan.tasks, already_done = table.counts().done, "leasing phase");
         inner.running = Some(Running {
             kind: plan.kind,
@@ -504,7 +504,7 @@ impl Scheduler {
             .filter(|seen| now.duration_since(**seen) <= self.settings.lease)
             .count();
         StatusView {
-            stage: inner.stage.clone(),
+            stage: inner.stage,
             ingest: counts(PhaseKind::Ingest),
             compact: counts(PhaseKind::Compact),
             items: inner.items,

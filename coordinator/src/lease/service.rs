@@ -144,7 +144,7 @@ impl Coordinator for CoordinatorService {
         let s = self.scheduler.status();
         Ok(Response::new(pb::StatusResponse {
             run_id: self.scheduler.run_id().to_string(),
-            phase: s.stage,
+            phase: s.stage.to_string(),
             ingest: Some(counts(s.ingest)),
             compact: Some(counts(s.compact)),
             items: s.items,
