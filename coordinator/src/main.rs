@@ -22,6 +22,9 @@ use cli::{Cli, Command};
 
 /// Exit code of a run that finished but could not ingest some items (they are listed).
 const EXIT_ITEMS_FAILED: u8 = 3;
+/// How long a stopping process waits for its catalog lock to be released (one conditional
+/// write; the client's own retries take about a second).
+const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -30,20 +33,24 @@ async fn main() -> ExitCode {
     let stores = cli.s3.stores();
     let s3_buckets = cli.s3.env_value();
     let outcome = tokio::select! {
-        outcome = dispatch(cli.command, &stores, s3_buckets) => outcome,
-        signal = stop_requested() => {
-            // Everything this process commits is resumable (runs are idempotent, a backfill
-            // resumes from staging), so stopping at once is safe, as a kill would be.
-            tracing::warn!("{}: stopping; rerun with the same flags to resume", signal.name());
-            return ExitCode::from(signal.exit_code());
-        }
+        outcome = dispatch(cli.command, &stores, s3_buckets) => Ok(outcome),
+        signal = stop_requested() => Err(signal),
     };
+    // A run stopped by a signal dropped its catalog lock: let the release finish before the
+    // runtime goes, so a rerun is not refused until the lock expires.
+    earthcatalog_common::lock::finish_releases(RELEASE_GRACE).await;
     match outcome {
-        Ok(code) => code,
-        Err(e) => {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
             // Said once, on stderr: a log line as well would repeat it there.
             eprintln!("error: {}", error_report(e.as_ref()));
             ExitCode::FAILURE
+        }
+        Err(signal) => {
+            // Everything this process commits is resumable (runs are idempotent, a backfill
+            // resumes from staging), so stopping at once is safe, as a kill would be.
+            tracing::warn!("{}: stopping; rerun with the same flags to resume", signal.name());
+            ExitCode::from(signal.exit_code())
         }
     }
 }

@@ -1192,3 +1192,73 @@ async fn a_run_whose_inventory_is_missing_leaves_nothing_behind_and_says_why_onc
     let left: Vec<String> = walk(dir.path());
     assert!(left.is_empty(), "a run that read nothing leaves nothing: {left:?}");
 }
+
+/// Starts `incremental` with `args` and returns once it holds the catalog lock at `lock`.
+fn start_holding_the_lock(args: &[String], lock: &Path) -> std::process::Child {
+    let mut cmd = Command::new(earthcatalog());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_")
+            || k.to_string_lossy().starts_with("EARTHCATALOG_")
+        {
+            cmd.env_remove(&k);
+        }
+    }
+    let mut child =
+        cmd.env("RUST_LOG", "info").args(args).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let held = std::fs::read(lock)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v["released"] != true);
+        if held {
+            return child;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it took the lock");
+        assert!(std::time::Instant::now() < deadline, "the run never took the lock");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[tokio::test]
+async fn a_run_stopped_by_sigterm_frees_the_lock_and_a_rerun_starts_at_once() {
+    let Some(py) = Python::find("incremental sigterm") else { return };
+    let samples = Samples::itslive(0, 400);
+    let site = Backend::Local.site(&samples).await;
+    let inv = site.put("inventory.csv", samples.csv().into_bytes()).await;
+    let args = site.args(&inv, &["--chunk-size", "5"]);
+    let lock = site.lock().as_local_path().unwrap().to_path_buf();
+    let child = start_holding_the_lock(&args, &lock);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143));
+    let payload: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&lock).unwrap()).unwrap();
+    assert_eq!(payload["released"], true, "the lock is released on SIGTERM: {payload}");
+
+    let rerun = site.run(&inv, &["--lock-wait", "0"]);
+    assert_eq!(rerun.status.code(), Some(0), "{}", stderr(&rerun));
+    assert_eq!(site.table(&py).await.rows, samples.expected_rows(1));
+}
+
+#[tokio::test]
+async fn a_run_killed_on_this_host_leaves_a_lock_the_rerun_takes_over_at_once() {
+    let Some(py) = Python::find("incremental kill") else { return };
+    let samples = Samples::itslive(0, 400);
+    let site = Backend::Local.site(&samples).await;
+    let inv = site.put("inventory.csv", samples.csv().into_bytes()).await;
+    let args = site.args(&inv, &["--chunk-size", "5"]);
+    let lock = site.lock().as_local_path().unwrap().to_path_buf();
+    let mut child = start_holding_the_lock(&args, &lock);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let payload: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&lock).unwrap()).unwrap();
+    assert_ne!(payload["released"], true, "kill -9 cannot release: {payload}");
+
+    let rerun = site.run(&inv, &["--lock-wait", "0"]);
+    assert_eq!(rerun.status.code(), Some(0), "{}", stderr(&rerun));
+    assert!(stderr(&rerun).contains("no longer exists"), "{}", stderr(&rerun));
+    assert_eq!(site.table(&py).await.rows, samples.expected_rows(1));
+}

@@ -71,10 +71,11 @@ impl Default for LockOptions {
     fn default() -> Self {
         LockOptions {
             owner: "earthcatalog".to_string(),
-            // Short enough that a crashed run frees the catalog soon, renewed well before expiry.
-            ttl: Duration::from_secs(15 * 60),
+            // Renewal is what keeps the lock, so the TTL only bounds how long a holder that
+            // died on another machine blocks the catalog; four renewals fit in it.
+            ttl: Duration::from_secs(2 * 60),
             wait: None,
-            renew_every: Some(Duration::from_secs(5 * 60)),
+            renew_every: Some(Duration::from_secs(30)),
             max_backoff: Duration::from_secs(5),
         }
     }
@@ -236,7 +237,8 @@ async fn try_take(
         return Ok(Attempt::Raced);
     };
     let theirs = parse(object, &current)?;
-    if !theirs.is_free(now, options.ttl) {
+    let gone = !theirs.released && theirs.holder_is_gone();
+    if !gone && !theirs.is_free(now, options.ttl) {
         let holder = holder_of(object, &theirs, options.ttl)?;
         let expires_in = (holder.expires - now).to_std().unwrap_or_default();
         return Ok(Attempt::Held(Box::new(holder), expires_in));
@@ -245,6 +247,12 @@ async fn try_take(
         Ok(e_tag) => {
             if theirs.released {
                 tracing::info!(lock = %object.location(), owner = %options.owner, "catalog lock acquired");
+            } else if gone {
+                tracing::warn!(
+                    lock = %object.location(), owner = %options.owner, stale_owner = %theirs.owner,
+                    stale_pid = theirs.pid, stale_since = %theirs.acquired,
+                    "took over the catalog lock of a process on this host that no longer exists"
+                );
             } else {
                 tracing::warn!(
                     lock = %object.location(), owner = %options.owner, stale_owner = %theirs.owner,
@@ -505,6 +513,20 @@ impl LockGuard {
     }
 }
 
+/// Releases of dropped guards still under way; [`finish_releases`] waits for them.
+static DROPPED_RELEASES: std::sync::LazyLock<tokio_util::task::TaskTracker> =
+    std::sync::LazyLock::new(tokio_util::task::TaskTracker::new);
+
+/// Waits up to `within` for the releases of dropped guards (a run stopped by a signal drops its
+/// guard): a binary calls it before it exits, so its runtime does not cancel them and leave the
+/// lock held until it expires.
+pub async fn finish_releases(within: Duration) {
+    DROPPED_RELEASES.close();
+    if tokio::time::timeout(within, DROPPED_RELEASES.wait()).await.is_err() {
+        tracing::warn!("the catalog lock could not be released in time; it stays until it expires");
+    }
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
         self.shared.stop.notify_one();
@@ -514,11 +536,14 @@ impl Drop for LockGuard {
         let shared = self.shared.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                rt.spawn(async move {
-                    if let Err(e) = shared.release().await {
-                        tracing::warn!(error = %e, "releasing a dropped catalog lock failed");
-                    }
-                });
+                DROPPED_RELEASES.spawn_on(
+                    async move {
+                        if let Err(e) = shared.release().await {
+                            tracing::warn!(error = %e, "releasing a dropped catalog lock failed");
+                        }
+                    },
+                    &rt,
+                );
             }
             Err(_) => tracing::warn!(
                 lock = %self.shared.object.location(),

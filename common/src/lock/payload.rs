@@ -37,6 +37,10 @@ pub struct LockPayload {
     /// Set by a release: the lock is free.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub released: bool,
+    /// The holder's PID namespace (`/proc/self/ns/pid`): with the host name, it says whether
+    /// `pid` can be looked up from here. Absent in Python's locks and off Linux.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<String>,
 }
 
 /// Formats a time as Python's `datetime.isoformat()` does for UTC with microseconds.
@@ -66,6 +70,7 @@ impl LockPayload {
             expires: None,
             renewed: None,
             released: false,
+            pid_ns: pid_namespace(),
         };
         p.set_expiry(now, now + chrono_duration(ttl));
         p
@@ -120,6 +125,18 @@ impl LockPayload {
         self.released || self.expires_at(default_ttl).is_none_or(|t| now >= t)
     }
 
+    /// Whether the holder is provably gone: it ran on this host in this PID namespace and its
+    /// process no longer exists (killed without releasing). Anything less certain (another
+    /// host, another namespace, a lock without the namespace) is not gone.
+    pub fn holder_is_gone(&self) -> bool {
+        let here = pid_namespace();
+        here.is_some()
+            && self.pid_ns == here
+            && self.hostname == hostname()
+            && self.pid != std::process::id()
+            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
     /// The JSON bytes.
     pub fn to_bytes(&self) -> bytes::Bytes {
         // A struct of strings and numbers always serializes.
@@ -130,6 +147,11 @@ impl LockPayload {
 /// `std` to `chrono` duration, saturating.
 pub fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// This process's PID namespace (the target of `/proc/self/ns/pid`), where there is one.
+fn pid_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid").ok().map(|p| p.to_string_lossy().into_owned())
 }
 
 /// This machine's host name (`HOSTNAME`, then the kernel's), or `unknown`.
@@ -184,6 +206,21 @@ mod tests {
         let python_expiry = LockPayload { expires: None, ..r.clone() };
         assert_eq!(python_expiry.expires_at(Duration::ZERO), r.expires_at(Duration::ZERO));
         assert_eq!(r.expires_at(Duration::ZERO), Some(t0 + chrono::Duration::seconds(660)));
+    }
+
+    #[test]
+    fn a_holder_is_gone_only_when_its_process_on_this_host_and_namespace_has_ended() {
+        let mut p = LockPayload::new("t", "tok", Utc::now(), Duration::from_secs(60));
+        assert!(!p.holder_is_gone(), "we are alive");
+        // A PID far above any this machine hands out (pid_max is at most 2^22).
+        p.pid = 4_000_000_000;
+        assert_eq!(p.holder_is_gone(), pid_namespace().is_some());
+        let mut elsewhere = p.clone();
+        elsewhere.hostname = "another-host".into();
+        assert!(!elsewhere.holder_is_gone());
+        let mut unknown_ns = p.clone();
+        unknown_ns.pid_ns = None;
+        assert!(!unknown_ns.holder_is_gone(), "a lock without a namespace is never taken early");
     }
 
     #[test]
