@@ -250,3 +250,42 @@ fn items_that_could_not_be_fetched_are_listed_and_retry_pending_ingests_them_lat
     assert_eq!(rows, samples.expected_rows(1));
     assert!(!Location::parse(&pending).unwrap().as_local_path().unwrap().exists());
 }
+
+#[test]
+fn a_delta_run_stopped_during_its_cleanup_only_finishes_the_cleanup_when_restarted() {
+    let Some(t) = Local::new("backfill_committed") else { return };
+    let first = Samples::itslive(0, 40);
+    let second = Samples::itslive(40, 30);
+    t.inputs(&first, "full.csv");
+    t.inputs(&second, "delta.csv");
+    assert!(t.backfill("full.csv", &["--h3-resolution", "1"]).status.success());
+    let delta = t.backfill("delta.csv", &["--delta"]);
+    assert!(delta.status.success(), "{}", text(&delta));
+    let (before, _, snapshots_before) = t.rows();
+
+    // What a coordinator stopped during the cleanup leaves: its run state, marked committed
+    // after Phase 4, and part of its staging.
+    let run = "20261204T000000Z-c0ffee";
+    let state = serde_json::json!({
+        "run_id": run,
+        "inventory": Location::local(t.path("delta.csv")).unwrap().uri(),
+        "delta": true,
+        "retry_pending": false,
+        "started": "2026-12-04T00:00:00+00:00",
+        "committed": {"at": "2026-12-04T00:01:00+00:00", "files": 30, "rows": 30,
+                      "snapshots": 1, "pending_file": null},
+    });
+    std::fs::create_dir_all(t.path(&format!("staging/{run}/results/compact"))).unwrap();
+    std::fs::write(t.path(&format!("staging/{run}/results/compact/000000.json")), b"{}").unwrap();
+    std::fs::write(t.path("staging/_run.json"), state.to_string()).unwrap();
+
+    let restart = t.backfill("delta.csv", &["--delta", "--json"]);
+    assert!(restart.status.success(), "{}", text(&restart));
+    assert!(text(&restart).contains("finishing its cleanup"), "{}", text(&restart));
+    let (after, count, snapshots) = t.rows();
+    assert_eq!(after, before, "nothing is appended again");
+    assert_eq!(count, after.len(), "no row twice");
+    assert_eq!(snapshots, snapshots_before);
+    let left: Vec<_> = walkdir(&t.path("staging"));
+    assert!(left.is_empty(), "the cleanup is finished: {left:?}");
+}

@@ -46,7 +46,7 @@ use crate::server::{Endpoint, ServeOptions};
 use config::BackfillConfig;
 use local_workers::LocalWorkers;
 use results::RunResults;
-use run_state::RunState;
+use run_state::{Committed, RunState};
 
 /// How often the driver expires overdue leases when no worker calls in.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
@@ -104,6 +104,9 @@ pub async fn run(cfg: BackfillConfig, stores: &Stores) -> anyhow::Result<Backfil
     let staging = StagingRoot::new(cfg.staging.clone());
     let (state, resumed) = match RunState::load(&stores, &staging).await? {
         Some(s) => {
+            if let Some(done) = s.committed {
+                return finish_committed(&stores, &staging, s.run_id, done).await;
+            }
             let diff = s.differences(&cfg.inventory, cfg.delta, cfg.retry_pending);
             if !diff.is_empty() {
                 bail!(
@@ -169,7 +172,7 @@ pub async fn run(cfg: BackfillConfig, stores: &Stores) -> anyhow::Result<Backfil
         scheduler: scheduler.clone(),
         grid,
         resumed,
-        pending: state.pending.clone(),
+        state: state.clone(),
     };
     let mut summary =
         BackfillSummary { run_id: state.run_id.clone(), resumed, ..Default::default() };
@@ -242,8 +245,8 @@ struct Driver<'a> {
     grid: GridSpec,
     /// A resumed run may have registered its files before it stopped (Phase 4 is idempotent).
     resumed: bool,
-    /// With --retry-pending, the failure lists retried (from the run state).
-    pending: Vec<String>,
+    /// The run state (with --retry-pending, the failure lists retried).
+    state: RunState,
 }
 
 impl Driver<'_> {
@@ -275,25 +278,29 @@ impl Driver<'_> {
         summary.hash_index = registered.hash_index.map(|(l, _)| l);
         summary.pending_file = self.keep_failures(&ingested, &inputs).await?;
         self.scheduler.set_stage(Stage::Cleanup);
-        // The run state goes first: once staging is partly gone, a run found unfinished would
-        // redo its work under new file names and register it a second time.
-        let state = self.staging.run_pointer();
-        self.stores.delete(&state).await.with_context(|| {
-            format!("the run is registered, but its run state {state} must be deleted before the next run")
-        })?;
-        let deleted = self.stores.delete_folder(self.layout.root(), "a staging object").await?;
-        tracing::info!(objects = deleted, "staging cleaned");
-        Ok(())
+        // Known as committed before staging goes: a coordinator stopped during the cleanup
+        // finishes it when restarted, instead of running (and appending) again.
+        let mut state = self.state.clone();
+        state.committed = Some(Committed {
+            at: chrono::Utc::now().to_rfc3339(),
+            files: summary.files,
+            rows: summary.rows,
+            snapshots: summary.snapshots,
+            pending_file: summary.pending_file.clone(),
+        });
+        state.save(&self.stores, &self.staging).await?;
+        clean_staging(&self.stores, &self.staging, &self.layout).await
     }
 
     /// Phase 1: the chunk files (or, with --retry-pending, the pending failure lists).
     async fn phase1(&self) -> anyhow::Result<Vec<Input>> {
         self.scheduler.set_stage(Stage::Inventory);
         if self.cfg.retry_pending {
-            if self.pending.is_empty() {
+            if self.state.pending.is_empty() {
                 tracing::info!("no pending failures to retry");
             }
             return self
+                .state
                 .pending
                 .iter()
                 .map(|l| Ok(Input::Pending(Location::parse(l).context("run state: pending list")?)))
@@ -489,6 +496,49 @@ impl Driver<'_> {
         self.stores.delete_all(&retried, "a retried pending list").await;
         Ok(listed)
     }
+}
+
+/// Deletes a committed run's staging, the run state last.
+async fn clean_staging(
+    stores: &Stores,
+    staging: &StagingRoot,
+    layout: &StagingLayout,
+) -> anyhow::Result<()> {
+    let deleted = stores.delete_folder(layout.root(), "a staging object").await?;
+    tracing::info!(objects = deleted, "staging cleaned");
+    let state = staging.run_pointer();
+    stores.delete(&state).await.with_context(|| {
+        format!(
+            "the run is registered, but its run state {state} must be deleted before the next run"
+        )
+    })?;
+    Ok(())
+}
+
+/// A restart that finds its run committed: only the cleanup is left.
+async fn finish_committed(
+    stores: &Stores,
+    staging: &StagingRoot,
+    run_id: String,
+    committed: Committed,
+) -> anyhow::Result<BackfillSummary> {
+    let started = Instant::now();
+    tracing::info!(
+        run = %run_id, committed = %committed.at,
+        "the run was committed before it stopped; finishing its cleanup"
+    );
+    let layout = staging.run(RunId::from_string(&run_id));
+    clean_staging(stores, staging, &layout).await?;
+    Ok(BackfillSummary {
+        run_id,
+        resumed: true,
+        files: committed.files,
+        rows: committed.rows,
+        snapshots: committed.snapshots,
+        pending_file: committed.pending_file,
+        seconds: started.elapsed().as_secs_f64(),
+        ..Default::default()
+    })
 }
 
 /// The failure lists earlier runs left in `<staging>/pending/`, in name order.

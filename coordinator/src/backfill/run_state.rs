@@ -26,6 +26,25 @@ pub struct RunState {
     /// go).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<String>,
+    /// Set once Phase 4 committed (and the failed items were listed): what remains is deleting
+    /// staging, so a restart finishes that instead of running again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<Committed>,
+}
+
+/// What a committed run registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    /// When Phase 4 finished.
+    pub at: String,
+    /// Files registered.
+    pub files: u64,
+    /// Rows registered.
+    pub rows: u64,
+    /// Snapshots committed.
+    pub snapshots: u64,
+    /// Where the failed items are listed.
+    pub pending_file: Option<String>,
 }
 
 impl RunState {
@@ -49,6 +68,7 @@ impl RunState {
             retry_pending,
             started: chrono::Utc::now().to_rfc3339(),
             pending: Vec::new(),
+            committed: None,
         }
     }
 
