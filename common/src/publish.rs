@@ -12,6 +12,7 @@
 //! tried (after a failed upload the store may hold a catalog that references them, so they are
 //! kept); with a local catalog, the files not yet committed.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,11 +20,11 @@ use iceberg::table::Table;
 
 use crate::catalog::{Catalog, CatalogError, RegisterError, RegisterSummary};
 use crate::catalog_sync::{CatalogCopy, CatalogSyncError};
-use crate::geoparquet::WrittenFile;
+use crate::geoparquet::{WrittenFile, is_incremental_output};
 use crate::hash_index::{HashIndex, HashIndexError};
 use crate::location::Location;
 use crate::lock::{LockError, LockGuard};
-use crate::stores::Stores;
+use crate::stores::{ObjectError, Stores};
 
 /// Where a table's catalog is and how it is synchronised.
 #[derive(Debug, Clone)]
@@ -56,6 +57,9 @@ pub enum PublishError {
     /// A stored catalog can only be uploaded under the lock.
     #[error("uploading the catalog {0} needs the lock")]
     NoLock(Location),
+    /// The warehouse could not be listed or cleaned.
+    #[error(transparent)]
+    Object(#[from] ObjectError),
     /// The hash index could not be written.
     #[error(transparent)]
     HashIndex(#[from] HashIndexError),
@@ -102,6 +106,8 @@ pub struct CatalogWriter {
     /// Whether the catalog upload was tried: after a failed one, whether the store took it is
     /// unknown, so this run's files are kept.
     upload_tried: bool,
+    /// When the catalog was last published (or opened).
+    published_at: std::time::Instant,
 }
 
 impl CatalogWriter {
@@ -122,6 +128,7 @@ impl CatalogWriter {
                 unpublished: Vec::new(),
                 upload: true,
                 upload_tried: false,
+                published_at: std::time::Instant::now(),
             }),
             Err(e) => {
                 release(guard).await;
@@ -144,6 +151,36 @@ impl CatalogWriter {
         }
         let catalog = Catalog::open(&place.path, &place.warehouse, stores.clone()).await?;
         Ok((copy, catalog))
+    }
+
+    /// Deletes the data files of earlier incremental runs that no snapshot references
+    /// (`referenced` holds the URIs the table references): a run killed after writing them,
+    /// before its catalog was published, leaves them. Only incremental file names are
+    /// considered, and only under the lock, when no other incremental run can be writing;
+    /// anything else in the warehouse (a backfill's unregistered outputs) is left alone.
+    /// Returns how many went.
+    pub async fn delete_orphans(&self, referenced: &HashSet<String>) -> Result<usize, ObjectError> {
+        if self.guard.is_none() {
+            return Ok(0);
+        }
+        let orphans: Vec<Location> = self
+            .stores
+            .list(&self.place.warehouse)
+            .await?
+            .into_iter()
+            .filter(|l| l.file_name().is_some_and(is_incremental_output))
+            .filter(|l| !referenced.contains(&l.uri()))
+            .collect();
+        if orphans.is_empty() {
+            return Ok(0);
+        }
+        let failed = self.stores.delete_all(&orphans, "an orphaned data file").await;
+        let deleted = orphans.len() - failed;
+        tracing::warn!(
+            files = deleted,
+            "deleted data files of earlier runs that no catalog references"
+        );
+        Ok(deleted)
     }
 
     /// Leaves a stored catalog's working copy local: [`CatalogWriter::publish`] uploads nothing.
@@ -182,6 +219,12 @@ impl CatalogWriter {
         Ok(committed)
     }
 
+    /// Whether a stored catalog has commits not uploaded for `every` or longer: a run that
+    /// publishes then loses at most that much work if it is killed.
+    pub fn publish_due(&self, every: std::time::Duration) -> bool {
+        self.copy.is_some() && self.upload && self.published_at.elapsed() >= every
+    }
+
     /// Publishes what was committed: uploads a stored catalog (after confirming the lock in the
     /// store, conditional on the version downloaded), then writes `index`, so an index never
     /// lists ids the published catalog does not hold. Returns whether a catalog was uploaded.
@@ -199,6 +242,7 @@ impl CatalogWriter {
             None => false,
         };
         self.unpublished.clear();
+        self.published_at = std::time::Instant::now();
         if let Some(update) = index {
             update.index.write(&self.stores, &update.location).await?;
             tracing::info!(index = %update.location, hashes = update.index.len(), "hash index written");

@@ -258,6 +258,11 @@ pub struct IncrementalArgs {
     /// Register all files in one snapshot at the end instead of one snapshot per chunk.
     #[arg(long, env = "EARTHCATALOG_BATCH_ADD_FILES")]
     pub batch_add_files: bool,
+    /// With --catalog-store: upload the catalog after a committed chunk once this many seconds
+    /// have passed since the last upload (0: after every chunk), so a run that is killed keeps
+    /// what it committed; it is always uploaded at the end.
+    #[arg(long, env = "EARTHCATALOG_PUBLISH_EVERY", default_value_t = 30, value_name = "SECONDS")]
+    pub publish_every: u64,
     /// Buckets whose items are read from elsewhere.
     #[command(flatten)]
     pub sources: SourceArgs,

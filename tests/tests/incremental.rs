@@ -1262,3 +1262,60 @@ async fn a_run_killed_on_this_host_leaves_a_lock_the_rerun_takes_over_at_once() 
     assert!(stderr(&rerun).contains("no longer exists"), "{}", stderr(&rerun));
     assert_eq!(site.table(&py).await.rows, samples.expected_rows(1));
 }
+
+#[tokio::test]
+async fn a_run_killed_on_s3_keeps_what_it_published_and_the_rerun_resumes_and_removes_its_orphans()
+{
+    let test = "incremental killed on s3";
+    let Some(py) = Python::find(test) else { return };
+    let Some(server) = S3Server::shared(test) else { return };
+    let samples = Samples::itslive(1500, 300);
+    let site = Backend::S3(server).site(&samples).await;
+    let inv = site.put("inventory.csv", samples.csv().into_bytes()).await;
+    let mut cmd = Command::new(earthcatalog());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_")
+            || k.to_string_lossy().starts_with("EARTHCATALOG_")
+        {
+            cmd.env_remove(&k);
+        }
+    }
+    let mut child = cmd
+        .env("RUST_LOG", "info")
+        .envs(site.env())
+        .args(site.args(&inv, &["--chunk-size", "5", "--publish-every", "0"]))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the stored catalog holds a few chunks.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if site.catalog_bytes().await.is_some_and(|b| !b.is_empty()) {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it published");
+        assert!(std::time::Instant::now() < deadline, "the run never published");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    assert!(child.wait().unwrap().code().is_none(), "killed, not finished");
+    let kept = site.table(&py).await;
+    assert!(!kept.rows.is_empty(), "what was published before the kill is kept");
+    assert!(kept.rows.len() < samples.expected_rows(1).len(), "killed midway");
+
+    let rerun = site.run(&inv, &["--lock-wait", "0"]);
+    assert_eq!(rerun.status.code(), Some(0), "{}", stderr(&rerun));
+    let sum = summary(&rerun);
+    assert!(sum["items_skipped"].as_u64().unwrap() > 0, "the rerun resumes: {sum}");
+    let table = site.table(&py).await;
+    assert_eq!(table.rows, samples.expected_rows(1));
+    assert_eq!(table.row_count, table.rows.len());
+    let written: BTreeSet<String> = list(&site.stores, &site.warehouse())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.contains("/grid_partition="))
+        .collect();
+    assert_eq!(written, table.files, "the warehouse holds exactly the referenced files: {sum}");
+}

@@ -12,5 +12,6 @@ mod writer;
 pub use batch::record_batch;
 pub use metadata::{GEO_KEY, GeoSummary, STAC_GEOPARQUET_KEY, geo_metadata, wkb_type_name};
 pub use writer::{
-    FileNamer, WriteError, WriterOptions, WrittenFile, write_batches, write_partition, write_rows,
+    FileNamer, WriteError, WriterOptions, WrittenFile, incremental_namer, is_incremental_output,
+    write_batches, write_partition, write_rows,
 };

@@ -139,6 +139,23 @@ impl FileNamer {
     }
 }
 
+/// Writer tag of the incremental pipeline's data files: `<run>_inc_NNNNNN.parquet`.
+const INCREMENTAL_WRITER: &str = "inc";
+
+/// The file namer of an incremental run.
+pub fn incremental_namer(run: RunId) -> FileNamer {
+    FileNamer::new(run, INCREMENTAL_WRITER)
+}
+
+/// Whether `name` is a data file name an incremental run gives (any run).
+pub fn is_incremental_output(name: &str) -> bool {
+    let Some((head, seq)) = name.strip_suffix(".parquet").and_then(|n| n.rsplit_once('_')) else {
+        return false;
+    };
+    let tagged = head.strip_suffix(INCREMENTAL_WRITER).is_some_and(|r| r.ends_with('_'));
+    tagged && !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// A data file that was written.
 #[derive(Debug, Clone)]
 pub struct WrittenFile {
@@ -224,4 +241,24 @@ pub async fn write_batches(
         .await
         .map_err(|source| WriteError::Parquet { location: shown(), source })?;
     Ok((metadata, writer.bytes_written() as u64))
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn only_names_an_incremental_run_gives_are_incremental_outputs() {
+        let namer = incremental_namer(RunId::from_string("20260101T000000Z-abcdef"));
+        assert!(is_incremental_output(&namer.next_name()));
+        for other in [
+            "20260101T000000Z-abcdef_c42_000000.parquet",
+            "20260101T000000Z-abcdef_xinc_000000.parquet",
+            "20260101T000000Z-abcdef_inc_.parquet",
+            "20260101T000000Z-abcdef_inc_000000.json",
+            "part-0.parquet",
+        ] {
+            assert!(!is_incremental_output(other), "{other}");
+        }
+    }
 }

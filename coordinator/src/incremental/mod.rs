@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use earthcatalog_common::catalog::{Catalog, TableSettings, data_files};
 use earthcatalog_common::fanout::Groups;
-use earthcatalog_common::geoparquet::{FileNamer, WrittenFile};
+use earthcatalog_common::geoparquet::{FileNamer, WrittenFile, incremental_namer};
 use earthcatalog_common::ids::RunId;
 use earthcatalog_common::inventory::{self, Filter, InventoryRecord, InventoryStream, OpenOptions};
 use earthcatalog_common::json_lines;
@@ -138,8 +138,11 @@ impl<'a> Run<'a> {
                 ..DataPathOptions::default()
             },
         );
-        let mut known = KnownIds::new(self.stores.clone(), &data_files(&table).await?);
-        let namer = Arc::new(FileNamer::new(RunId::from_string(&self.summary.run_id), "inc"));
+        let registered = data_files(&table).await?;
+        let referenced: HashSet<String> = registered.iter().map(|f| f.path.clone()).collect();
+        self.summary.orphans_deleted = writer.delete_orphans(&referenced).await? as u64;
+        let mut known = KnownIds::new(self.stores.clone(), &registered);
+        let namer = Arc::new(incremental_namer(RunId::from_string(&self.summary.run_id)));
         let mut pending: Vec<WrittenFile> = Vec::new();
 
         let filter = Filter { since: cfg.since, limit: cfg.limit, stac_only: true };
@@ -258,6 +261,9 @@ impl<'a> Run<'a> {
             return Ok(table.clone());
         }
         let (table, summary) = writer.commit(table, Files::Written(&files)).await?;
+        if writer.publish_due(self.cfg.publish_every) {
+            self.summary.catalog_uploaded = writer.publish(None).await?;
+        }
         self.summary.files += summary.files as u64;
         self.summary.snapshots += u64::from(summary.snapshot_id.is_some());
         self.progress.update(&self.summary);

@@ -34,6 +34,8 @@ pub struct RunSummary {
     pub duplicates_dropped: u64,
     /// Rows written.
     pub rows: u64,
+    /// Data files of earlier killed runs that no catalog referenced, deleted at the start.
+    pub orphans_deleted: u64,
     /// Data files written and registered.
     pub files: u64,
     /// Snapshots committed.
