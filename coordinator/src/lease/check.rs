@@ -64,12 +64,12 @@ pub enum InvalidResult {
         folder: String,
     },
     /// A data file not named for this run and attempt.
-    #[error("data file {file} is not named for this run and attempt ({prefix}NNNNNN.parquet)")]
+    #[error("data file {file} is not named for this run and attempt (like {example})")]
     ForeignName {
         /// The reported file.
         file: String,
-        /// The name prefix of this attempt's files.
-        prefix: String,
+        /// The first name this attempt's files take.
+        example: String,
     },
     /// A data file whose footer could not be read.
     #[error("cannot read the footer of data file {file}: {reason}")]
@@ -153,7 +153,7 @@ impl OutputCheck {
         if !self.layout.is_compact_file_name(name, token) {
             return Err(InvalidResult::ForeignName {
                 file: file.uri(),
-                prefix: format!("{}_c{token}_", self.layout.run()),
+                example: self.layout.compact_namer(token).next_name(),
             });
         }
         Ok(())

@@ -669,9 +669,13 @@ mod tests {
         let (first, _) = s.acquire("w", 1).unwrap();
         let lease = first[0].lease;
         // Named as this attempt's file, but in another partition's folder.
-        let foreign = Location::parse("memory://t/wh/grid_partition=y/year=2020")
-            .unwrap()
-            .join(&format!("run_c{}_000000.parquet", lease.token));
+        let foreign = Location::parse("memory://t/wh/grid_partition=y/year=2020").unwrap().join(
+            &earthcatalog_common::backfill::layout::compact_namer(
+                &RunId::from_string("run"),
+                lease.token,
+            )
+            .next_name(),
+        );
         let bad = TaskReport::Compact(CompactReport {
             files: vec![earthcatalog_common::rpc::ReportedFile {
                 location: foreign.clone(),
