@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Backfill benchmark: N generated ITS_LIVE-shaped items (default 20,000) backfilled end to end
-# from local files by `earthcatalog backfill --local-workers W` for each W in WORKERS, RUNS runs
+# from local files by `earthcatalog backfill --local-workers W` (W earthcatalog-worker processes
+# beside the coordinator) for each W in WORKERS, RUNS runs
 # each. Prints items/s and peak memory (max RSS) per run, then the median per worker count.
 #   N=20000 RUNS=3 WORKERS="1 2 4" CHUNK=1000 SLOTS=2 ./scripts/bench-backfill.sh
 set -euo pipefail
@@ -11,7 +12,7 @@ WORKERS=${WORKERS:-1 2 4}
 CHUNK=${CHUNK:-1000}
 SLOTS=${SLOTS:-2}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --quiet --release -p earthcatalog-coordinator
+cargo build --quiet --release -p earthcatalog-coordinator -p earthcatalog-worker
 bin="$CARGO_TARGET_DIR/release/earthcatalog"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

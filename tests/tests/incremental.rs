@@ -25,6 +25,14 @@ use earthcatalog_tests::s3::S3Server;
 /// Runs the CLI with `args` and extra environment; no AWS or EARTHCATALOG setting of the
 /// developer's shell leaks in.
 fn run(args: &[String], env: &[(String, String)]) -> Output {
+    let out = command(args, env).output().unwrap();
+    eprintln!("$ earthcatalog {}\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// The CLI with `args` and extra environment, and none of the developer's AWS or EARTHCATALOG
+/// settings.
+fn command(args: &[String], env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(earthcatalog());
     for (k, _) in std::env::vars_os() {
         let name = k.to_string_lossy();
@@ -33,9 +41,7 @@ fn run(args: &[String], env: &[(String, String)]) -> Output {
         }
     }
     cmd.env("RUST_LOG", "info").args(args).envs(env.iter().map(|(k, v)| (k, v)));
-    let out = cmd.output().unwrap();
-    eprintln!("$ earthcatalog {}\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    out
+    cmd
 }
 
 /// The `--json` summary (the last JSON line of stdout).
@@ -1195,16 +1201,7 @@ async fn a_run_whose_inventory_is_missing_leaves_nothing_behind_and_says_why_onc
 
 /// Starts `incremental` with `args` and returns once it holds the catalog lock at `lock`.
 fn start_holding_the_lock(args: &[String], lock: &Path) -> std::process::Child {
-    let mut cmd = Command::new(earthcatalog());
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("AWS_")
-            || k.to_string_lossy().starts_with("EARTHCATALOG_")
-        {
-            cmd.env_remove(&k);
-        }
-    }
-    let mut child =
-        cmd.env("RUST_LOG", "info").args(args).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = command(args, &[]).stderr(std::process::Stdio::null()).spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let held = std::fs::read(lock)
@@ -1272,21 +1269,9 @@ async fn a_run_killed_on_s3_keeps_what_it_published_and_the_rerun_resumes_and_re
     let samples = Samples::itslive(1500, 300);
     let site = Backend::S3(server).site(&samples).await;
     let inv = site.put("inventory.csv", samples.csv().into_bytes()).await;
-    let mut cmd = Command::new(earthcatalog());
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("AWS_")
-            || k.to_string_lossy().starts_with("EARTHCATALOG_")
-        {
-            cmd.env_remove(&k);
-        }
-    }
-    let mut child = cmd
-        .env("RUST_LOG", "info")
-        .envs(site.env())
-        .args(site.args(&inv, &["--chunk-size", "5", "--publish-every", "0"]))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let args = site.args(&inv, &["--chunk-size", "5", "--publish-every", "0"]);
+    let mut child =
+        command(&args, &site.env()).stderr(std::process::Stdio::null()).spawn().unwrap();
     // Killed once the stored catalog holds a few chunks.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
