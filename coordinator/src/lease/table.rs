@@ -188,9 +188,8 @@ impl<T: Clone> LeaseTable<T> {
         worker: &str,
         now: Instant,
     ) -> Result<Duration, Refusal> {
-        self.sweep(now);
         let lease = self.lease;
-        self.with_current_lease(task, token, worker, |l| TaskState::Leased(l.renew(now, lease)))?;
+        self.report(task, token, worker, now, |l| TaskState::Leased(l.renew(now, lease)))?;
         self.expiry.push(Reverse((now + lease, task, token)));
         Ok(lease)
     }
@@ -204,28 +203,10 @@ impl<T: Clone> LeaseTable<T> {
         worker: &str,
         now: Instant,
     ) -> Result<(), Refusal> {
-        self.check(task, token, worker, now)?;
-        self.with_current_lease(task, token, worker, |l| l.complete())?;
+        self.report(task, token, worker, now, |l| l.complete())?;
         self.counts.leased -= 1;
         self.counts.done += 1;
         Ok(())
-    }
-
-    /// Whether `token` is the live lease of `task` at `now` and `worker` holds it (expiring
-    /// overdue leases first).
-    pub fn check(
-        &mut self,
-        task: TaskId,
-        token: u64,
-        worker: &str,
-        now: Instant,
-    ) -> Result<(), Refusal> {
-        self.sweep(now);
-        let entry = self.tasks.get(task as usize).ok_or(Refusal::UnknownTask(task))?;
-        match refusal(&entry.state, task, token, worker) {
-            Some(r) => Err(r),
-            None => Ok(()),
-        }
     }
 
     /// Records a failed attempt; the task is retried after a backoff or given up.
@@ -238,9 +219,8 @@ impl<T: Clone> LeaseTable<T> {
         retryable: bool,
         now: Instant,
     ) -> Result<(), Refusal> {
-        self.check(task, token, worker, now)?;
         let rules = self.rules;
-        self.with_current_lease(task, token, worker, |l| {
+        self.report(task, token, worker, now, |l| {
             l.fail(error, retryable, now, &rules).into_state()
         })?;
         self.after_failure(task);
@@ -255,8 +235,7 @@ impl<T: Clone> LeaseTable<T> {
         worker: &str,
         now: Instant,
     ) -> Result<(), Refusal> {
-        self.check(task, token, worker, now)?;
-        self.with_current_lease(task, token, worker, |l| TaskState::Pending(l.release()))?;
+        self.report(task, token, worker, now, |l| TaskState::Pending(l.release()))?;
         self.ready.push_front(task);
         self.counts.leased -= 1;
         self.counts.pending += 1;
@@ -312,6 +291,20 @@ impl<T: Clone> LeaseTable<T> {
 
     /// Applies `f` to the current lease of `task` if `token` is it and `worker` holds it;
     /// otherwise the state is left exactly as it was.
+    /// A report on grant `token` of `task` from `worker` at `now`: overdue leases expire first,
+    /// then `f` moves the lease on if the report is the live holder's.
+    fn report(
+        &mut self,
+        task: TaskId,
+        token: u64,
+        worker: &str,
+        now: Instant,
+        f: impl FnOnce(Leased) -> TaskState,
+    ) -> Result<(), Refusal> {
+        self.sweep(now);
+        self.with_current_lease(task, token, worker, f)
+    }
+
     fn with_current_lease(
         &mut self,
         task: TaskId,
