@@ -9,14 +9,13 @@ use arrow::array::{Array, AsArray, FixedSizeBinaryArray};
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema};
 use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 use parquet::arrow::async_reader::ParquetObjectReader;
 use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::location::Location;
-use crate::stores::{StoreError, Stores};
+use crate::stores::{ObjectError, Stores};
 
 /// The index's only column.
 pub const COLUMN: &str = "id_hash";
@@ -31,9 +30,9 @@ pub fn hash_id(id: &str) -> [u8; 16] {
 /// Why the index could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum HashIndexError {
-    /// The location could not be resolved.
+    /// The object could not be found out about or written.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Object(#[from] ObjectError),
     /// Reading or writing failed.
     #[error("hash index {location}: {reason}")]
     Io {
@@ -78,14 +77,11 @@ impl HashIndex {
 
     /// Reads an index; a missing object is the empty index.
     pub async fn read(stores: &Stores, location: &Location) -> Result<HashIndex, HashIndexError> {
-        let target = stores.resolve(location)?;
+        let Some((target, meta)) = stores.head(location).await? else {
+            return Ok(HashIndex::new());
+        };
         let err = |reason: String| HashIndexError::Io { location: location.to_string(), reason };
-        match target.store.head(&target.path).await {
-            Err(object_store::Error::NotFound { .. }) => return Ok(HashIndex::new()),
-            Err(e) => return Err(err(e.to_string())),
-            Ok(_) => {}
-        }
-        let reader = ParquetObjectReader::new(target.store, target.path);
+        let reader = ParquetObjectReader::new(target.store, target.path).with_file_size(meta.size);
         let mut stream = ParquetRecordBatchStreamBuilder::new(reader)
             .await
             .and_then(|b| b.build())
@@ -108,7 +104,6 @@ impl HashIndex {
 
     /// Writes the index, sorted, replacing any previous object.
     pub async fn write(&self, stores: &Stores, location: &Location) -> Result<(), HashIndexError> {
-        let target = stores.resolve(location)?;
         let err = |reason: String| HashIndexError::Io { location: location.to_string(), reason };
         let schema =
             Arc::new(Schema::new(vec![Field::new(COLUMN, DataType::FixedSizeBinary(16), false)]));
@@ -125,7 +120,7 @@ impl HashIndex {
             .map_err(|e| err(e.to_string()))?;
         w.write(&batch).await.map_err(|e| err(e.to_string()))?;
         w.close().await.map_err(|e| err(e.to_string()))?;
-        target.store.put(&target.path, buf.into()).await.map_err(|e| err(e.to_string()))?;
+        stores.put(location, buf).await?;
         Ok(())
     }
 }

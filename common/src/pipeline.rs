@@ -299,7 +299,7 @@ impl DataPath {
     }
 
     /// Deletes files this process wrote but will not register (best effort, logged).
-    pub async fn delete_files(&self, files: &[WrittenFile]) {
+    async fn delete_files(&self, files: &[WrittenFile]) {
         let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
         self.stores.delete_all(&locations, "an unregistered file").await;
     }
