@@ -77,7 +77,7 @@ fn register_2000_files(c: &mut Criterion) {
                 let stores = Arc::new(Stores::new(S3Settings::default()));
                 total += rt.block_on(async {
                     let catalog = Catalog::open(&db, &wh, stores).await.unwrap();
-                    let table = catalog.recreate_table(&TableSettings::h3(10)).await.unwrap();
+                    let table = catalog.open_table(&TableSettings::h3(10)).await.unwrap();
                     let start = Instant::now();
                     let (table, summary) = catalog.register(&table, &files).await.unwrap();
                     let took = start.elapsed();

@@ -18,7 +18,10 @@ use std::sync::Arc;
 
 use iceberg::table::Table;
 
-use crate::catalog::{Catalog, CatalogError, RegisterError, RegisterSummary};
+use crate::catalog::{
+    Catalog, CatalogError, RegisterError, RegisterSummary, ReplaceError, ReplaceSummary,
+    Replacement,
+};
 use crate::catalog_sync::{CatalogCopy, CatalogSyncError};
 use crate::geoparquet::{WrittenFile, is_incremental_output};
 use crate::hash_index::{HashIndex, HashIndexError};
@@ -51,6 +54,9 @@ pub enum PublishError {
     /// Files could not be committed.
     #[error("registering data files: {0}")]
     Register(#[from] RegisterError),
+    /// A replace was refused or failed (the table is unchanged).
+    #[error(transparent)]
+    Replace(#[from] ReplaceError),
     /// The lock was lost before a commit.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -214,6 +220,22 @@ impl CatalogWriter {
         };
         if self.place.remote.is_none() {
             // Committed to the catalog the user named: these files are published.
+            self.unpublished.clear();
+        }
+        Ok(committed)
+    }
+
+    /// Commits `replacement` as one snapshot (files removed and added atomically), after
+    /// checking the lock is still ours.
+    pub async fn replace(
+        &mut self,
+        replacement: &Replacement,
+    ) -> Result<(Table, ReplaceSummary), PublishError> {
+        if let Some(guard) = &self.guard {
+            guard.check()?;
+        }
+        let committed = self.catalog.replace(replacement).await?;
+        if self.place.remote.is_none() {
             self.unpublished.clear();
         }
         Ok(committed)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use catalog_support::{row, stores, write_rows};
 use earthcatalog_common::catalog::{
     Catalog, CatalogError, Migration, NAME_MAPPING_KEY, PROP_GRID_RESOLUTION, PROP_GRID_TYPE,
-    PROP_HASH_INDEX_PATH, PROP_PREVIOUS_METADATA_LOCATION, TableSettings, migrate_catalog,
+    PROP_HASH_INDEX_PATH, ReplaceKind, Replacement, TableSettings, migrate_catalog,
     name_mapping_json,
 };
 use earthcatalog_common::location::Location;
@@ -278,7 +278,8 @@ async fn an_empty_v0_catalog_is_migrated_and_gets_a_new_table() {
 }
 
 #[tokio::test]
-async fn recreating_keeps_every_user_property_names_the_old_metadata_and_leaves_it_readable() {
+async fn a_rebuild_replaces_every_file_in_one_commit_keeps_properties_and_history_and_may_change_the_grid()
+ {
     let tmp = tempfile::tempdir().unwrap();
     let wh = local(&tmp.path().join("warehouse"));
     let stores = stores();
@@ -291,43 +292,42 @@ async fn recreating_keeps_every_user_property_names_the_old_metadata_and_leaves_
     let (old, _) = catalog.register(&table, std::slice::from_ref(&f)).await.unwrap();
     // Properties someone set by hand (an operator, PyIceberg) on the old table.
     let tx = iceberg::transaction::Transaction::new(&old);
-    let tx = tx
-        .update_table_properties()
-        .set("owner.team".into(), "glaciers".into())
-        .set("write.parquet.compression-codec".into(), "zstd".into())
-        .apply(tx)
-        .unwrap();
+    let tx =
+        tx.update_table_properties().set("owner.team".into(), "glaciers".into()).apply(tx).unwrap();
     let old = tx.commit(catalog.sql()).await.unwrap();
-    let old_metadata = old.metadata_location().unwrap().to_string();
+    let old_snapshot = old.metadata().current_snapshot_id().unwrap();
 
-    let fresh = catalog.recreate_table(&TableSettings::default()).await.unwrap();
-    assert!(fresh.metadata().snapshots().next().is_none());
+    // The rebuild asks for another resolution: refused by open_table, allowed for a rebuild,
+    // and not applied before the commit that replaces the rows.
+    let (table, changed) = catalog.open_for_rebuild(&TableSettings::h3(2)).await.unwrap();
+    assert_eq!(changed.get(PROP_GRID_RESOLUTION).map(String::as_str), Some("2"));
+    assert_eq!(
+        table.metadata().properties().get(PROP_GRID_RESOLUTION).map(String::as_str),
+        Some("1")
+    );
+    let g = write_rows(&stores, &data, "b", &[row("i2", "8b2", "2021-05-01T00:00:00Z")]).await;
+    let add = catalog.describe_files(&table, std::slice::from_ref(&g)).await.unwrap();
+    let replacement = Replacement {
+        kind: ReplaceKind::Overwrite,
+        remove: [f.uri()].into(),
+        add,
+        set_properties: changed,
+    };
+    let (fresh, summary) = catalog.replace(&replacement).await.unwrap();
+    assert_eq!((summary.removed_files, summary.added_files), (1, 1));
+
     let props = fresh.metadata().properties();
-    assert_eq!(props.get(PROP_GRID_RESOLUTION).map(String::as_str), Some("1"));
+    assert_eq!(props.get(PROP_GRID_RESOLUTION).map(String::as_str), Some("2"));
     assert_eq!(props.get(PROP_HASH_INDEX_PATH).map(String::as_str), Some("file:///idx.parquet"));
     assert_eq!(props.get("owner.team").map(String::as_str), Some("glaciers"));
-    assert_eq!(props.get("write.parquet.compression-codec").map(String::as_str), Some("zstd"));
-    assert_eq!(props.get(PROP_PREVIOUS_METADATA_LOCATION), Some(&old_metadata));
-    assert_eq!(
-        props.get(NAME_MAPPING_KEY),
-        Some(&name_mapping_json(fresh.metadata().current_schema()))
-    );
-    assert_ne!(fresh.metadata_location(), Some(old_metadata.as_str()));
-    // The same file can be registered again in the new table.
-    let (fresh, summary) = catalog.register(&fresh, &[f]).await.unwrap();
-    assert_eq!(summary.files, 1);
-    assert_eq!(fresh.metadata().snapshots().count(), 1);
-
-    // The dropped table's metadata, found from the property, still reads with its rows.
-    let previous = fresh.metadata().properties()[PROP_PREVIOUS_METADATA_LOCATION].clone();
-    let old_again = iceberg::table::StaticTable::from_metadata_file(
-        &previous,
-        Catalog::ident(),
-        fresh.file_io().clone(),
-    )
-    .await
-    .unwrap();
-    let files = earthcatalog_common::catalog::data_files(&old_again.into_table()).await.unwrap();
-    assert_eq!(files.len(), 1);
-    assert_eq!(files[0].record_count, 1);
+    assert_eq!(fresh.metadata().uuid(), old.metadata().uuid(), "the same table, not a new one");
+    let live = earthcatalog_common::catalog::data_files(&fresh).await.unwrap();
+    assert_eq!(live.iter().map(|d| d.path.clone()).collect::<Vec<_>>(), vec![g.uri()]);
+    let last = earthcatalog_common::catalog::snapshots(&fresh).pop().unwrap();
+    assert_eq!(last.operation, "overwrite");
+    // The snapshot before the rebuild still reads with its row.
+    let scan = fresh.scan().snapshot_id(old_snapshot).select_all().build().unwrap();
+    let batches: Vec<_> =
+        futures::TryStreamExt::try_collect::<Vec<_>>(scan.to_arrow().await.unwrap()).await.unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
 }

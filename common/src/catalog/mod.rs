@@ -6,10 +6,12 @@
 //! [`Catalog::open_table`] opens or creates the table with our schema, partition spec and
 //! properties; [`Catalog::register`] appends existing Parquet files in one snapshot.
 
+mod commit;
 mod datafile;
 mod migrate;
 mod query;
 mod register;
+mod replace;
 mod storage;
 mod table;
 
@@ -26,17 +28,19 @@ use iceberg_catalog_sql::{
     SqlCatalog, SqlCatalogBuilder,
 };
 
+pub use commit::CommitError;
 pub use datafile::{DataFileError, data_file_from_footer, footer_cell_year};
 pub use migrate::{MigrateError, Migration, migrate_catalog};
 pub use query::{
     DataFileInfo, PartitionTotals, SnapshotInfo, data_files, partition_totals, snapshots,
 };
 pub use register::{RegisterError, RegisterSummary};
+pub use replace::{ReplaceError, ReplaceKind, ReplaceSummary, Replacement, TARGET_MANIFEST_BYTES};
 pub use storage::{ObjectStoreStorage, ObjectStoreStorageFactory};
 pub use table::{
     GridMismatch, NAME_MAPPING_KEY, PROP_GRID_BOUNDARIES, PROP_GRID_ID_FIELD, PROP_GRID_RESOLUTION,
-    PROP_GRID_TYPE, PROP_HASH_INDEX_PATH, PROP_PREVIOUS_METADATA_LOCATION, TableSettings,
-    YEAR_PARTITION, iceberg_schema, name_mapping_json, partition_spec,
+    PROP_GRID_TYPE, PROP_HASH_INDEX_PATH, TableSettings, YEAR_PARTITION, iceberg_schema,
+    name_mapping_json, partition_spec,
 };
 
 use crate::location::Location;
@@ -91,12 +95,6 @@ pub enum CatalogError {
         catalog: PathBuf,
         /// Each conflicting field.
         conflicts: Vec<String>,
-    },
-    /// [`Catalog::recreate_table`] was asked for but there is no table.
-    #[error("there is no table {NAMESPACE}.{TABLE_NAME} in {catalog} to load")]
-    NoTable {
-        /// The catalog file.
-        catalog: PathBuf,
     },
 }
 
@@ -194,25 +192,32 @@ impl Catalog {
         }
     }
 
-    /// Drops the catalog row and creates an empty table (for full rebuilds). Every property of
-    /// the old table that Iceberg does not derive is kept unless `settings` gives a new value,
-    /// and the old metadata file is named in [`PROP_PREVIOUS_METADATA_LOCATION`]: the old
-    /// metadata files stay where they are, so earlier snapshots remain readable from there.
-    pub async fn recreate_table(&self, settings: &TableSettings) -> Result<Table, CatalogError> {
-        let mut props = HashMap::new();
-        if let Some(old) = self.load_table().await? {
-            props = table::carried_properties(old.metadata().properties());
-            if let Some(previous) = old.metadata_location() {
-                props.insert(PROP_PREVIOUS_METADATA_LOCATION.to_string(), previous.to_string());
-            }
-            self.sql
-                .drop_table(&Self::ident())
-                .await
-                .map_err(self.iceberg_err("drop the table"))?;
-            tracing::info!(catalog = %self.db.display(), old = old.metadata_location().unwrap_or(""), "dropped the table for a rebuild");
+    /// For a full rebuild: the table (created when absent) evolved to our schema, and the grid
+    /// properties of `settings` that differ from the table's. A rebuild may change the grid, as
+    /// every old row leaves in the same commit: those properties are set by that commit
+    /// ([`Replacement::set_properties`]), never before it.
+    pub async fn open_for_rebuild(
+        &self,
+        settings: &TableSettings,
+    ) -> Result<(Table, HashMap<String, String>), CatalogError> {
+        let Some(table) = self.load_table().await? else {
+            return Ok((self.open_table(settings).await?, HashMap::new()));
+        };
+        let props = table.metadata().properties();
+        let changed: HashMap<String, String> = table::grid_mismatches(props, settings)
+            .into_iter()
+            .map(|m| (m.key.to_string(), m.requested))
+            .collect();
+        let mut compatible = settings.clone();
+        if !changed.is_empty() {
+            let current = TableSettings::from_properties(props);
+            compatible.grid_type = current.grid_type;
+            compatible.grid_resolution = current.grid_resolution;
+            compatible.boundaries_path = current.boundaries_path;
+            compatible.id_field = current.id_field;
         }
-        props.extend(settings.to_properties());
-        self.create_table(props).await
+        let table = self.reconcile(table, &compatible).await?;
+        Ok((table, changed))
     }
 
     async fn ensure_namespace(&self) -> Result<(), CatalogError> {

@@ -115,6 +115,19 @@ impl Catalog {
         )?)
     }
 
+    /// Describes `files` for `table` from their footers, read concurrently.
+    pub async fn describe_files(
+        &self,
+        table: &Table,
+        files: &[Location],
+    ) -> Result<Vec<DataFile>, RegisterError> {
+        futures::stream::iter(files)
+            .map(|f| self.describe_file(table, f))
+            .buffered(FOOTER_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
     /// Registers `files` (Parquet files anywhere the stores reach) in one append snapshot and
     /// returns the summary with the updated table. Every file is checked before anything is
     /// committed; a path already in the table is refused.
@@ -133,11 +146,7 @@ impl Catalog {
                 RegisterSummary { snapshot_id: None, files: 0, records: 0 },
             ));
         }
-        let described: Vec<DataFile> = futures::stream::iter(files)
-            .map(|f| self.describe_file(table, f))
-            .buffered(FOOTER_CONCURRENCY)
-            .try_collect()
-            .await?;
+        let described = self.describe_files(table, files).await?;
         self.commit_files(table, files, described, true).await
     }
 

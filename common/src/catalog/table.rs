@@ -21,23 +21,6 @@ pub use crate::partition::{
 };
 /// Table property: where the item-id hash index lives.
 pub const PROP_HASH_INDEX_PATH: &str = "earthcatalog.hash_index_path";
-/// Table property of a recreated table: the metadata file of the table it replaced, so the old
-/// snapshots stay findable after a rebuild.
-pub const PROP_PREVIOUS_METADATA_LOCATION: &str = "earthcatalog.previous-metadata-location";
-/// Properties Iceberg derives from the metadata itself (reserved by the spec, or rebuilt by us
-/// for the new schema); they are not carried into a recreated table.
-const DERIVED_PROPERTIES: &[&str] = &[
-    NAME_MAPPING_KEY,
-    "format-version",
-    "uuid",
-    "snapshot-count",
-    "current-snapshot-id",
-    "current-snapshot-summary",
-    "current-snapshot-timestamp-ms",
-    "current-schema",
-    "default-partition-spec",
-    "default-sort-order",
-];
 /// Name of the year partition field (as PyIceberg named it).
 pub const YEAR_PARTITION: &str = "year";
 
@@ -135,15 +118,6 @@ pub fn grid_mismatches(
                 requested: requested.clone(),
             })
         })
-        .collect()
-}
-
-/// The properties of a table being replaced that its successor keeps: every one a user or
-/// earthcatalog set, none that Iceberg derives.
-pub fn carried_properties(old: &HashMap<String, String>) -> HashMap<String, String> {
-    old.iter()
-        .filter(|(k, _)| !DERIVED_PROPERTIES.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
 

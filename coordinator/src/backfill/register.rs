@@ -1,16 +1,19 @@
 //! Phase 4: exactly the files of accepted compact results become the table's contents (full
-//! mode: the table is dropped and recreated, keeping its properties; delta mode: appended),
-//! the catalog is uploaded under the lock, and then the hash index is written.
+//! mode: one `overwrite` snapshot removes every file the table held and adds the run's, so
+//! readers see the old table or the new one, never an empty or half-registered one; delta mode:
+//! appended), the catalog is uploaded under the lock, and then the hash index is written.
 //!
 //! Before registering, data files that attempts of this run left in the touched partitions but
 //! that no accepted result names (an expired attempt that kept writing) are deleted.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use anyhow::Context;
 use arrow::array::{Array, AsArray};
 use earthcatalog_common::backfill::layout::compact_output_token;
-use earthcatalog_common::catalog::{TableSettings, data_files};
+use earthcatalog_common::catalog::{
+    ReplaceKind, ReplaceSummary, Replacement, TableSettings, data_files,
+};
 use earthcatalog_common::hash_index::HashIndex;
 use earthcatalog_common::ids::{CellYear, RunId};
 use earthcatalog_common::location::Location;
@@ -102,16 +105,37 @@ pub async fn register(
     let index_at = hash_index_location(cfg, property.as_deref())?;
     let mut settings = TableSettings::from_grid(grid);
     settings.hash_index_path = Some(index_at.uri());
-    let mut table = if cfg.delta {
-        catalog.open_table(&settings).await?
+    if cfg.delta {
+        let table = catalog.open_table(&settings).await?;
+        append(writer, table, files, resumed, &mut out).await?;
     } else {
-        catalog.recreate_table(&settings).await?
+        let (table, grid_change) = catalog.open_for_rebuild(&settings).await?;
+        let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
+        let summary = rebuild(writer, &table, &locations, grid_change).await?;
+        out.files = summary.added_files as u64;
+        out.rows = summary.added_records;
+        out.snapshots = u64::from(summary.snapshot_id.is_some());
+    }
+    let index = match cfg.update_hash_index {
+        true => Some(hash_index(cfg, &stores, files, index_at).await?),
+        false => None,
     };
+    out.uploaded = writer.publish(index.as_ref()).await?;
+    out.hash_index = index.map(|u| (u.location.uri(), u.index.len()));
+    Ok(out)
+}
+
+/// Appends this delta run's files in batches. A resumed run may have appended its files (and
+/// uploaded the catalog) before it stopped; appending them again would be refused as duplicates.
+async fn append(
+    writer: &mut CatalogWriter,
+    mut table: iceberg::table::Table,
+    files: &[ReportedFile],
+    resumed: bool,
+    out: &mut Registered,
+) -> anyhow::Result<()> {
     let mut locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
-    // A resumed delta run may have appended its files (and uploaded the catalog) before it
-    // stopped; appending them again would be refused as duplicates. A full run starts from a
-    // recreated table, so nothing of it can be there.
-    if cfg.delta && resumed {
+    if resumed {
         let registered: HashSet<String> = data_files(&table)
             .await
             .context("listing the table's files")?
@@ -135,14 +159,37 @@ pub async fn register(
         out.snapshots += u64::from(summary.snapshot_id.is_some());
         tracing::info!("registered {} files", out.files);
     }
-    drop(table);
-    let index = match cfg.update_hash_index {
-        true => Some(hash_index(cfg, &stores, files, index_at).await?),
-        false => None,
-    };
-    out.uploaded = writer.publish(index.as_ref()).await?;
-    out.hash_index = index.map(|u| (u.location.uri(), u.index.len()));
-    Ok(out)
+    Ok(())
+}
+
+/// Makes `files` the table's whole contents in one `overwrite` snapshot, setting the grid
+/// properties a rebuild changes in the same commit. Files already live (a resumed run that
+/// committed before it stopped) stay, so a repeated Phase 4 changes nothing.
+async fn rebuild(
+    writer: &mut CatalogWriter,
+    table: &iceberg::table::Table,
+    files: &[Location],
+    set_properties: HashMap<String, String>,
+) -> anyhow::Result<ReplaceSummary> {
+    let live: BTreeSet<String> = data_files(table)
+        .await
+        .context("listing the table's files")?
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    let new: HashSet<String> = files.iter().map(Location::uri).collect();
+    let remove: BTreeSet<String> = live.iter().filter(|p| !new.contains(*p)).cloned().collect();
+    let to_add: Vec<Location> =
+        files.iter().filter(|l| !live.contains(&l.uri())).cloned().collect();
+    let add = writer.catalog().describe_files(table, &to_add).await?;
+    tracing::info!(
+        removing = remove.len(),
+        adding = add.len(),
+        "replacing the table's contents in one snapshot"
+    );
+    let replacement = Replacement { kind: ReplaceKind::Overwrite, remove, add, set_properties };
+    let (_, summary) = writer.replace(&replacement).await?;
+    Ok(summary)
 }
 
 /// The hash index after this run: the ids of `files`, added to the stored index in delta mode.
