@@ -104,11 +104,8 @@ async fn a_replace_swaps_files_in_one_snapshot_and_keeps_the_old_snapshot_readab
     assert_eq!(manifest_count(&before).await, 4);
     let merged = write(&f, "basin-a", 0..30).await;
 
-    let replacement = Replacement {
-        remove: uris(&old),
-        add: describe(&f, &merged).await,
-        ..Default::default()
-    };
+    let replacement =
+        Replacement { remove: uris(&old), add: describe(&f, &merged).await, ..Default::default() };
     let (after, summary) = f.catalog.replace(&replacement).await.unwrap();
 
     assert_eq!(summary.removed_files, old.len());

@@ -83,3 +83,81 @@ pub fn read_table(
             .unwrap_or_default(),
     })
 }
+
+const READ_HISTORY: &str = r#"
+import json, os, sys
+from pyiceberg.catalog.sql import SqlCatalog
+db, warehouse = sys.argv[1], sys.argv[2]
+props = {"uri": f"sqlite:///{db}", "warehouse": warehouse}
+if os.environ.get("AWS_ENDPOINT_URL"):
+    props.update({
+        "s3.endpoint": os.environ["AWS_ENDPOINT_URL"],
+        "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
+        "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
+    })
+t = SqlCatalog("earthcatalog", **props).load_table("earthcatalog.stac_items")
+out = []
+for entry in t.history():
+    s = t.snapshot_by_id(entry.snapshot_id)
+    tbl = t.scan(selected_fields=("id", "grid_partition"), snapshot_id=s.snapshot_id).to_arrow()
+    rows = list(zip(tbl.column("id").to_pylist(), tbl.column("grid_partition").to_pylist()))
+    out.append({"id": s.snapshot_id, "parent": s.parent_snapshot_id,
+                "operation": s.summary.operation.value if s.summary else None,
+                "rows": rows, "uuid": str(t.metadata.table_uuid)})
+print(json.dumps(out))
+"#;
+
+/// One snapshot of the table's history as PyIceberg reads it by time travel.
+#[derive(Debug, Clone)]
+pub struct SnapshotView {
+    /// Snapshot id.
+    pub id: i64,
+    /// Its parent.
+    pub parent: Option<i64>,
+    /// `append`, `replace`, `overwrite`, …
+    pub operation: String,
+    /// Every (id, grid_partition) row the snapshot reads.
+    pub rows: BTreeSet<(String, String)>,
+    /// Rows scanned (duplicates counted).
+    pub row_count: usize,
+    /// The table's uuid (the same table across its history, unless it was recreated).
+    pub table_uuid: String,
+}
+
+/// The table's history (the main branch's snapshots, oldest first), each snapshot scanned.
+pub fn read_history(
+    py: &Python,
+    db: &Path,
+    warehouse: &str,
+    s3: Option<&S3Server>,
+) -> anyhow::Result<Vec<SnapshotView>> {
+    let env: Vec<(String, String)> = s3.map(|s| s.env()).unwrap_or_default();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let db = db.to_string_lossy();
+    let out = py.run_with_env(READ_HISTORY, &[&db, warehouse], &env)?;
+    let last = out.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let v: Vec<serde_json::Value> =
+        serde_json::from_str(last).with_context(|| format!("PyIceberg output: {out}"))?;
+    Ok(v.iter()
+        .map(|s| {
+            let list = s["rows"].as_array().cloned().unwrap_or_default();
+            SnapshotView {
+                id: s["id"].as_i64().unwrap_or_default(),
+                parent: s["parent"].as_i64(),
+                operation: s["operation"].as_str().unwrap_or_default().to_string(),
+                row_count: list.len(),
+                rows: list
+                    .iter()
+                    .map(|r| {
+                        (
+                            r[0].as_str().unwrap_or_default().to_string(),
+                            r[1].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect(),
+                table_uuid: s["uuid"].as_str().unwrap_or_default().to_string(),
+            }
+        })
+        .collect())
+}

@@ -13,7 +13,7 @@ use earthcatalog_common::stores::{S3Settings, Stores};
 use earthcatalog_tests::binaries;
 use earthcatalog_tests::ingest::{BUCKET, Samples};
 use earthcatalog_tests::python::Python;
-use earthcatalog_tests::readers::read_table;
+use earthcatalog_tests::readers::{read_history, read_table};
 
 struct Local {
     dir: tempfile::TempDir,
@@ -128,6 +128,47 @@ fn a_task_that_cannot_succeed_stops_the_run_before_registration_and_a_rerun_fini
     let (rows, count, _) = t.rows();
     assert_eq!(count, rows.len());
     assert_eq!(rows, samples.expected_rows(1));
+}
+
+#[test]
+fn a_full_rebuild_swaps_the_table_in_one_snapshot_so_readers_never_see_it_empty_or_half_built() {
+    let Some(t) = Local::new("backfill_rebuild") else { return };
+    let first = Samples::itslive(0, 40);
+    let second = Samples::itslive(100, 50);
+    t.inputs(&first, "first.csv");
+    t.inputs(&second, "second.csv");
+    let run = t.backfill("first.csv", &["--h3-resolution", "1"]);
+    assert!(run.status.success(), "{}", text(&run));
+    // A small register batch would have split the old drop-and-register into several commits.
+    let run = t.backfill("second.csv", &["--h3-resolution", "1"]);
+    assert!(run.status.success(), "{}", text(&run));
+
+    let wh = Location::local(t.path("wh")).unwrap().uri();
+    let history = read_history(&t.py, &t.path("catalog.db"), &wh, None).unwrap();
+    let (old, new) = (first.expected_rows(1), second.expected_rows(1));
+    // Every state readers could ever see is one whole table: the old or the new.
+    for s in &history {
+        assert_eq!(s.row_count, s.rows.len(), "no row twice in snapshot {}", s.id);
+        assert!(
+            s.rows == old || s.rows == new,
+            "snapshot {} ({}) reads {} rows",
+            s.id,
+            s.operation,
+            s.row_count
+        );
+    }
+    let last = history.last().unwrap();
+    assert_eq!(last.rows, new);
+    assert_eq!(last.operation, "overwrite");
+    let parent = history
+        .iter()
+        .find(|s| Some(s.id) == last.parent)
+        .expect("the rebuild's parent is in the history");
+    assert_eq!(parent.rows, old, "time travel to before the rebuild reads the old table");
+    assert!(
+        history.iter().all(|s| s.table_uuid == last.table_uuid),
+        "the same table, not a new one"
+    );
 }
 
 #[test]
