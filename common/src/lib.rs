@@ -31,6 +31,8 @@ pub mod location;
 pub mod lock;
 /// Log set-up shared by the binaries (RUST_LOG, text or JSON, stderr).
 pub mod logging;
+/// Table maintenance: compaction by replace commits.
+pub mod maintenance;
 /// Partitioners: the grid cells (H3 or GeoJSON features) a footprint touches.
 pub mod partition;
 /// Fetch → parse → fan out → write: the data path shared by both pipelines.

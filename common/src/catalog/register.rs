@@ -150,19 +150,13 @@ impl Catalog {
         self.commit_files(table, files, described, true).await
     }
 
-    /// Registers files this process just wrote, from the footers the writer returned (no
-    /// re-reading). Unlike [`Catalog::register`] it does not look through the table for the
-    /// paths: writer names are unique per run and writer, so they cannot be there already.
-    pub async fn register_written(
+    /// Describes files this process just wrote for `table`, from the footers the writer
+    /// returned (no re-reading).
+    pub fn describe_written(
         &self,
         table: &Table,
         files: &[WrittenFile],
-    ) -> Result<(Table, RegisterSummary), RegisterError> {
-        let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
-        let dups = duplicates_in_batch(&locations);
-        if !dups.is_empty() {
-            return Err(RegisterError::AlreadyRegistered { paths: dups });
-        }
+    ) -> Result<Vec<DataFile>, RegisterError> {
         let metadata = table.metadata();
         let described = files
             .iter()
@@ -176,6 +170,23 @@ impl Catalog {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
+        Ok(described)
+    }
+
+    /// Registers files this process just wrote, from the footers the writer returned (no
+    /// re-reading). Unlike [`Catalog::register`] it does not look through the table for the
+    /// paths: writer names are unique per run and writer, so they cannot be there already.
+    pub async fn register_written(
+        &self,
+        table: &Table,
+        files: &[WrittenFile],
+    ) -> Result<(Table, RegisterSummary), RegisterError> {
+        let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
+        let dups = duplicates_in_batch(&locations);
+        if !dups.is_empty() {
+            return Err(RegisterError::AlreadyRegistered { paths: dups });
+        }
+        let described = self.describe_written(table, files)?;
         // Names carry the run id and the writer, so they cannot be in the table already;
         // skipping iceberg's duplicate check avoids reading every manifest on every commit,
         // which made a long run's commits grow with the table.
