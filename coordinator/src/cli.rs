@@ -39,6 +39,9 @@ pub enum Command {
     Health(HealthArgs),
     /// Show where a running backfill stands: phase, tasks by state, items and rows so far.
     Status(StatusArgs),
+    /// Merge the small files of (cell, year) partitions and commit them in one replace
+    /// snapshot (history, properties and the hash index stay).
+    Compact(CompactArgs),
 }
 
 /// `earthcatalog status`.
@@ -275,6 +278,45 @@ pub struct IncrementalArgs {
     /// No progress bar, even on a terminal.
     #[arg(long, env = "EARTHCATALOG_NO_PROGRESS")]
     pub no_progress: bool,
+}
+
+/// `earthcatalog compact`.
+#[derive(Debug, Clone, Args)]
+pub struct CompactArgs {
+    /// Catalog and warehouse locations.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// How the catalog lock is taken.
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Rewrite a partition that has at least this many files.
+    #[arg(long, env = "EARTHCATALOG_MIN_INPUT_FILES", default_value_t = 5)]
+    pub min_input_files: usize,
+    /// Rewrite a partition that has a file with fewer rows than this (when merging lowers its
+    /// file count).
+    #[arg(long, env = "EARTHCATALOG_MIN_FILE_ROWS", default_value_t = 10_000)]
+    pub min_file_rows: u64,
+    /// Rows per output file, at most.
+    #[arg(long, env = "EARTHCATALOG_TARGET_ROWS", default_value_t = 100_000)]
+    pub target_rows: u64,
+    /// Only this partition, `CELL/YEAR` (`CELL/unknown` for items without a datetime);
+    /// repeatable. Named partitions are rewritten whatever their files.
+    #[arg(
+        long = "partition",
+        value_name = "CELL/YEAR",
+        env = "EARTHCATALOG_PARTITIONS",
+        value_delimiter = ','
+    )]
+    pub partitions: Vec<String>,
+    /// Partitions rewritten at once.
+    #[arg(long, env = "EARTHCATALOG_COMPACT_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+    /// Say what would be rewritten, change nothing (takes no lock).
+    #[arg(long, env = "EARTHCATALOG_DRY_RUN")]
+    pub dry_run: bool,
+    /// Print a machine-readable JSON summary on stdout at the end.
+    #[arg(long, env = "EARTHCATALOG_JSON")]
+    pub json: bool,
 }
 
 /// `earthcatalog info`.

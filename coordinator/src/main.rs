@@ -2,6 +2,7 @@
 
 mod backfill;
 mod cli;
+mod compact;
 mod config;
 mod health;
 mod incremental;
@@ -105,6 +106,10 @@ async fn dispatch(
         }
         Command::Status(args) => {
             status::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compact(args) => {
+            compact::run(args, stores).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -15,5 +15,7 @@ pub mod python;
 pub mod readers;
 /// A local moto S3 server (requests serialized so conditional writes are atomic).
 pub mod s3;
+/// Where an end-to-end case runs (local files or S3), one catalog over uploaded items, the CLI.
+pub mod site;
 /// Throwaway certificates for TLS tests.
 pub mod tls;

@@ -1,0 +1,236 @@
+//! `earthcatalog compact`: the (cell, year) partitions worth it are merged into fewer files and
+//! committed in one replace snapshot, under the catalog lock, through the publish sequence
+//! (a stored catalog is uploaded after). The rows stay the same, so the hash index does too.
+//! A failed compaction deletes the files it wrote; the table is unchanged.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use earthcatalog_common::catalog::{Catalog, ReplaceKind, Replacement, data_files};
+use earthcatalog_common::catalog_sync::CatalogCopy;
+use earthcatalog_common::geoparquet::{FileNamer, WrittenFile};
+use earthcatalog_common::ids::RunId;
+use earthcatalog_common::maintenance::compact::{
+    CompactPolicy, PartitionArg, PartitionPlan, plan, rewrite,
+};
+use earthcatalog_common::publish::CatalogWriter;
+use earthcatalog_common::stores::Stores;
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::cli::CompactArgs;
+use crate::config::{LockPolicy, catalog_place};
+
+/// Writer tag of compaction outputs: `<run>_compact_NNNNNN.parquet`.
+const COMPACT_WRITER: &str = "compact";
+
+/// What a compaction did (or, with `--dry-run`, would do).
+#[derive(Debug, Default, Serialize)]
+pub struct CompactSummary {
+    /// Whether nothing was changed.
+    pub dry_run: bool,
+    /// Partitions rewritten.
+    pub partitions: usize,
+    /// Files they had.
+    pub input_files: usize,
+    /// Files they have now (dry run: at most this many).
+    pub output_files: usize,
+    /// Rows read.
+    pub input_rows: u64,
+    /// Rows written.
+    pub output_rows: u64,
+    /// Older copies of an item id dropped.
+    pub duplicates_dropped: u64,
+    /// The replace snapshot.
+    pub snapshot_id: Option<i64>,
+    /// Live data files of the table before and after.
+    pub table_files_before: usize,
+    /// Live data files after.
+    pub table_files_after: usize,
+    /// Wall time.
+    pub seconds: f64,
+    /// The partitions chosen.
+    pub plan: Vec<PartitionPlan>,
+}
+
+fn policy(args: &CompactArgs) -> anyhow::Result<CompactPolicy> {
+    if args.target_rows == 0 {
+        bail!("--target-rows must be at least 1");
+    }
+    let only = args
+        .partitions
+        .iter()
+        .map(|p| p.parse::<PartitionArg>().map(|a| a.0))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CompactPolicy {
+        min_input_files: args.min_input_files,
+        min_file_rows: args.min_file_rows,
+        target_rows: args.target_rows,
+        only,
+    })
+}
+
+/// Runs `earthcatalog compact` and prints its summary.
+pub async fn run(args: CompactArgs, stores: &Stores) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let policy = policy(&args)?;
+    let mut summary = if args.dry_run {
+        dry_run(&args, &policy, stores).await?
+    } else {
+        compact(&args, &policy, stores).await?
+    };
+    summary.seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    tracing::info!(
+        "{}{} partitions: {} files -> {} files, {} rows -> {} rows ({} duplicates dropped); table files {} -> {}; {:.1}s",
+        if summary.dry_run { "dry run, would compact " } else { "compacted " },
+        summary.partitions,
+        summary.input_files,
+        summary.output_files,
+        summary.input_rows,
+        summary.output_rows,
+        summary.duplicates_dropped,
+        summary.table_files_before,
+        summary.table_files_after,
+        summary.seconds,
+    );
+    Ok(())
+}
+
+fn planned(files_before: usize, plan: Vec<PartitionPlan>, dry_run: bool) -> CompactSummary {
+    let input_files = plan.iter().map(|p| p.files.len()).sum();
+    let output_files = plan.iter().map(|p| p.output_files as usize).sum();
+    let rows = plan.iter().map(|p| p.rows).sum();
+    CompactSummary {
+        dry_run,
+        partitions: plan.len(),
+        input_files,
+        output_files,
+        input_rows: rows,
+        output_rows: rows,
+        table_files_before: files_before,
+        table_files_after: files_before - input_files + output_files,
+        plan,
+        ..Default::default()
+    }
+}
+
+/// Plans on a private copy of the catalog, without the lock.
+async fn dry_run(
+    args: &CompactArgs,
+    policy: &CompactPolicy,
+    stores: &Stores,
+) -> anyhow::Result<CompactSummary> {
+    let place = catalog_place(&args.catalog, None, None)?;
+    let stores = Arc::new(stores.clone());
+    let tmp = tempfile::tempdir().context("creating a temporary folder")?;
+    let path = match &place.remote {
+        Some(remote) => {
+            let local = tmp.path().join("catalog.db");
+            CatalogCopy::download(&stores, remote, &local).await?;
+            local
+        }
+        None => place.path.clone(),
+    };
+    if !path.is_file() {
+        bail!("no catalog at {}", path.display());
+    }
+    let catalog = Catalog::open(&path, &place.warehouse, stores).await?;
+    let Some(table) = catalog.load_table().await? else {
+        bail!("catalog {} has no table earthcatalog.stac_items", path.display());
+    };
+    let files = data_files(&table).await?;
+    Ok(planned(files.len(), plan(&files, policy), true))
+}
+
+async fn compact(
+    args: &CompactArgs,
+    policy: &CompactPolicy,
+    stores: &Stores,
+) -> anyhow::Result<CompactSummary> {
+    let place = catalog_place(&args.catalog, None, None)?;
+    let lock = LockPolicy::from_args(&args.lock);
+    if !lock.enabled && place.remote.is_some() {
+        bail!(
+            "--no-lock cannot be used with --catalog-store: the catalog is only uploaded under the lock"
+        );
+    }
+    if place.remote.is_none() && !place.path.is_file() {
+        bail!("no catalog at {}", place.path.display());
+    }
+    let stores = Arc::new(stores.clone());
+    let guard = lock.acquire(&stores, &place.lock, "earthcatalog compact".into()).await?;
+    let mut writer = CatalogWriter::open(stores.clone(), place, guard).await?;
+    let outcome = compact_under_lock(&mut writer, policy, args.concurrency.max(1)).await;
+    match outcome {
+        Ok(summary) => {
+            writer.finish().await;
+            Ok(summary)
+        }
+        Err(e) => {
+            writer.abandon().await;
+            Err(e)
+        }
+    }
+}
+
+async fn compact_under_lock(
+    writer: &mut CatalogWriter,
+    policy: &CompactPolicy,
+    concurrency: usize,
+) -> anyhow::Result<CompactSummary> {
+    let catalog = writer.catalog();
+    let Some(table) = catalog.load_table().await? else {
+        bail!("catalog {} has no table earthcatalog.stac_items", catalog.path().display());
+    };
+    let files = data_files(&table).await.context("listing the table's files")?;
+    let chosen = plan(&files, policy);
+    let mut summary = planned(files.len(), chosen.clone(), false);
+    if chosen.is_empty() {
+        tracing::info!(files = files.len(), "no partition is worth compacting");
+        return Ok(summary);
+    }
+    tracing::info!(partitions = chosen.len(), files = summary.input_files, "compacting partitions");
+    let stores = catalog.stores().clone();
+    let warehouse = catalog.warehouse().clone();
+    let namer = FileNamer::new(RunId::new(), COMPACT_WRITER);
+    let mut rewrites = futures::stream::iter(&chosen)
+        .map(|p| rewrite(&stores, &warehouse, p, &namer, policy.target_rows))
+        .buffer_unordered(concurrency);
+    let mut written: Vec<WrittenFile> = Vec::new();
+    let (mut duplicates, mut done) = (0u64, 0usize);
+    while let Some(outcome) = rewrites.next().await {
+        // Noted before the error check: whatever was written goes if the compaction fails.
+        match outcome {
+            Ok(o) => {
+                writer.wrote(o.files.iter().map(|f| f.location.clone()));
+                duplicates += o.duplicates_dropped;
+                written.extend(o.files);
+                done += 1;
+                if done % 100 == 0 {
+                    tracing::info!("rewrote {done} of {} partitions", chosen.len());
+                }
+            }
+            Err(e) => {
+                drop(rewrites);
+                return Err(e.into());
+            }
+        }
+    }
+    drop(rewrites);
+    let add = writer.catalog().describe_written(&table, &written)?;
+    let remove: BTreeSet<String> = chosen.iter().flat_map(|p| p.files.iter().cloned()).collect();
+    let replacement = Replacement { kind: ReplaceKind::Rewrite, remove, add, ..Default::default() };
+    let (after, committed) = writer.replace(&replacement).await?;
+    writer.publish(None).await?;
+    summary.snapshot_id = committed.snapshot_id;
+    summary.output_files = committed.added_files;
+    summary.output_rows = committed.added_records;
+    summary.duplicates_dropped = duplicates;
+    summary.table_files_after = data_files(&after).await.map(|f| f.len()).unwrap_or_default();
+    Ok(summary)
+}

@@ -1,0 +1,147 @@
+//! Table maintenance end to end: `earthcatalog compact` on tables built by incremental runs,
+//! on local files and on the moto S3 server, every result read back by PyIceberg (current
+//! snapshot and time travel) and DuckDB's `iceberg_scan`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use earthcatalog_tests::ingest::Samples;
+use earthcatalog_tests::on_both_backends;
+use earthcatalog_tests::python::{DUCKDB_PRELUDE, Python};
+use earthcatalog_tests::readers::read_history;
+use earthcatalog_tests::site::{Backend, Site, stderr, summary};
+
+on_both_backends!(
+    compaction_keeps_every_row_in_fewer_files_and_time_travel_still_reads_the_old_ones,
+    a_dry_run_says_what_it_would_do_and_changes_nothing,
+);
+
+/// A table of `samples` built by one incremental run in chunks of 4 items: each chunk writes
+/// its own file per (cell, year), so partitions hold many small files.
+async fn fragmented(backend: Backend, samples: &Samples) -> Site {
+    let site = backend.site(samples).await;
+    let inv = site.put("inv.csv", samples.csv().into_bytes()).await;
+    let out = site.run(&inv, &["--chunk-size", "4", "--h3-resolution", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    site
+}
+
+/// The (id, grid_partition) rows DuckDB's `iceberg_scan` reads from the table's current
+/// metadata (found with PyIceberg).
+const DUCKDB_ROWS: &str = r#"
+import json, os, sys
+from pyiceberg.catalog.sql import SqlCatalog
+db, warehouse = sys.argv[1], sys.argv[2]
+props = {"uri": f"sqlite:///{db}", "warehouse": warehouse}
+con = duck()
+con.sql("LOAD avro"); con.sql("LOAD iceberg"); con.sql("LOAD httpfs")
+if os.environ.get("AWS_ENDPOINT_URL"):
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    props.update({"s3.endpoint": endpoint, "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
+                  "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
+                  "s3.region": os.environ.get("AWS_REGION", "us-east-1")})
+    host = endpoint.split("://", 1)[1]
+    con.sql(f"""CREATE SECRET (TYPE S3, KEY_ID '{os.environ["AWS_ACCESS_KEY_ID"]}',
+        SECRET '{os.environ["AWS_SECRET_ACCESS_KEY"]}', ENDPOINT '{host}', URL_STYLE 'path',
+        USE_SSL false, REGION '{os.environ.get("AWS_REGION", "us-east-1")}')""")
+t = SqlCatalog("earthcatalog", **props).load_table("earthcatalog.stac_items")
+rows = con.sql(f"SELECT id, grid_partition FROM iceberg_scan('{t.metadata_location}')").fetchall()
+print(json.dumps([list(r) for r in rows]))
+"#;
+
+async fn duckdb_rows(site: &Site, py: &Python) -> (BTreeSet<(String, String)>, usize) {
+    let db = site.catalog_copy().await;
+    let env = site.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let script = format!("{DUCKDB_PRELUDE}\n{DUCKDB_ROWS}");
+    let out = py
+        .run_with_env(&script, &[&db.to_string_lossy(), &site.warehouse().to_string()], &env)
+        .unwrap();
+    let last = out.lines().rev().find(|l| l.starts_with('[')).unwrap();
+    let rows: Vec<(String, String)> = serde_json::from_str(last).unwrap();
+    (rows.iter().cloned().collect(), rows.len())
+}
+
+async fn compaction_keeps_every_row_in_fewer_files_and_time_travel_still_reads_the_old_ones(
+    backend: Backend,
+    py: Python,
+) {
+    let samples = Samples::itslive(0, 60);
+    let site = fragmented(backend, &samples).await;
+    let before = site.table(&py).await;
+    let expected = samples.expected_rows(1);
+    assert_eq!(before.rows, expected);
+
+    let out = site.maintain("compact", &["--min-input-files", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert!(s["partitions"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["output_files"].as_u64() < s["input_files"].as_u64(), "{s}");
+    assert_eq!(s["input_rows"], s["output_rows"], "{s}");
+
+    let after = site.table(&py).await;
+    assert_eq!(after.rows, expected, "PyIceberg reads the same rows");
+    assert_eq!(after.row_count, expected.len(), "no row twice");
+    assert!(
+        after.files.len() < before.files.len(),
+        "{} -> {} files",
+        before.files.len(),
+        after.files.len()
+    );
+    assert_eq!(after.files.len() as u64, s["table_files_after"].as_u64().unwrap());
+    assert_eq!(after.properties, before.properties, "properties survive");
+    let (duck, duck_count) = duckdb_rows(&site, &py).await;
+    assert_eq!(duck, expected, "DuckDB reads the same rows");
+    assert_eq!(duck_count, expected.len());
+
+    let db = site.catalog_copy().await;
+    let history = read_history(&py, &db, &site.warehouse().to_string(), site.server).unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last.operation, "replace");
+    assert_eq!(Some(last.id), s["snapshot_id"].as_i64());
+    let parent = history.iter().find(|h| Some(h.id) == last.parent).unwrap();
+    assert_eq!(parent.rows, expected, "time travel to before the compaction");
+    assert_eq!(history.len(), before.snapshots + 1, "history kept, one snapshot added");
+
+    // Nothing left worth doing: a second compaction changes nothing.
+    let again = site.maintain("compact", &["--min-input-files", "2"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(summary(&again)["partitions"], 0);
+    assert_eq!(site.table(&py).await.snapshots, history.len());
+}
+
+async fn a_dry_run_says_what_it_would_do_and_changes_nothing(backend: Backend, py: Python) {
+    let samples = Samples::itslive(0, 30);
+    let site = fragmented(backend, &samples).await;
+    let stored = site.catalog_bytes().await;
+    let before = site.table(&py).await;
+    let out = site.maintain("compact", &["--min-input-files", "2", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["dry_run"], true);
+    let planned = s["plan"].as_array().unwrap();
+    assert_eq!(planned.len() as u64, s["partitions"].as_u64().unwrap());
+    assert!(!planned.is_empty(), "{s}");
+    let listed: usize = planned.iter().map(|p| p["files"].as_array().unwrap().len()).sum();
+    assert_eq!(listed as u64, s["input_files"].as_u64().unwrap());
+    assert!(planned.iter().all(|p| {
+        p["files"].as_array().unwrap().iter().all(|f| before.files.contains(f.as_str().unwrap()))
+    }));
+    assert_eq!(site.catalog_bytes().await, stored, "the catalog is untouched");
+    assert_eq!(site.table(&py).await.snapshots, before.snapshots);
+}
+
+#[tokio::test]
+async fn a_partition_argument_that_is_not_cell_slash_year_is_refused_naming_it() {
+    let Some(_py) = Python::find("compact_bad_partition") else { return };
+    let samples = Samples::itslive(0, 4);
+    let site = Backend::Local.site(&samples).await;
+    let out = site.maintain("compact", &["--partition", "8a1fb46622dffff"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("partition '8a1fb46622dffff' is not CELL/YEAR"),
+        "{}",
+        stderr(&out)
+    );
+}
