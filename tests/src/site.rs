@@ -19,7 +19,7 @@ use crate::s3::S3Server;
 /// Runs the CLI with `args` and extra environment; no AWS or EARTHCATALOG setting of the
 /// developer's shell leaks in.
 pub fn run(args: &[String], env: &[(String, String)]) -> Output {
-    let out = command(args, env).output().unwrap();
+    let out = command(args, env).output().expect("running earthcatalog");
     eprintln!("$ earthcatalog {}\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     out
 }
@@ -42,7 +42,7 @@ pub fn command(args: &[String], env: &[(String, String)]) -> Command {
 pub fn summary(out: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or("{}");
-    serde_json::from_str(line).unwrap()
+    serde_json::from_str(line).expect("the --json summary is JSON")
 }
 
 /// The process's stderr as text.
@@ -91,12 +91,12 @@ impl Backend {
     pub async fn site(self, samples: &Samples) -> Site {
         let (server, stores, base, base_dir) = match self {
             Backend::Local => {
-                let dir = tempfile::tempdir().unwrap();
-                let base = Location::local(dir.path()).unwrap();
+                let dir = tempfile::tempdir().expect("a temporary folder");
+                let base = Location::local(dir.path()).expect("test site");
                 (None, Stores::new(S3Settings::default()), base, Some(Arc::new(dir)))
             }
             Backend::S3(server) => {
-                (Some(server), server.stores(), server.new_bucket().unwrap(), None)
+                (Some(server), server.stores(), server.new_bucket().expect("test site"), None)
             }
         };
         let site = Site {
@@ -105,9 +105,9 @@ impl Backend {
             base,
             name: "main".into(),
             _base_dir: base_dir,
-            work: tempfile::tempdir().unwrap(),
+            work: tempfile::tempdir().expect("a temporary folder"),
         };
-        samples.upload(&site.stores, &site.items()).await.unwrap();
+        samples.upload(&site.stores, &site.items()).await.expect("uploading the sample items");
         site
     }
 }
@@ -121,7 +121,7 @@ impl Site {
             base: self.base.clone(),
             name: name.into(),
             _base_dir: self._base_dir.clone(),
-            work: tempfile::tempdir().unwrap(),
+            work: tempfile::tempdir().expect("a temporary folder"),
         }
     }
 
@@ -172,7 +172,7 @@ impl Site {
     /// Writes `bytes` at `<base>/<rel>`.
     pub async fn put(&self, rel: &str, bytes: Vec<u8>) -> Location {
         let at = self.base.join(rel);
-        put(&self.stores, &at, bytes).await.unwrap();
+        put(&self.stores, &at, bytes).await.expect("test site");
         at
     }
 
@@ -227,7 +227,7 @@ impl Site {
     /// The flags naming this site's catalog (its store on S3) and warehouse.
     pub fn catalog_args(&self) -> Vec<String> {
         let mut v = match self.server {
-            None => strings(&["--catalog", &s(self.catalog().as_local_path().unwrap())]),
+            None => strings(&["--catalog", &s(self.catalog().as_local_path().expect("test site"))]),
             Some(_) => strings(&[
                 "--catalog",
                 &s(&self.work.path().join("work.db")),
@@ -261,14 +261,14 @@ impl Site {
     /// A copy of the stored catalog (never the working copy) in the work folder.
     pub async fn catalog_copy(&self) -> std::path::PathBuf {
         let db = self.work.path().join("read.db");
-        std::fs::write(&db, self.catalog_bytes().await.expect("no stored catalog")).unwrap();
+        std::fs::write(&db, self.catalog_bytes().await.expect("no stored catalog")).expect("test site");
         db
     }
 
     /// What PyIceberg sees in the stored catalog.
     pub async fn table(&self, py: &Python) -> TableView {
         let db = self.catalog_copy().await;
-        read_table(py, &db, &self.warehouse().to_string(), self.server).unwrap()
+        read_table(py, &db, &self.warehouse().to_string(), self.server).expect("test site")
     }
 }
 

@@ -156,7 +156,7 @@ impl Catalog {
         &self,
         table: &Table,
         files: &[WrittenFile],
-    ) -> Result<Vec<DataFile>, RegisterError> {
+    ) -> Result<Vec<DataFile>, DataFileError> {
         let metadata = table.metadata();
         let described = files
             .iter()

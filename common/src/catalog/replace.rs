@@ -258,7 +258,7 @@ async fn current_entries(table: &Table) -> Result<Current, ReplaceError> {
             .sum::<u64>();
         (b + m.manifest_length.max(0) as u64, n + count)
     });
-    let bytes_per_entry = if entries == 0 { DEFAULT_ENTRY_BYTES } else { (bytes / entries).max(1) };
+    let bytes_per_entry = bytes.checked_div(entries).map_or(DEFAULT_ENTRY_BYTES, |b| b.max(1));
     let io = table.file_io().clone();
     let loaded: Vec<_> = futures::stream::iter(manifests)
         .map(|m| {
@@ -288,7 +288,7 @@ fn partition_order(a: &DataFile, b: &DataFile) -> Ordering {
 enum NewEntry {
     Existing(ManifestEntryRef),
     Deleted(ManifestEntryRef),
-    Added(DataFile),
+    Added(Box<DataFile>),
 }
 
 impl NewEntry {
@@ -320,7 +320,7 @@ async fn stage(table: &Table, replacement: &Replacement) -> Result<Staged, Repla
             true => NewEntry::Deleted(e.clone()),
             false => NewEntry::Existing(e.clone()),
         })
-        .chain(replacement.add.iter().cloned().map(NewEntry::Added))
+        .chain(replacement.add.iter().cloned().map(|f| NewEntry::Added(Box::new(f))))
         .collect();
     entries.sort_by(|a, b| partition_order(a.file(), b.file()));
 
@@ -408,7 +408,7 @@ async fn write_manifest(
     .build_v2_data();
     for entry in entries {
         let added = match entry {
-            NewEntry::Added(f) => writer.add_file(f.clone(), -1),
+            NewEntry::Added(f) => writer.add_file(f.as_ref().clone(), -1),
             NewEntry::Existing(e) => {
                 let (snap, seq, file_seq) = inherited(e);
                 writer.add_existing_file(e.data_file().clone(), snap, seq, Some(file_seq))

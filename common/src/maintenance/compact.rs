@@ -144,7 +144,7 @@ pub enum RewriteError {
         /// The partition.
         partition: String,
         /// Why.
-        source: CompactError,
+        source: Box<CompactError>,
     },
 }
 
@@ -174,7 +174,10 @@ pub async fn rewrite(
         &WriterOptions::default(),
     )
     .await
-    .map_err(|source| RewriteError::Compact { partition: plan.partition.to_string(), source })
+    .map_err(|source| RewriteError::Compact {
+        partition: plan.partition.to_string(),
+        source: Box::new(source),
+    })
 }
 
 #[cfg(test)]
