@@ -18,6 +18,7 @@ use earthcatalog_common::stac::parse_item_value;
 use earthcatalog_common::stores::{S3Settings, Stores};
 use futures::TryStreamExt;
 use iceberg::table::Table;
+use iceberg::transaction::ApplyTransactionAction;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -183,4 +184,39 @@ async fn properties_set_in_a_replace_land_with_it_and_others_survive() {
     for (k, v) in &props_before {
         assert_eq!(props.get(k), Some(v), "{k}");
     }
+}
+
+#[tokio::test]
+async fn expiry_keeps_only_as_many_old_metadata_files_as_the_table_property_allows() {
+    use earthcatalog_common::maintenance::expire::{ExpirePolicy, expire_snapshots};
+    let f = fixture().await;
+    let t = table(&f).await;
+    let tx = iceberg::transaction::Transaction::new(&t);
+    let tx = tx
+        .update_table_properties()
+        .set("write.metadata.previous-versions-max".into(), "2".into())
+        .apply(tx)
+        .unwrap();
+    tx.commit(f.catalog.sql()).await.unwrap();
+    for n in 0..5u64 {
+        let files = write(&f, "basin-a", n * 3..n * 3 + 3).await;
+        append(&f, &files).await;
+    }
+    let metadata_dir = f.warehouse.join("earthcatalog/stac_items/metadata");
+    let json = |all: Vec<Location>| -> Vec<String> {
+        all.iter().map(Location::uri).filter(|u| u.ends_with(".metadata.json")).collect()
+    };
+    let before = json(f.stores.list(&metadata_dir).await.unwrap());
+    assert!(before.len() >= 7, "{before:?}");
+
+    let policy =
+        ExpirePolicy { cutoff_ms: chrono::Utc::now().timestamp_millis() + 1, retain_last: 1 };
+    let outcome = expire_snapshots(&f.catalog, &policy, false).await.unwrap();
+    assert_eq!(outcome.expired_snapshots.len(), 4);
+    let after = json(f.stores.list(&metadata_dir).await.unwrap());
+    assert_eq!(after.len(), 3, "the current file and two before it: {after:?}");
+    assert_eq!(outcome.metadata_files.len() + after.len(), before.len() + 1);
+    let current = table(&f).await;
+    assert!(after.contains(&current.metadata_location().unwrap().to_string()));
+    assert_eq!(rows_at(&current, current.metadata().current_snapshot_id().unwrap()).await, 15);
 }

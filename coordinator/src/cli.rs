@@ -42,6 +42,12 @@ pub enum Command {
     /// Merge the small files of (cell, year) partitions and commit them in one replace
     /// snapshot (history, properties and the hash index stay).
     Compact(CompactArgs),
+    /// Expire old snapshots, then delete the data files, manifests, manifest lists and metadata
+    /// files only they referenced.
+    ExpireSnapshots(ExpireArgs),
+    /// Delete files in the table's data and metadata folders that no snapshot references and
+    /// that are older than a threshold (what runs that died before registering left).
+    RemoveOrphans(OrphansArgs),
 }
 
 /// `earthcatalog status`.
@@ -315,6 +321,51 @@ pub struct CompactArgs {
     #[arg(long, env = "EARTHCATALOG_DRY_RUN")]
     pub dry_run: bool,
     /// Print a machine-readable JSON summary on stdout at the end.
+    #[arg(long, env = "EARTHCATALOG_JSON")]
+    pub json: bool,
+}
+
+/// `earthcatalog expire-snapshots`.
+#[derive(Debug, Clone, Args)]
+pub struct ExpireArgs {
+    /// Catalog and warehouse locations.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// How the catalog lock is taken.
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Expire snapshots committed longer ago than this (`5d`, `36h`, `90m`, `30s`; a bare
+    /// number is days).
+    #[arg(long, env = "EARTHCATALOG_OLDER_THAN", default_value = "5d")]
+    pub older_than: String,
+    /// Keep at least this many of the newest snapshots, however old.
+    #[arg(long, env = "EARTHCATALOG_RETAIN_LAST", default_value_t = 1)]
+    pub retain_last: usize,
+    /// Say what would be expired and deleted, change nothing (takes no lock).
+    #[arg(long, env = "EARTHCATALOG_DRY_RUN")]
+    pub dry_run: bool,
+    /// Print a machine-readable JSON summary on stdout.
+    #[arg(long, env = "EARTHCATALOG_JSON")]
+    pub json: bool,
+}
+
+/// `earthcatalog remove-orphans`.
+#[derive(Debug, Clone, Args)]
+pub struct OrphansArgs {
+    /// Catalog and warehouse locations.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// How the catalog lock is taken.
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Only files last written longer ago than this (`3d`, `36h`, `90m`, `30s`; a bare number
+    /// is days): younger ones may belong to a run still writing.
+    #[arg(long, env = "EARTHCATALOG_OLDER_THAN", default_value = "3d")]
+    pub older_than: String,
+    /// Say what would be deleted, change nothing (takes no lock).
+    #[arg(long, env = "EARTHCATALOG_DRY_RUN")]
+    pub dry_run: bool,
+    /// Print a machine-readable JSON summary on stdout.
     #[arg(long, env = "EARTHCATALOG_JSON")]
     pub json: bool,
 }

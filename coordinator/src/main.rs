@@ -2,12 +2,12 @@
 
 mod backfill;
 mod cli;
-mod compact;
 mod config;
 mod health;
 mod incremental;
 mod info;
 mod lease;
+mod maintenance;
 mod sample;
 mod server;
 mod status;
@@ -109,7 +109,15 @@ async fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
         Command::Compact(args) => {
-            compact::run(args, stores).await?;
+            maintenance::compact::run(args, stores).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExpireSnapshots(args) => {
+            maintenance::expire::run(args, stores).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RemoveOrphans(args) => {
+            maintenance::orphans::run(args, stores).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -261,7 +261,8 @@ impl Site {
     /// A copy of the stored catalog (never the working copy) in the work folder.
     pub async fn catalog_copy(&self) -> std::path::PathBuf {
         let db = self.work.path().join("read.db");
-        std::fs::write(&db, self.catalog_bytes().await.expect("no stored catalog")).expect("test site");
+        std::fs::write(&db, self.catalog_bytes().await.expect("no stored catalog"))
+            .expect("test site");
         db
     }
 

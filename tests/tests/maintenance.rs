@@ -6,7 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use earthcatalog_tests::ingest::Samples;
+use earthcatalog_common::location::Location;
+use earthcatalog_tests::ingest::{Samples, list, put};
 use earthcatalog_tests::on_both_backends;
 use earthcatalog_tests::python::{DUCKDB_PRELUDE, Python};
 use earthcatalog_tests::readers::read_history;
@@ -15,6 +16,8 @@ use earthcatalog_tests::site::{Backend, Site, stderr, summary};
 on_both_backends!(
     compaction_keeps_every_row_in_fewer_files_and_time_travel_still_reads_the_old_ones,
     a_dry_run_says_what_it_would_do_and_changes_nothing,
+    expiring_snapshots_leaves_no_file_that_only_expired_snapshots_referenced,
+    remove_orphans_deletes_an_old_orphan_but_not_a_fresh_one_nor_a_live_file,
 );
 
 /// A table of `samples` built by one incremental run in chunks of 4 items: each chunk writes
@@ -144,4 +147,95 @@ async fn a_partition_argument_that_is_not_cell_slash_year_is_refused_naming_it()
         "{}",
         stderr(&out)
     );
+}
+
+/// Every object under the site's warehouse, as URIs.
+async fn warehouse_objects(site: &Site) -> BTreeSet<String> {
+    list(&site.stores, &site.warehouse()).await.unwrap()
+}
+
+async fn expiring_snapshots_leaves_no_file_that_only_expired_snapshots_referenced(
+    backend: Backend,
+    py: Python,
+) {
+    let samples = Samples::itslive(0, 40);
+    let site = fragmented(backend, &samples).await;
+    let compacted = site.maintain("compact", &["--min-input-files", "2"]);
+    assert!(compacted.status.success(), "{}", stderr(&compacted));
+    let before = site.table(&py).await;
+    assert!(before.snapshots > 2);
+    let objects_before = warehouse_objects(&site).await;
+
+    // Nothing is old enough by default: nothing changes.
+    let kept = site.maintain("expire-snapshots", &[]);
+    assert!(kept.status.success(), "{}", stderr(&kept));
+    assert_eq!(summary(&kept)["expired_snapshots"].as_array().unwrap().len(), 0);
+    assert_eq!(site.table(&py).await.snapshots, before.snapshots);
+
+    let out = site.maintain("expire-snapshots", &["--older-than", "0s", "--retain-last", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["expired_snapshots"].as_array().unwrap().len(), before.snapshots - 1, "{s}");
+    let after = site.table(&py).await;
+    assert_eq!(after.snapshots, 1);
+    assert_eq!(after.rows, samples.expected_rows(1), "the current snapshot reads every row");
+    assert_eq!(after.files, before.files);
+
+    // What is left in the warehouse: the live data files, the current snapshot's manifest list
+    // and manifests, and metadata JSON files; every deleted file was reported.
+    let objects = warehouse_objects(&site).await;
+    let data: BTreeSet<String> =
+        objects.iter().filter(|o| o.ends_with(".parquet")).cloned().collect();
+    assert_eq!(data, after.files, "no data file only expired snapshots read is left");
+    let avro = objects.iter().filter(|o| o.ends_with(".avro")).count();
+    assert_eq!(avro, 2, "one manifest list and one merged manifest: {objects:?}");
+    let reported: BTreeSet<String> =
+        ["data_files", "manifests", "manifest_lists", "metadata_files"]
+            .iter()
+            .flat_map(|k| s[*k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()))
+            .collect();
+    let gone: BTreeSet<String> = objects_before.difference(&objects).cloned().collect();
+    assert_eq!(gone, reported);
+    let deleted_data = s["data_files"].as_array().unwrap();
+    assert!(!deleted_data.is_empty(), "the compacted-away files went: {s}");
+    assert!(deleted_data.iter().all(|f| !after.files.contains(f.as_str().unwrap())));
+}
+
+async fn remove_orphans_deletes_an_old_orphan_but_not_a_fresh_one_nor_a_live_file(
+    backend: Backend,
+    py: Python,
+) {
+    let samples = Samples::itslive(0, 20);
+    let site = fragmented(backend, &samples).await;
+    let before = site.table(&py).await;
+    let live = before.files.iter().next().unwrap().clone();
+    let folder = live.rsplit_once('/').unwrap().0.to_string();
+    let bytes = earthcatalog_tests::ingest::get(&site.stores, &Location::parse(&live).unwrap())
+        .await
+        .unwrap();
+    let old = Location::parse(&format!("{folder}/dead-run_inc_000001.parquet")).unwrap();
+    put(&site.stores, &old, bytes.clone()).await.unwrap();
+    let note = site.warehouse().join("README.txt");
+    put(&site.stores, &note, b"not a table file".to_vec()).await.unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let fresh = Location::parse(&format!("{folder}/running_inc_000001.parquet")).unwrap();
+    put(&site.stores, &fresh, bytes).await.unwrap();
+
+    let dry = site.maintain("remove-orphans", &["--older-than", "2s", "--dry-run"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert_eq!(summary(&dry)["deleted"], serde_json::json!([old.uri()]));
+    assert!(warehouse_objects(&site).await.contains(&old.uri()), "a dry run deletes nothing");
+
+    let out = site.maintain("remove-orphans", &["--older-than", "2s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["deleted"], serde_json::json!([old.uri()]), "{s}");
+    assert_eq!(s["too_recent"], 1, "{s}");
+    let objects = warehouse_objects(&site).await;
+    assert!(!objects.contains(&old.uri()));
+    assert!(objects.contains(&fresh.uri()), "a fresh file may be a running writer's");
+    assert!(objects.contains(&note.uri()), "files outside the table's layout are left alone");
+    assert!(before.files.iter().all(|f| objects.contains(f)));
+    let after = site.table(&py).await;
+    assert_eq!(after.rows, samples.expected_rows(1));
 }

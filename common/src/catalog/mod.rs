@@ -10,6 +10,7 @@ mod commit;
 mod datafile;
 mod migrate;
 mod query;
+mod reachable;
 mod register;
 mod replace;
 mod storage;
@@ -28,12 +29,13 @@ use iceberg_catalog_sql::{
     SqlCatalog, SqlCatalogBuilder,
 };
 
-pub use commit::CommitError;
+pub use commit::{CommitError, Swap, commit_metadata};
 pub use datafile::{DataFileError, data_file_from_footer, footer_cell_year};
 pub use migrate::{MigrateError, Migration, migrate_catalog};
 pub use query::{
-    DataFileInfo, PartitionTotals, SnapshotInfo, data_files, partition_totals, snapshots,
+    DataFileInfo, PartitionTotals, SnapshotInfo, data_files, partition_totals, refs, snapshots,
 };
+pub use reachable::{Entries, Reachable, reachable};
 pub use register::{RegisterError, RegisterSummary};
 pub use replace::{ReplaceError, ReplaceKind, ReplaceSummary, Replacement, TARGET_MANIFEST_BYTES};
 pub use storage::{ObjectStoreStorage, ObjectStoreStorageFactory};

@@ -148,3 +148,27 @@ pub fn partition_totals(files: &[DataFileInfo]) -> Vec<PartitionTotals> {
     out.sort_by(|a, b| (&a.grid_partition, a.year).cmp(&(&b.grid_partition, b.year)));
     out
 }
+
+/// The table's refs (branches and tags) and the snapshot each points at. iceberg-rust 0.10
+/// keeps the map private (only one named ref can be looked up), so it is read from the
+/// metadata's JSON form, which the spec fixes (`refs` → `snapshot-id`).
+pub fn refs(metadata: &iceberg::spec::TableMetadata) -> Vec<(String, i64)> {
+    let json = match serde_json::to_value(metadata) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the table's refs; keeping only the current snapshot");
+            return Vec::new();
+        }
+    };
+    let mut out: Vec<(String, i64)> = json
+        .get("refs")
+        .and_then(|r| r.as_object())
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|(name, r)| Some((name.clone(), r.get("snapshot-id")?.as_i64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}

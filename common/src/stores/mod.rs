@@ -21,7 +21,7 @@ use crate::location::Location;
 use crate::s3_credentials::{AwsEnvironment, BuildError, CredentialError, build_client};
 pub use crate::s3_settings::{BucketSettings, S3Settings};
 pub use cas::{CasObject, Versioned};
-pub use objects::{ObjectError, ObjectOp};
+pub use objects::{ListedObject, ObjectError, ObjectOp};
 
 /// Why a location could not be turned into a store.
 #[derive(Debug, thiserror::Error)]

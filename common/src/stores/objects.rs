@@ -106,6 +106,15 @@ impl ObjectError {
     }
 }
 
+/// An object found by a listing.
+#[derive(Debug, Clone)]
+pub struct ListedObject {
+    /// Where it is.
+    pub location: Location,
+    /// When it was last written.
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
 impl Stores {
     /// The store and path of `location`, as an [`ObjectError`] naming it when that fails.
     pub(super) fn open(&self, location: &Location) -> Result<super::ObjectLocation, ObjectError> {
@@ -158,6 +167,12 @@ impl Stores {
     /// Every object under the folder `folder` (at any depth), as locations; none when the
     /// folder does not exist.
     pub async fn list(&self, folder: &Location) -> Result<Vec<Location>, ObjectError> {
+        Ok(self.list_listed(folder).await?.into_iter().map(|o| o.location).collect())
+    }
+
+    /// Every object under the folder `folder` (at any depth), with when it was last written;
+    /// none when the folder does not exist.
+    pub async fn list_listed(&self, folder: &Location) -> Result<Vec<ListedObject>, ObjectError> {
         let target = self.open(folder)?;
         let store: &dyn ObjectStore = target.store.as_ref();
         let metas: Vec<_> = match store.list(Some(&target.path)).try_collect().await {
@@ -170,7 +185,7 @@ impl Stores {
             .into_iter()
             .filter_map(|m| {
                 let rel = m.location.as_ref().strip_prefix(base)?.trim_start_matches('/');
-                Some(folder.join(rel))
+                Some(ListedObject { location: folder.join(rel), last_modified: m.last_modified })
             })
             .collect())
     }

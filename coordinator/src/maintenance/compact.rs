@@ -4,12 +4,10 @@
 //! A failed compaction deletes the files it wrote; the table is unchanged.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use earthcatalog_common::catalog::{Catalog, ReplaceKind, Replacement, data_files};
-use earthcatalog_common::catalog_sync::CatalogCopy;
+use earthcatalog_common::catalog::{ReplaceKind, Replacement, data_files};
 use earthcatalog_common::geoparquet::{FileNamer, WrittenFile};
 use earthcatalog_common::ids::RunId;
 use earthcatalog_common::maintenance::compact::{
@@ -20,8 +18,8 @@ use earthcatalog_common::stores::Stores;
 use futures::StreamExt;
 use serde::Serialize;
 
+use super::{open_locked, open_read_only, under_lock};
 use crate::cli::CompactArgs;
-use crate::config::{LockPolicy, catalog_place};
 
 /// Writer tag of compaction outputs: `<run>_compact_NNNNNN.parquet`.
 const COMPACT_WRITER: &str = "compact";
@@ -125,23 +123,9 @@ async fn dry_run(
     policy: &CompactPolicy,
     stores: &Stores,
 ) -> anyhow::Result<CompactSummary> {
-    let place = catalog_place(&args.catalog, None, None)?;
-    let stores = Arc::new(stores.clone());
-    let tmp = tempfile::tempdir().context("creating a temporary folder")?;
-    let path = match &place.remote {
-        Some(remote) => {
-            let local = tmp.path().join("catalog.db");
-            CatalogCopy::download(&stores, remote, &local).await?;
-            local
-        }
-        None => place.path.clone(),
-    };
-    if !path.is_file() {
-        bail!("no catalog at {}", path.display());
-    }
-    let catalog = Catalog::open(&path, &place.warehouse, stores).await?;
-    let Some(table) = catalog.load_table().await? else {
-        bail!("catalog {} has no table earthcatalog.stac_items", path.display());
+    let read = open_read_only(&args.catalog, stores).await?;
+    let Some(table) = read.catalog.load_table().await? else {
+        bail!("catalog {} has no table earthcatalog.stac_items", read.catalog.path().display());
     };
     let files = data_files(&table).await?;
     Ok(planned(files.len(), plan(&files, policy), true))
@@ -152,30 +136,9 @@ async fn compact(
     policy: &CompactPolicy,
     stores: &Stores,
 ) -> anyhow::Result<CompactSummary> {
-    let place = catalog_place(&args.catalog, None, None)?;
-    let lock = LockPolicy::from_args(&args.lock);
-    if !lock.enabled && place.remote.is_some() {
-        bail!(
-            "--no-lock cannot be used with --catalog-store: the catalog is only uploaded under the lock"
-        );
-    }
-    if place.remote.is_none() && !place.path.is_file() {
-        bail!("no catalog at {}", place.path.display());
-    }
-    let stores = Arc::new(stores.clone());
-    let guard = lock.acquire(&stores, &place.lock, "earthcatalog compact".into()).await?;
-    let mut writer = CatalogWriter::open(stores.clone(), place, guard).await?;
-    let outcome = compact_under_lock(&mut writer, policy, args.concurrency.max(1)).await;
-    match outcome {
-        Ok(summary) => {
-            writer.finish().await;
-            Ok(summary)
-        }
-        Err(e) => {
-            writer.abandon().await;
-            Err(e)
-        }
-    }
+    let writer = open_locked(&args.catalog, &args.lock, stores, "earthcatalog compact").await?;
+    let concurrency = args.concurrency.max(1);
+    under_lock(writer, async |w| compact_under_lock(w, policy, concurrency).await).await
 }
 
 async fn compact_under_lock(
@@ -226,7 +189,6 @@ async fn compact_under_lock(
     let remove: BTreeSet<String> = chosen.iter().flat_map(|p| p.files.iter().cloned()).collect();
     let replacement = Replacement { kind: ReplaceKind::Rewrite, remove, add, ..Default::default() };
     let (after, committed) = writer.replace(&replacement).await?;
-    writer.publish(None).await?;
     summary.snapshot_id = committed.snapshot_id;
     summary.output_files = committed.added_files;
     summary.output_rows = committed.added_records;
