@@ -11,7 +11,7 @@ use earthcatalog_tests::ingest::{Samples, list, put};
 use earthcatalog_tests::on_both_backends;
 use earthcatalog_tests::python::{DUCKDB_PRELUDE, Python};
 use earthcatalog_tests::readers::read_history;
-use earthcatalog_tests::site::{Backend, Site, stderr, summary};
+use earthcatalog_tests::site::{Backend, Site, command, stderr, strings, summary};
 
 on_both_backends!(
     compaction_keeps_every_row_in_fewer_files_and_time_travel_still_reads_the_old_ones,
@@ -238,4 +238,57 @@ async fn remove_orphans_deletes_an_old_orphan_but_not_a_fresh_one_nor_a_live_fil
     assert!(before.files.iter().all(|f| objects.contains(f)));
     let after = site.table(&py).await;
     assert_eq!(after.rows, samples.expected_rows(1));
+}
+
+#[tokio::test]
+async fn an_incremental_run_and_a_compaction_started_together_both_land_and_no_row_is_lost_or_doubled()
+ {
+    let Some(py) = Python::find("compact_with_incremental") else { return };
+    let old = Samples::itslive(0, 40);
+    let new = Samples::itslive(40, 40);
+    let all = Samples::itslive(0, 80);
+    let site = Backend::Local.site(&all).await;
+    let inv_old = site.put("old.csv", old.csv().into_bytes()).await;
+    let first = site.run(&inv_old, &["--chunk-size", "4", "--h3-resolution", "1"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let inv_new = site.put("new.csv", new.csv().into_bytes()).await;
+
+    // Both wait for the lock: whichever takes it first, the other follows.
+    let env = site.env();
+    let ingest = command(&site.args(&inv_new, &["--chunk-size", "4", "--lock-wait", "120"]), &env)
+        .spawn()
+        .unwrap();
+    let mut compact_args = strings(&["compact"]);
+    compact_args.extend(site.catalog_args());
+    compact_args.extend(strings(&["--json", "--min-input-files", "2", "--lock-wait", "120"]));
+    let compact = command(&compact_args, &env).spawn().unwrap();
+    let ingest = ingest.wait_with_output().unwrap();
+    let compact = compact.wait_with_output().unwrap();
+    assert!(ingest.status.success(), "{}", stderr(&ingest));
+    assert!(compact.status.success(), "{}", stderr(&compact));
+    let after = site.table(&py).await;
+    let mut expected = old.expected_rows(1);
+    expected.extend(new.expected_rows(1));
+    assert_eq!(after.rows, expected);
+    assert_eq!(after.row_count, expected.len(), "no row twice");
+
+    // Without waiting, the one that finds the lock taken is refused cleanly and changes nothing.
+    let holder = site.maintain("compact", &["--min-input-files", "2"]);
+    assert!(holder.status.success(), "{}", stderr(&holder));
+    let guard = earthcatalog_common::lock::CatalogLock::acquire(
+        &site.stores,
+        &site.lock(),
+        earthcatalog_common::lock::LockOptions { owner: "a test".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let refused = site.maintain("compact", &["--partition", "x/2020"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("a test"),
+        "the refusal names the holder: {}",
+        stderr(&refused)
+    );
+    guard.release().await.unwrap();
+    assert_eq!(site.table(&py).await.rows, expected);
 }
