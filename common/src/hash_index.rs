@@ -27,6 +27,12 @@ pub fn hash_id(id: &str) -> [u8; 16] {
     xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), SEED).to_be_bytes()
 }
 
+/// Where a warehouse's index lives unless told otherwise: `<warehouse>_id_hashes.parquet`
+/// beside it (the original's default).
+pub fn default_location(warehouse: &Location) -> Result<Location, crate::location::LocationError> {
+    Location::parse(&format!("{}_id_hashes.parquet", warehouse.uri().trim_end_matches('/')))
+}
+
 /// Why the index could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum HashIndexError {
@@ -63,6 +69,11 @@ impl HashIndex {
     /// Whether the id is in the index.
     pub fn contains_id(&self, id: &str) -> bool {
         self.hashes.contains(&hash_id(id))
+    }
+
+    /// Whether a hash is in the index.
+    pub fn contains_hash(&self, hash: &[u8; 16]) -> bool {
+        self.hashes.contains(hash)
     }
 
     /// Number of distinct hashes.

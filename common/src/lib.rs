@@ -9,6 +9,8 @@ pub mod catalog;
 pub mod catalog_sync;
 /// Which copy of an item id listed twice is kept: the newest `updated`, ties to the later.
 pub mod dedup;
+/// The daily delta: inventory keys whose ids the hash index lacks, merged with pending deltas.
+pub mod delta;
 /// Fan-out of items to cells and grouping by (cell, year).
 pub mod fanout;
 /// Fetching item objects with retries and typed failures.

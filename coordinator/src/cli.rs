@@ -42,6 +42,9 @@ pub enum Command {
     /// Merge the small files of (cell, year) partitions and commit them in one replace
     /// snapshot (history, properties and the hash index stay).
     Compact(CompactArgs),
+    /// Write today's delta inventory: the keys whose item ids the hash index lacks, merged with
+    /// the pending deltas not ingested yet.
+    Delta(DeltaArgs),
     /// Expire old snapshots, then delete the data files, manifests, manifest lists and metadata
     /// files only they referenced.
     ExpireSnapshots(ExpireArgs),
@@ -267,6 +270,11 @@ pub struct IncrementalArgs {
     /// Register all files in one snapshot at the end instead of one snapshot per chunk.
     #[arg(long, env = "EARTHCATALOG_BATCH_ADD_FILES")]
     pub batch_add_files: bool,
+    /// Add the ids of the run's items to the table's hash index (the table property's
+    /// location, else `<warehouse>_id_hashes.parquet`), written after the catalog is published;
+    /// what `earthcatalog delta` compares the next inventory with.
+    #[arg(long, env = "EARTHCATALOG_UPDATE_HASH_INDEX")]
+    pub update_hash_index: bool,
     /// With --catalog-store: upload the catalog after a committed chunk once this many seconds
     /// have passed since the last upload (0: after every chunk), so a run that is killed keeps
     /// what it committed; it is always uploaded at the end.
@@ -321,6 +329,32 @@ pub struct CompactArgs {
     #[arg(long, env = "EARTHCATALOG_DRY_RUN")]
     pub dry_run: bool,
     /// Print a machine-readable JSON summary on stdout at the end.
+    #[arg(long, env = "EARTHCATALOG_JSON")]
+    pub json: bool,
+}
+
+/// `earthcatalog delta`.
+#[derive(Debug, Clone, Args)]
+pub struct DeltaArgs {
+    /// Today's inventory: CSV, CSV.gz, Parquet or an S3 Inventory manifest.json.
+    #[arg(long, short = 'i', env = "EARTHCATALOG_INVENTORY")]
+    pub inventory: String,
+    /// Folder of the deltas: today's is written to `pending/delta_<date>.parquet` under it.
+    #[arg(long, env = "EARTHCATALOG_DELTA_PREFIX")]
+    pub delta_prefix: String,
+    /// The hash index [default: `<warehouse>_id_hashes.parquet`].
+    #[arg(long, env = "EARTHCATALOG_HASH_INDEX")]
+    pub hash_index: Option<String>,
+    /// The warehouse whose default hash index is used when --hash-index is not given.
+    #[arg(long, env = "EARTHCATALOG_WAREHOUSE")]
+    pub warehouse: Option<String>,
+    /// Date naming the delta, YYYY-MM-DD [default: today, UTC].
+    #[arg(long, env = "EARTHCATALOG_DELTA_DATE")]
+    pub date: Option<chrono::NaiveDate>,
+    /// Only inventory rows last modified at or after this date or ISO timestamp.
+    #[arg(long, env = "EARTHCATALOG_SINCE")]
+    pub since: Option<String>,
+    /// Print a machine-readable JSON summary on stdout.
     #[arg(long, env = "EARTHCATALOG_JSON")]
     pub json: bool,
 }

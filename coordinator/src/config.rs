@@ -147,6 +147,8 @@ pub struct IncrementalConfig {
     pub lock: LockPolicy,
     /// One snapshot per run.
     pub batch_add_files: bool,
+    /// Add the ids of the run's items to the table's hash index.
+    pub update_hash_index: bool,
     /// How often a stored catalog is uploaded during the run.
     pub publish_every: Duration,
     /// Buckets read from elsewhere.
@@ -260,6 +262,7 @@ impl TryFrom<IncrementalArgs> for IncrementalConfig {
             grid,
             lock: LockPolicy::from_args(&a.lock),
             batch_add_files: a.batch_add_files || config.ingest.batch_add_files.unwrap_or(false),
+            update_hash_index: a.update_hash_index,
             publish_every: Duration::from_secs(a.publish_every),
             sources: parse_sources(&a.sources)?,
             failures,

@@ -3,6 +3,7 @@
 mod backfill;
 mod cli;
 mod config;
+mod delta;
 mod health;
 mod incremental;
 mod info;
@@ -110,6 +111,10 @@ async fn dispatch(
         }
         Command::Compact(args) => {
             maintenance::compact::run(args, stores).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Delta(args) => {
+            delta::run(args, stores).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ExpireSnapshots(args) => {

@@ -54,8 +54,7 @@ pub fn hash_index_location(
     if let Some(p) = property {
         return Location::parse(p).context("table property earthcatalog.hash_index_path");
     }
-    let wh = cfg.place.warehouse.uri();
-    Location::parse(&format!("{}_id_hashes.parquet", wh.trim_end_matches('/')))
+    earthcatalog_common::hash_index::default_location(&cfg.place.warehouse)
         .context("default hash index location")
 }
 

@@ -15,18 +15,20 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use earthcatalog_common::catalog::{Catalog, TableSettings, data_files};
+use earthcatalog_common::catalog::{Catalog, PROP_HASH_INDEX_PATH, TableSettings, data_files};
 use earthcatalog_common::fanout::Groups;
 use earthcatalog_common::geoparquet::{FileNamer, WrittenFile, incremental_namer};
+use earthcatalog_common::hash_index::{HashIndex, default_location};
 use earthcatalog_common::ids::RunId;
 use earthcatalog_common::inventory::{self, Filter, InventoryRecord, InventoryStream, OpenOptions};
 use earthcatalog_common::json_lines;
 use earthcatalog_common::known_ids::KnownIds;
+use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::{GridSpec, open_partitioner};
 use earthcatalog_common::pipeline::{
     DataPath, DataPathOptions, FailureKind, ItemFailure, ObjectKey,
 };
-use earthcatalog_common::publish::{CatalogWriter, Files};
+use earthcatalog_common::publish::{CatalogWriter, Files, IndexUpdate};
 use earthcatalog_common::stores::Stores;
 use futures::StreamExt;
 use iceberg::table::Table;
@@ -76,6 +78,8 @@ struct Run<'a> {
     summary: RunSummary,
     failures: Vec<ItemFailure>,
     progress: Progress,
+    /// The hash index being extended, with `--update-hash-index`.
+    index: Option<IndexUpdate>,
 }
 
 impl<'a> Run<'a> {
@@ -86,6 +90,7 @@ impl<'a> Run<'a> {
             summary: RunSummary { run_id: RunId::new().to_string(), ..Default::default() },
             failures: Vec::new(),
             progress: Progress::new(cfg.progress),
+            index: None,
         }
     }
 
@@ -138,6 +143,9 @@ impl<'a> Run<'a> {
                 ..DataPathOptions::default()
             },
         );
+        if cfg.update_hash_index {
+            self.index = Some(read_index(&self.stores, &table, &cfg.place.warehouse).await?);
+        }
         let registered = data_files(&table).await?;
         let referenced: HashSet<String> = registered.iter().map(|f| f.path.clone()).collect();
         self.summary.orphans_deleted = writer.delete_orphans(&referenced).await? as u64;
@@ -199,7 +207,11 @@ impl<'a> Run<'a> {
             tracing::warn!("{why} ({})", cfg.inventory);
         }
         drop(table);
-        self.summary.catalog_uploaded = writer.publish(None).await?;
+        let index = self.index.take();
+        self.summary.catalog_uploaded = writer.publish(index.as_ref()).await?;
+        if let Some(i) = index {
+            self.summary.hash_index = Some(i.location.uri());
+        }
         Ok(())
     }
 
@@ -224,6 +236,14 @@ impl<'a> Run<'a> {
         namer: &Arc<FileNamer>,
     ) -> anyhow::Result<Vec<WrittenFile>> {
         let mut collected = data_path.collect(keys).await;
+        if let Some(index) = &mut self.index {
+            // Every id of the chunk is in the table after it commits, including the ones
+            // already there: the index then matches the table even after a rerun.
+            collected.groups.retain(|_, row| {
+                index.index.insert_id(row.item.id());
+                true
+            });
+        }
         let skipped = known.drop_known(&mut collected.groups).await?;
         let ingested = items_in(&mut collected.groups);
         let rows = collected.groups.row_count();
@@ -303,6 +323,21 @@ impl<'a> Run<'a> {
 }
 
 /// Distinct items that still have a row in `groups` (the ones this chunk ingests).
+/// The table's hash index (where its property says, else beside the warehouse), read to be
+/// extended.
+async fn read_index(
+    stores: &Stores,
+    table: &Table,
+    warehouse: &Location,
+) -> anyhow::Result<IndexUpdate> {
+    let location = match table.metadata().properties().get(PROP_HASH_INDEX_PATH) {
+        Some(p) => Location::parse(p).context("table property earthcatalog.hash_index_path")?,
+        None => default_location(warehouse).context("default hash index location")?,
+    };
+    let index = HashIndex::read(stores, &location).await?;
+    Ok(IndexUpdate { location, index })
+}
+
 fn items_in(groups: &mut Groups) -> usize {
     let mut ids = HashSet::new();
     groups.retain(|_, row| {

@@ -8,6 +8,8 @@ use serde::Serialize;
 pub struct RunSummary {
     /// The run id (it prefixes every file the run wrote).
     pub run_id: String,
+    /// The hash index written, with `--update-hash-index`.
+    pub hash_index: Option<String>,
     /// Inventory rows read.
     pub inventory_rows: u64,
     /// Inventory entries kept by the filters (the items the run tried).

@@ -1,0 +1,139 @@
+//! `earthcatalog delta` day after day: today's inventory against the hash index that
+//! `incremental --update-hash-index` keeps, pending deltas carried until ingested, on local
+//! files and on the moto S3 server; delta files read back with pyarrow.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use earthcatalog_common::hash_index::{HashIndex, default_location};
+use earthcatalog_common::location::Location;
+use earthcatalog_tests::ingest::Samples;
+use earthcatalog_tests::on_both_backends;
+use earthcatalog_tests::python::Python;
+use earthcatalog_tests::site::{Backend, Site, run, stderr, strings, summary};
+
+on_both_backends!(a_delta_lists_the_new_keys_carries_the_pending_ones_and_drops_them_once_ingested,);
+
+fn delta(site: &Site, inventory: &Location, date: &str) -> serde_json::Value {
+    let mut args = strings(&["delta", "--inventory", &inventory.to_string()]);
+    args.extend(strings(&["--delta-prefix", &site.root().join("deltas").to_string()]));
+    args.extend(strings(&["--warehouse", &site.warehouse().to_string(), "--date", date, "--json"]));
+    let out = run(&args, &site.env());
+    assert!(out.status.success(), "{}", stderr(&out));
+    summary(&out)
+}
+
+/// The keys of a delta file, as pyarrow reads them (with its columns).
+fn delta_keys(site: &Site, py: &Python, file: &str) -> (Vec<String>, BTreeSet<String>) {
+    let env = site.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let script = r#"
+import json, os, sys
+import pyarrow.parquet as pq, pyarrow.fs as pafs
+path = sys.argv[1]
+if path.startswith("s3://"):
+    fs = pafs.S3FileSystem(endpoint_override=os.environ["AWS_ENDPOINT_URL"], scheme="http",
+        access_key=os.environ["AWS_ACCESS_KEY_ID"], secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+        region=os.environ.get("AWS_REGION", "us-east-1"))
+    t = pq.read_table(path[5:], filesystem=fs)
+else:
+    t = pq.read_table(path.removeprefix("file://"))
+print(json.dumps({"columns": t.column_names, "keys": t.column("key").to_pylist(),
+                  "types": [str(f.type) for f in t.schema]}))
+"#;
+    let out = py.run_with_env(script, &[file], &env).unwrap();
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(v["types"], serde_json::json!(["string", "string", "fixed_size_binary[16]"]));
+    let columns =
+        v["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let keys =
+        v["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+    (columns, keys)
+}
+
+fn keys(s: &Samples) -> BTreeSet<String> {
+    s.items.iter().map(|i| i.key.clone()).collect()
+}
+
+async fn index_ids(site: &Site) -> usize {
+    HashIndex::read(&site.stores, &default_location(&site.warehouse()).unwrap())
+        .await
+        .unwrap()
+        .len()
+}
+
+async fn a_delta_lists_the_new_keys_carries_the_pending_ones_and_drops_them_once_ingested(
+    backend: Backend,
+    py: Python,
+) {
+    let all = Samples::itslive(0, 60);
+    let site = backend.site(&all).await;
+
+    // No index yet: refused, naming where it looked.
+    let inv = site.put("day0.csv", all.first(30).csv().into_bytes()).await;
+    let mut args = strings(&["delta", "--inventory", &inv.to_string(), "--delta-prefix"]);
+    args.extend(strings(&[
+        &site.root().join("deltas").to_string(),
+        "--warehouse",
+        &site.warehouse().to_string(),
+    ]));
+    let refused = run(&args, &site.env());
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("_id_hashes.parquet"), "{}", stderr(&refused));
+
+    // Day 1: the first 30 items, with the index kept.
+    let out = site.run(&inv, &["--update-hash-index", "--h3-resolution", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(index_ids(&site).await, 30);
+
+    // Day 2: 20 new items listed; the delta holds exactly them.
+    let day2 = site.put("day2.csv", all.first(50).csv().into_bytes()).await;
+    let d2 = delta(&site, &day2, "2026-12-02");
+    assert_eq!(
+        (d2["inventory_keys"].as_u64(), d2["new_keys"].as_u64()),
+        (Some(50), Some(20)),
+        "{d2}"
+    );
+    let file2 = d2["delta"].as_str().unwrap().to_string();
+    assert!(file2.ends_with("deltas/pending/delta_2026-12-02.parquet"), "{file2}");
+    let (columns, listed) = delta_keys(&site, &py, &file2);
+    assert_eq!(columns, ["bucket", "key", "id_hash"]);
+    assert_eq!(listed, keys(&all.first(50).after(30)));
+
+    // Day 3, before day 2's delta was ingested, with an inventory of only the latest objects:
+    // the 10 new keys and the 20 still pending, each once; day 2's file is merged and removed.
+    let day3 = site.put("day3.csv", all.after(50).csv().into_bytes()).await;
+    let d3 = delta(&site, &day3, "2026-12-03");
+    assert_eq!(
+        (d3["new_keys"].as_u64(), d3["carried_keys"].as_u64(), d3["total_keys"].as_u64()),
+        (Some(10), Some(20), Some(30)),
+        "{d3}"
+    );
+    assert_eq!(d3["merged_deltas"], serde_json::json!([file2]));
+    let file3 = d3["delta"].as_str().unwrap().to_string();
+    assert_eq!(delta_keys(&site, &py, &file3).1, keys(&all.after(30)));
+    let pending =
+        earthcatalog_tests::ingest::list(&site.stores, &site.root().join("deltas")).await.unwrap();
+    assert_eq!(pending, BTreeSet::from([file3.clone()]));
+
+    // The delta is an inventory: ingesting it extends the table and the index.
+    let out = site.run(&Location::parse(&file3).unwrap(), &["--update-hash-index"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out)["items_ingested"], 30);
+    assert_eq!(index_ids(&site).await, 60);
+    assert_eq!(site.table(&py).await.rows, all.expected_rows(1));
+
+    // Day 4: nothing new; the ingested delta is recognised as consumed and removed.
+    let day4 = site.put("day4.csv", all.csv().into_bytes()).await;
+    let d4 = delta(&site, &day4, "2026-12-04");
+    assert_eq!(
+        (d4["new_keys"].as_u64(), d4["consumed_keys"].as_u64(), d4["total_keys"].as_u64()),
+        (Some(0), Some(30), Some(0)),
+        "{d4}"
+    );
+    assert!(d4["delta"].is_null(), "no rows, no file: {d4}");
+    let pending =
+        earthcatalog_tests::ingest::list(&site.stores, &site.root().join("deltas")).await.unwrap();
+    assert!(pending.is_empty(), "{pending:?}");
+}
