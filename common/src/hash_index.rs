@@ -76,6 +76,11 @@ impl HashIndex {
         self.hashes.contains(hash)
     }
 
+    /// Removes a hash; returns whether it was there.
+    pub fn remove_hash(&mut self, hash: &[u8; 16]) -> bool {
+        self.hashes.remove(hash)
+    }
+
     /// Number of distinct hashes.
     pub fn len(&self) -> usize {
         self.hashes.len()

@@ -63,3 +63,5 @@ pub mod staging;
 /// Resolving locations to object stores (S3 settings, source mapping, client cache) and the
 /// typed whole-object operations (get, put, conditional put, list, delete) on them.
 pub mod stores;
+/// Removing the items the archive no longer lists, by rewriting the files that hold them.
+pub mod sync;

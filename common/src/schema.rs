@@ -90,6 +90,8 @@ pub const LAST_FIELD_ID: i32 = 35;
 
 /// Name of the partition column holding the cell key.
 pub const GRID_PARTITION: &str = "grid_partition";
+/// The item id column.
+pub const ID: &str = "id";
 /// Name of the WKB geometry column.
 pub const GEOMETRY: &str = "geometry";
 /// Name of the bbox covering column declared in the `geo` metadata.

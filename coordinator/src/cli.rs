@@ -45,6 +45,8 @@ pub enum Command {
     /// Write today's delta inventory: the keys whose item ids the hash index lacks, merged with
     /// the pending deltas not ingested yet.
     Delta(DeltaArgs),
+    /// Remove the rows of items a full inventory no longer lists, in one snapshot.
+    Sync(SyncArgs),
     /// Expire old snapshots, then delete the data files, manifests, manifest lists and metadata
     /// files only they referenced.
     ExpireSnapshots(ExpireArgs),
@@ -354,6 +356,30 @@ pub struct DeltaArgs {
     /// Only inventory rows last modified at or after this date or ISO timestamp.
     #[arg(long, env = "EARTHCATALOG_SINCE")]
     pub since: Option<String>,
+    /// Print a machine-readable JSON summary on stdout.
+    #[arg(long, env = "EARTHCATALOG_JSON")]
+    pub json: bool,
+}
+
+/// `earthcatalog sync`.
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// A full inventory of the archive (not a delta): every item it does not list leaves the table.
+    #[arg(long, short = 'i', env = "EARTHCATALOG_INVENTORY")]
+    pub inventory: String,
+    /// Catalog and warehouse locations.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// How the catalog lock is taken.
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Refuse (changing nothing) when more than this fraction of the table's rows would go: an
+    /// incomplete inventory must not empty the table. 1 allows any.
+    #[arg(long, env = "EARTHCATALOG_MAX_DELETE_FRACTION", default_value_t = 0.05)]
+    pub max_delete_fraction: f64,
+    /// Say what would be removed, change nothing (takes no lock).
+    #[arg(long, env = "EARTHCATALOG_DRY_RUN")]
+    pub dry_run: bool,
     /// Print a machine-readable JSON summary on stdout.
     #[arg(long, env = "EARTHCATALOG_JSON")]
     pub json: bool,

@@ -12,6 +12,7 @@ mod maintenance;
 mod sample;
 mod server;
 mod status;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -115,6 +116,10 @@ async fn dispatch(
         }
         Command::Delta(args) => {
             delta::run(args, stores).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync(args) => {
+            sync::run(args, stores).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ExpireSnapshots(args) => {

@@ -1,6 +1,7 @@
-//! `earthcatalog delta` day after day: today's inventory against the hash index that
+//! Following the archive: `earthcatalog delta` day after day: today's inventory against the hash index that
 //! `incremental --update-hash-index` keeps, pending deltas carried until ingested, on local
-//! files and on the moto S3 server; delta files read back with pyarrow.
+//! files and on the moto S3 server; delta files read back with pyarrow; `earthcatalog sync`
+//! removing the items a full inventory no longer lists.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,7 +14,10 @@ use earthcatalog_tests::on_both_backends;
 use earthcatalog_tests::python::Python;
 use earthcatalog_tests::site::{Backend, Site, run, stderr, strings, summary};
 
-on_both_backends!(a_delta_lists_the_new_keys_carries_the_pending_ones_and_drops_them_once_ingested,);
+on_both_backends!(
+    a_delta_lists_the_new_keys_carries_the_pending_ones_and_drops_them_once_ingested,
+    sync_removes_exactly_the_items_the_full_inventory_no_longer_lists_and_refuses_a_mass_delete,
+);
 
 fn delta(site: &Site, inventory: &Location, date: &str) -> serde_json::Value {
     let mut args = strings(&["delta", "--inventory", &inventory.to_string()]);
@@ -136,4 +140,57 @@ async fn a_delta_lists_the_new_keys_carries_the_pending_ones_and_drops_them_once
     let pending =
         earthcatalog_tests::ingest::list(&site.stores, &site.root().join("deltas")).await.unwrap();
     assert!(pending.is_empty(), "{pending:?}");
+}
+
+fn sync(site: &Site, inventory: &Location, extra: &[&str]) -> std::process::Output {
+    let mut args = strings(&["sync", "--inventory", &inventory.to_string()]);
+    args.extend(site.catalog_args());
+    args.push("--json".into());
+    args.extend(strings(extra));
+    run(&args, &site.env())
+}
+
+async fn sync_removes_exactly_the_items_the_full_inventory_no_longer_lists_and_refuses_a_mass_delete(
+    backend: Backend,
+    py: Python,
+) {
+    let all = Samples::itslive(0, 60);
+    let site = backend.site(&all).await;
+    let inv = site.put("all.csv", all.csv().into_bytes()).await;
+    let out =
+        site.run(&inv, &["--update-hash-index", "--h3-resolution", "1", "--chunk-size", "20"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = site.table(&py).await;
+
+    // Two items were deleted from the archive.
+    let ids = all.ids();
+    let deleted: Vec<String> = vec![ids[7].clone(), ids[41].clone()];
+    let remaining =
+        all.filtered(|i| !deleted.contains(&i.json["id"].as_str().unwrap().to_string()));
+    let full = site.put("full.csv", remaining.csv().into_bytes()).await;
+
+    let dry = sync(&site, &full, &["--dry-run"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert_eq!(summary(&dry)["deleted_items"], 2);
+    assert_eq!(site.table(&py).await.snapshots, before.snapshots, "a dry run changes nothing");
+
+    let out = sync(&site, &full, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["deleted_items"], 2, "{s}");
+    let after = site.table(&py).await;
+    assert_eq!(after.rows, remaining.expected_rows(1), "exactly the listed items stay");
+    assert_eq!(after.row_count, after.rows.len());
+    assert_eq!(s["deleted_rows"].as_u64().unwrap() as usize, before.rows.len() - after.rows.len());
+    assert_eq!(index_ids(&site).await, 58, "the index follows the table");
+
+    // An inventory missing half the archive is refused, and nothing changes.
+    let half = site.put("half.csv", remaining.first(29).csv().into_bytes()).await;
+    let refused = sync(&site, &half, &[]);
+    assert!(!refused.status.success());
+    let err = stderr(&refused);
+    assert!(err.contains("--max-delete-fraction") && err.contains("nothing changed"), "{err}");
+    let unchanged = site.table(&py).await;
+    assert_eq!(unchanged.rows, after.rows);
+    assert_eq!(unchanged.snapshots, after.snapshots);
 }
