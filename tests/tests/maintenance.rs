@@ -292,3 +292,48 @@ async fn an_incremental_run_and_a_compaction_started_together_both_land_and_no_r
     guard.release().await.unwrap();
     assert_eq!(site.table(&py).await.rows, expected);
 }
+
+#[tokio::test]
+async fn a_compaction_killed_midway_leaves_the_table_readable_and_a_rerun_plus_orphan_removal_ends_exact()
+ {
+    let Some(py) = Python::find("compact_killed") else { return };
+    let samples = Samples::itslive(0, 80);
+    let site = fragmented(Backend::Local, &samples).await;
+    let expected = samples.expected_rows(1);
+    let mut args = strings(&["compact"]);
+    args.extend(site.catalog_args());
+    args.extend(strings(&["--min-input-files", "2", "--concurrency", "1"]));
+    let log = site.work.path().join("compact.log");
+    let mut child = command(&args, &site.env())
+        .env("RUST_LOG", "debug")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Killed once it has started rewriting (or, on a fast machine, maybe after it committed).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("compacting partitions") {
+        assert!(std::time::Instant::now() < deadline, "{}", std::fs::read_to_string(&log).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let now = site.table(&py).await;
+    assert_eq!(now.rows, expected, "readers see every row, once, whatever the moment");
+    assert_eq!(now.row_count, expected.len());
+
+    // The lock of the killed process is taken over (same host, process gone); the rerun ends
+    // the job; once old snapshots are expired, orphan removal deletes what the killed run wrote
+    // and never committed, and nothing else is left.
+    let rerun = site.maintain("compact", &["--min-input-files", "2"]);
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    let expired = site.maintain("expire-snapshots", &["--older-than", "0s"]);
+    assert!(expired.status.success(), "{}", stderr(&expired));
+    let swept = site.maintain("remove-orphans", &["--older-than", "0s"]);
+    assert!(swept.status.success(), "{}", stderr(&swept));
+    let after = site.table(&py).await;
+    assert_eq!(after.rows, expected);
+    assert_eq!(after.row_count, expected.len());
+    let data: BTreeSet<String> =
+        warehouse_objects(&site).await.into_iter().filter(|o| o.ends_with(".parquet")).collect();
+    assert_eq!(data, after.files, "only the live files are left");
+}
