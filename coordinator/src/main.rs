@@ -7,7 +7,9 @@ mod health;
 mod incremental;
 mod info;
 mod lease;
+mod read_table;
 mod sample;
+mod search;
 mod server;
 mod status;
 
@@ -105,6 +107,10 @@ async fn dispatch(
         }
         Command::Status(args) => {
             status::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Search(args) => {
+            search::run(args, stores).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
