@@ -50,6 +50,8 @@ pub enum SearchFormat {
     Geojson,
     /// One item per line.
     Ndjson,
+    /// One stac-geoparquet file (spec 1.0.0), for stac-geoparquet, rustac, DuckDB, geopandas.
+    StacGeoparquet,
 }
 
 /// `earthcatalog search`.

@@ -6,6 +6,7 @@ use anyhow::Context;
 use earthcatalog_common::partition::{GridSpec, open_partitioner};
 use earthcatalog_common::search::{
     Area, Fields, Filter, Interval, SearchRequest, SearchResult, SortBy, search,
+    write_stac_geoparquet,
 };
 use earthcatalog_common::stores::Stores;
 use serde_json::json;
@@ -35,7 +36,7 @@ pub async fn run(args: SearchArgs, stores: &Stores) -> anyhow::Result<()> {
             write(std::io::BufWriter::new(file), args.format, &result)
                 .with_context(|| format!("writing {}", path.display()))
         }
-        None => write(std::io::BufWriter::new(std::io::stdout().lock()), args.format, &result)
+        None => write(std::io::BufWriter::new(std::io::stdout()), args.format, &result)
             .context("writing to stdout"),
     }
 }
@@ -72,8 +73,13 @@ fn text_or_file(value: &str, flag: &str) -> anyhow::Result<String> {
     }
 }
 
-fn write(mut out: impl Write, format: SearchFormat, result: &SearchResult) -> anyhow::Result<()> {
+fn write(
+    mut out: impl Write + Send,
+    format: SearchFormat,
+    result: &SearchResult,
+) -> anyhow::Result<()> {
     match format {
+        SearchFormat::StacGeoparquet => write_stac_geoparquet(&result.items, &mut out)?,
         SearchFormat::Geojson => {
             let collection = json!({
                 "type": "FeatureCollection",

@@ -11,6 +11,7 @@ mod fields;
 mod interval;
 mod order;
 mod plan;
+mod stac_geoparquet;
 
 use std::collections::HashSet;
 
@@ -22,6 +23,7 @@ pub use area::Area;
 pub use fields::Fields;
 pub use interval::Interval;
 pub use order::{SortBy, SortKey};
+pub use stac_geoparquet::{StacGeoparquetError, write_stac_geoparquet};
 
 use crate::partition::{CoverError, Partitioner};
 use crate::stac::{ItemColumns, RebuildError};
