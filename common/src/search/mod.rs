@@ -1,9 +1,9 @@
 //! Item search over the table, with STAC API item-search semantics.
 //!
 //! A search resolves its area to the table's cells and its datetime to an Iceberg filter
-//! ([`plan`]), lets Iceberg's scan planning pick only the files of those cells and years and its
-//! reader skip row groups whose `geometry_bbox` statistics miss the area, then tests each
-//! footprint exactly ([`Area::intersects`]), rebuilds the item from its columns, applies CQL2,
+//! ([`plan`]), lets Iceberg's scan planning pick only the files of those cells and years (and
+//! whose `geometry_bbox` bounds meet the area) and its reader skip row groups and rows outside
+//! the cells, interval, ids and collections, then tests each footprint exactly ([`Area::intersects`]), rebuilds the item from its columns, applies CQL2,
 //! keeps each item once (items are fanned out to one row per cell), sorts and cuts.
 
 mod area;
@@ -16,6 +16,7 @@ mod stac_geoparquet;
 use std::collections::HashSet;
 
 use futures::{StreamExt, TryStreamExt};
+use iceberg::expr::Bind;
 use iceberg::table::Table;
 use serde_json::Value as Json;
 
@@ -181,7 +182,7 @@ pub async fn search(
     if cells.as_ref().is_some_and(Vec::is_empty) {
         return Ok(SearchResult { items: Vec::new(), stats });
     }
-    let filter = plan::predicate(
+    let filters = plan::filters(
         cells.as_deref(),
         request.area.as_ref(),
         request.datetime.as_ref(),
@@ -189,11 +190,11 @@ pub async fn search(
         &request.collections,
     );
     let mut scan = table.scan().select_all().with_row_group_filtering_enabled(true);
-    if let Some(f) = filter {
+    if let Some(f) = filters.plan {
         scan = scan.with_filter(f);
     }
     let scan = scan.build().map_err(iceberg("planning the scan"))?;
-    let tasks: Vec<_> = scan
+    let mut tasks: Vec<_> = scan
         .plan_files()
         .await
         .map_err(iceberg("planning the scan"))?
@@ -202,6 +203,14 @@ pub async fn search(
         .map_err(iceberg("planning the scan"))?;
     stats.files = tasks.len();
     tracing::debug!(files = stats.files, cells = cells.as_ref().map(Vec::len), "scan planned");
+    for task in &mut tasks {
+        task.predicate = match &filters.read {
+            Some(p) => Some(
+                p.clone().bind(task.schema.clone(), true).map_err(iceberg("binding the filter"))?,
+            ),
+            None => None,
+        };
+    }
     let mut batches = table
         .reader_builder()
         .with_row_group_filtering_enabled(true)

@@ -9,7 +9,10 @@
 //!   leaves ±180 (footprints written in 0..360) cannot be compared and is kept;
 //! * `ids`, `collections`: `IN` lists.
 //!
-//! Only the geometry test and CQL2 are left for after the read.
+//! The covering restriction is for planning only ([`Filters::plan`]): iceberg-rust 0.10.1's
+//! reader refuses a row filter on a struct's child ("Leaf column `ymin` in predicates isn't a
+//! root column"), so the reader gets the rest ([`Filters::read`]) and the exact geometry test
+//! does the covering's work on rows. Only the geometry test and CQL2 are left for after the read.
 
 use iceberg::expr::{Predicate, Reference};
 use iceberg::spec::Datum;
@@ -18,22 +21,34 @@ use super::area::Area;
 use super::interval::Interval;
 use crate::schema;
 
-/// Builds the conjunction of every restriction that applies; `None` when nothing restricts.
-pub(crate) fn predicate(
+/// The filters of one search; `None` where nothing restricts.
+pub(crate) struct Filters {
+    /// What scan planning prunes files with (every restriction).
+    pub plan: Option<Predicate>,
+    /// What the reader filters rows with (every restriction but the covering).
+    pub read: Option<Predicate>,
+}
+
+/// Builds the conjunctions of every restriction that applies.
+pub(crate) fn filters(
     cells: Option<&[String]>,
     area: Option<&Area>,
     interval: Option<&Interval>,
     ids: &[String],
     collections: &[String],
-) -> Option<Predicate> {
-    let parts = [
+) -> Filters {
+    let rows = [
         cells.map(|c| in_list(schema::GRID_PARTITION, c)),
-        area.map(covering_overlaps),
         interval.map(time_overlaps),
         (!ids.is_empty()).then(|| in_list("id", ids)),
         (!collections.is_empty()).then(|| in_list("collection", collections)),
     ];
-    parts.into_iter().flatten().reduce(Predicate::and)
+    let read = rows.into_iter().flatten().reduce(Predicate::and);
+    let plan = match (read.clone(), area.map(covering_overlaps)) {
+        (Some(r), Some(c)) => Some(r.and(c)),
+        (r, c) => r.or(c),
+    };
+    Filters { plan, read }
 }
 
 fn in_list(column: &str, values: &[String]) -> Predicate {
