@@ -33,8 +33,12 @@ pub async fn run(args: SearchArgs, stores: &Stores) -> anyhow::Result<()> {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("creating {}", path.display()))?;
-            write(std::io::BufWriter::new(file), args.format, &result)
-                .with_context(|| format!("writing {}", path.display()))
+            let written = write(std::io::BufWriter::new(file), args.format, &result);
+            if written.is_err() {
+                // A half-written file would look like a result.
+                let _ = std::fs::remove_file(path);
+            }
+            written.with_context(|| format!("writing {}", path.display()))
         }
         None => write(std::io::BufWriter::new(std::io::stdout()), args.format, &result)
             .context("writing to stdout"),

@@ -4,14 +4,16 @@
 //! The layout is the spec's, not the table's: `bbox` is a `{xmin, ymin, xmax, ymax}` struct,
 //! `stac_extensions`, `links` and `assets` are nested Arrow types, every property is a column of
 //! its own, and the STAC timestamps (`datetime`, `start_datetime`, `end_datetime`, `created`,
-//! `updated`) are `timestamp[us, UTC]`. Column types are inferred from the items by arrow-json
-//! (a column null in every item is written as text), because, unlike the table, the output
-//! holds whatever members the items have.
+//! `updated`) are `timestamp[us, UTC]`. Column types are inferred from the items by arrow-json,
+//! one member at a time, because, unlike the table, the output holds whatever members the items
+//! have: a member null in every item is text, and a member whose shape differs between items
+//! (no one Arrow type fits) is written as JSON text.
 
 use std::io::Write;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BinaryBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder};
+use arrow::datatypes::TimestampMicrosecondType;
 use arrow::compute::cast;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Fields, Schema, TimeUnit};
@@ -126,37 +128,74 @@ fn record_batch(
     records: &[Json],
     geometries: &[(Vec<u8>, Geometry<f64>)],
 ) -> Result<RecordBatch, StacGeoparquetError> {
-    let inferred = arrow_json::reader::infer_json_schema_from_iterator(records.iter().map(Ok))?;
-    let schema = Arc::new(Schema::new(
-        inferred.fields().iter().map(|f| Arc::new(without_null_types(f))).collect::<Fields>(),
-    ));
-    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
-        .with_coerce_primitive(true)
-        .build_decoder()?;
-    decoder.serialize(records)?;
-    let decoded = match decoder.flush()? {
-        Some(b) => b,
-        None => RecordBatch::new_empty(schema.clone()),
-    };
+    let mut names: Vec<&String> = Vec::new();
+    for r in records {
+        for k in r.as_object().into_iter().flat_map(Map::keys) {
+            if !names.contains(&k) {
+                names.push(k);
+            }
+        }
+    }
     let mut fields: Vec<Field> = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
+    for name in names {
+        let values: Vec<Json> =
+            records.iter().map(|r| r.get(name.as_str()).cloned().unwrap_or(Json::Null)).collect();
+        let (field, column) = match typed_column(name, &values) {
+            Ok(typed) => typed,
+            // Members whose shape differs between items (e.g. `proj:geometry` a Polygon in one
+            // item and a Point in another) fit no one Arrow type: they are kept as JSON text.
+            Err(_) => json_text_column(name, &values),
+        };
+        fields.push(field);
+        columns.push(column);
+    }
     let mut wkb = BinaryBuilder::new();
     for (bytes, _) in geometries {
         wkb.append_value(bytes);
     }
-    for (field, column) in schema.fields().iter().zip(decoded.columns()) {
-        if TIMESTAMPS.contains(&field.name().as_str()) && field.data_type() == &DataType::Utf8 {
-            let t = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-            columns.push(cast(column, &t)?);
-            fields.push(Field::new(field.name(), t, true));
-        } else {
-            columns.push(column.clone());
-            fields.push(field.as_ref().clone());
-        }
-    }
     fields.push(Field::new("geometry", DataType::Binary, true));
     columns.push(Arc::new(wkb.finish()));
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(records.len()));
+    Ok(RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)?)
+}
+
+/// One member of every item as a column of the type arrow-json infers for it.
+fn typed_column(name: &str, values: &[Json]) -> Result<(Field, ArrayRef), arrow_schema::ArrowError> {
+    let rows: Vec<Json> = values.iter().map(|v| serde_json::json!({ name: v })).collect();
+    let inferred = arrow_json::reader::infer_json_schema_from_iterator(rows.iter().map(Ok))?;
+    let field = match inferred.fields().first() {
+        Some(f) => without_null_types(f),
+        None => Field::new(name, DataType::Utf8, true),
+    };
+    let schema = Arc::new(Schema::new(vec![field.clone()]));
+    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
+        .with_coerce_primitive(true)
+        .build_decoder()?;
+    decoder.serialize(&rows)?;
+    let batch = decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(schema));
+    let column = batch.column(0).clone();
+    if TIMESTAMPS.contains(&name) && field.data_type() == &DataType::Utf8 {
+        // Parsed as naive UTC (the strings carry `Z`), then labelled: casting straight to a
+        // named zone needs arrow's chrono-tz feature.
+        let naive = cast(&column, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+        let utc = naive.as_primitive::<TimestampMicrosecondType>().clone().with_timezone("UTC");
+        return Ok((Field::new(name, utc.data_type().clone(), true), Arc::new(utc)));
+    }
+    Ok((field, column))
+}
+
+/// One member of every item as JSON text (strings as they are).
+fn json_text_column(name: &str, values: &[Json]) -> (Field, ArrayRef) {
+    let texts: arrow_array::StringArray = values
+        .iter()
+        .map(|v| match v {
+            Json::Null => None,
+            Json::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        })
+        .collect();
+    (Field::new(name, DataType::Utf8, true), Arc::new(texts))
 }
 
 /// The field with every `Null` type (a member null or empty in every item) made text.
