@@ -26,6 +26,9 @@ use serde_json::{Map, Value as Json};
 
 use crate::geoparquet::{GEO_KEY, GeoSummary, STAC_GEOPARQUET_KEY, STAC_GEOPARQUET_VALUE};
 
+/// The projection extension's footprint, which the spec stores as WKB.
+const PROJ_GEOMETRY: &str = "proj:geometry";
+
 /// STAC timestamps written as timestamp columns.
 const TIMESTAMPS: [&str; 5] = ["datetime", "start_datetime", "end_datetime", "created", "updated"];
 
@@ -141,7 +144,12 @@ fn record_batch(
     for name in names {
         let values: Vec<Json> =
             records.iter().map(|r| r.get(name.as_str()).cloned().unwrap_or(Json::Null)).collect();
-        let (field, column) = match typed_column(name, &values) {
+        let typed = if name == PROJ_GEOMETRY {
+            wkb_column(name, &values)
+        } else {
+            typed_column(name, &values)
+        };
+        let (field, column) = match typed {
             Ok(typed) => typed,
             // Members whose shape differs between items (e.g. `proj:geometry` a Polygon in one
             // item and a Point in another) fit no one Arrow type: they are kept as JSON text.
@@ -183,6 +191,26 @@ fn typed_column(name: &str, values: &[Json]) -> Result<(Field, ArrayRef), arrow_
         return Ok((Field::new(name, utc.data_type().clone(), true), Arc::new(utc)));
     }
     Ok((field, column))
+}
+
+/// GeoJSON geometries (`proj:geometry`) as WKB, which stac-geoparquet readers decode.
+fn wkb_column(name: &str, values: &[Json]) -> Result<(Field, ArrayRef), arrow_schema::ArrowError> {
+    let mut b = BinaryBuilder::new();
+    for v in values {
+        if v.is_null() {
+            b.append_null();
+            continue;
+        }
+        let g = geojson::Geometry::from_json_value(v.clone())
+            .ok()
+            .and_then(|g| Geometry::<f64>::try_from(g).ok())
+            .ok_or_else(|| arrow_schema::ArrowError::ParseError(format!("{name}: not a geometry")))?;
+        let mut bytes = Vec::new();
+        wkb::writer::write_geometry(&mut bytes, &g, &wkb::writer::WriteOptions::default())
+            .map_err(|e| arrow_schema::ArrowError::ParseError(e.to_string()))?;
+        b.append_value(bytes);
+    }
+    Ok((Field::new(name, DataType::Binary, true), Arc::new(b.finish())))
 }
 
 /// One member of every item as JSON text (strings as they are).
