@@ -493,7 +493,7 @@ def norm(v):
 CORE = {"type", "stac_version", "stac_extensions", "id", "geometry", "bbox", "properties", "links", "assets", "collection"}
 def props(item):
     # stac-geoparquet has one column namespace: other top-level members come back as properties.
-    p = dict(item["properties"])
+    p = {k: v for k, v in item["properties"].items() if k not in CORE}
     p.update({k: v for k, v in item.items() if k not in CORE})
     return p
 ours = {json.loads(l)["id"]: json.loads(l) for l in open(sys.argv[2])}
