@@ -46,13 +46,13 @@ pub mod s3_args;
 pub mod s3_credentials;
 /// S3 settings from the environment and per-bucket `--s3-bucket` entries.
 pub mod s3_settings;
-/// Item search with STAC API semantics: cells and years pruned by Iceberg, exact geometry,
-/// CQL2, each item once.
-pub mod search;
 /// Deterministic ITS_LIVE-shaped sample items (benchmarks, demo data, tests).
 pub mod sample;
 /// The table schema: every column, its field id and its type.
 pub mod schema;
+/// Item search with STAC API semantics: cells and years pruned by Iceberg, exact geometry,
+/// CQL2, each item once.
+pub mod search;
 /// Waiting for SIGTERM or Ctrl-C.
 pub mod signals;
 /// STAC item JSON → typed table rows.

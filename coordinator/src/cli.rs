@@ -61,7 +61,13 @@ pub struct SearchArgs {
     #[command(flatten)]
     pub catalog: CatalogArgs,
     /// Only items meeting this box: west,south,east,north (west > east crosses ±180).
-    #[arg(long, env = "EARTHCATALOG_BBOX", value_delimiter = ',', allow_hyphen_values = true, num_args = 1)]
+    #[arg(
+        long,
+        env = "EARTHCATALOG_BBOX",
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        num_args = 1
+    )]
     pub bbox: Option<Vec<f64>>,
     /// Only items meeting this GeoJSON geometry (or Feature); `@FILE` reads it from a file.
     #[arg(long, env = "EARTHCATALOG_INTERSECTS", conflicts_with = "bbox")]

@@ -71,8 +71,9 @@ fn request(args: &SearchArgs) -> anyhow::Result<SearchRequest> {
 /// The value itself, or the contents of the file it names with a leading `@`.
 fn text_or_file(value: &str, flag: &str) -> anyhow::Result<String> {
     match value.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("{flag}: reading {path}")),
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("{flag}: reading {path}"))
+        }
         None => Ok(value.to_string()),
     }
 }

@@ -38,7 +38,8 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 =
+            self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
     fn range(&mut self, lo: f64, hi: f64) -> f64 {
@@ -138,11 +139,18 @@ fn random_queries(rng: &mut Rng) -> Vec<Query> {
     // Datetime: an instant, closed and open intervals, with and without an area.
     for (dt, lo, hi) in [
         ("2017-03-04T12:00:00Z", Some("2017-03-04T12:00:00Z"), Some("2017-03-04T12:00:00Z")),
-        ("2016-01-01T00:00:00Z/2016-12-31T23:59:59Z", Some("2016-01-01T00:00:00Z"), Some("2016-12-31T23:59:59Z")),
+        (
+            "2016-01-01T00:00:00Z/2016-12-31T23:59:59Z",
+            Some("2016-01-01T00:00:00Z"),
+            Some("2016-12-31T23:59:59Z"),
+        ),
         ("../2015-06-30T00:00:00Z", None, Some("2015-06-30T00:00:00Z")),
         ("2021-07-01T00:00:00Z/..", Some("2021-07-01T00:00:00Z"), None),
     ] {
-        qs.push(Query { args: vec![format!("--datetime={dt}")], spec: json!({"datetime": [lo, hi]}) });
+        qs.push(Query {
+            args: vec![format!("--datetime={dt}")],
+            spec: json!({"datetime": [lo, hi]}),
+        });
         qs.push(Query {
             args: vec![format!("--datetime={dt}"), "--bbox=-180,-60,-30,60".into()],
             spec: json!({"datetime": [lo, hi], "bbox": [-180.0, -60.0, -30.0, 60.0]}),
@@ -160,7 +168,10 @@ fn random_queries(rng: &mut Rng) -> Vec<Query> {
         args: vec!["--filter".into(), cql_json.to_string(), "--bbox=0,0,180,90".into()],
         spec: json!({"platform": "S2B", "pvp_min": 30, "bbox": [0.0, 0.0, 180.0, 90.0]}),
     });
-    qs.push(Query { args: strings(&["--collections", "alpha"]), spec: json!({"collection": "alpha"}) });
+    qs.push(Query {
+        args: strings(&["--collections", "alpha"]),
+        spec: json!({"collection": "alpha"}),
+    });
     qs.push(Query {
         args: strings(&["--ids", "item-0001,item-0002,item-0404,nope"]),
         spec: json!({"ids": ["item-0001", "item-0002", "item-0404", "nope"]}),
@@ -257,9 +268,17 @@ struct TablePlace {
     env: Vec<(String, String)>,
 }
 
-async fn check_random_queries(py: &Python, place: &TablePlace, source: &Location, items: &[Value], dir: &Path) {
+async fn check_random_queries(
+    py: &Python,
+    place: &TablePlace,
+    source: &Location,
+    items: &[Value],
+    dir: &Path,
+) {
     let samples = samples_of(items);
-    let stores = earthcatalog_common::stores::Stores::new(earthcatalog_common::s3_settings::S3Settings::default());
+    let stores = earthcatalog_common::stores::Stores::new(
+        earthcatalog_common::s3_settings::S3Settings::default(),
+    );
     samples.upload(&stores, source).await.unwrap();
     let inventory = dir.join("inv.csv");
     std::fs::write(&inventory, samples.csv()).unwrap();
@@ -298,7 +317,8 @@ async fn check_random_queries(py: &Python, place: &TablePlace, source: &Location
     args.extend(place.flags.iter().cloned());
     assert!(run(&args, &place.env).status.success());
     let read = py.run_json(READ_STAC_GEOPARQUET, &[out.to_str().unwrap()]).unwrap();
-    let all: BTreeSet<String> = items.iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+    let all: BTreeSet<String> =
+        items.iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
     for reader in ["stac_geoparquet", "rustac"] {
         let ids: BTreeSet<String> = serde_json::from_value(read[reader].clone()).unwrap();
         assert_eq!(ids, all, "{reader}");
@@ -386,13 +406,16 @@ fn same(got: &Value, want: &Value, path: &str) -> Result<(), String> {
     match (got, want) {
         (Value::Number(a), Value::Number(b)) if a.as_f64() == b.as_f64() => Ok(()),
         (Value::String(a), Value::String(b))
-            if a == b || (parse_timestamp(a).is_some() && parse_timestamp(a) == parse_timestamp(b)) =>
+            if a == b
+                || (parse_timestamp(a).is_some() && parse_timestamp(a) == parse_timestamp(b)) =>
         {
             Ok(())
         }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
-            a.iter().zip(b).enumerate().try_for_each(|(i, (x, y))| same(x, y, &format!("{path}[{i}]")))
-        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .try_for_each(|(i, (x, y))| same(x, y, &format!("{path}[{i}]"))),
         (Value::Object(a), Value::Object(b)) => {
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             keys.into_iter().try_for_each(|k| match (a.get(k), b.get(k)) {
@@ -422,10 +445,19 @@ async fn the_real_fixtures_come_back_json_equal_after_ingest_and_search() {
     let dir = tempfile::tempdir().unwrap();
     let samples = samples_of(&items);
     let source = Location::local(dir.path().join("items")).unwrap();
-    samples.upload(&earthcatalog_common::stores::Stores::new(earthcatalog_common::s3_settings::S3Settings::default()), &source).await.unwrap();
+    samples
+        .upload(
+            &earthcatalog_common::stores::Stores::new(
+                earthcatalog_common::s3_settings::S3Settings::default(),
+            ),
+            &source,
+        )
+        .await
+        .unwrap();
     std::fs::write(dir.path().join("inv.csv"), samples.csv()).unwrap();
     let table = table_flags(dir.path());
-    let mut args = strings(&["incremental", "--inventory", dir.path().join("inv.csv").to_str().unwrap()]);
+    let mut args =
+        strings(&["incremental", "--inventory", dir.path().join("inv.csv").to_str().unwrap()]);
     args.extend(strings(&["--source", &format!("{BUCKET}={source}")]));
     args.extend(table.iter().cloned());
     assert!(run(&args, &[]).status.success());
@@ -454,7 +486,8 @@ async fn the_real_fixtures_come_back_json_equal_after_ingest_and_search() {
     // fails on a `proj:geometry` that only some items have).
     let Some(py) = Python::find("search fixtures") else { return };
     let out_file = dir.path().join("fixtures.parquet");
-    let mut args = strings(&["search", "--format", "stac-geoparquet", "-o", out_file.to_str().unwrap()]);
+    let mut args =
+        strings(&["search", "--format", "stac-geoparquet", "-o", out_file.to_str().unwrap()]);
     args.extend(table_flags(dir.path()));
     assert!(run(&args, &[]).status.success());
     let ndjson = dir.path().join("fixtures.ndjson");
@@ -501,4 +534,3 @@ back = {f["id"]: f for f in rustac.read_sync(sys.argv[1])["features"]}
 bad = sorted(i for i in ours if i not in back or norm(back[i]["properties"]) != norm(props(ours[i])))
 print(json.dumps(bad))
 "#;
-

@@ -9,8 +9,8 @@ use geo::{BoundingRect, Intersects};
 use geo_types::{Geometry, MultiPolygon, Rect, coord};
 
 use super::SearchError;
-use crate::partition::{GridSpec, NO_CELL, Partitioner, plane_pieces};
 use crate::partition::CoverError;
+use crate::partition::{GridSpec, NO_CELL, Partitioner, plane_pieces};
 
 /// The area a search is restricted to.
 #[derive(Debug, Clone)]
@@ -38,14 +38,9 @@ impl Area {
             return Err(bad("longitudes must be within ±180"));
         }
         let rect = |w: f64, e: f64| Rect::new(coord! { x: w, y: s }, coord! { x: e, y: n });
-        let pieces = if w <= e {
-            vec![rect(w, e)]
-        } else {
-            vec![rect(w, 180.0), rect(-180.0, e)]
-        };
-        let geometry = Geometry::MultiPolygon(MultiPolygon(
-            pieces.iter().map(|r| r.to_polygon()).collect(),
-        ));
+        let pieces = if w <= e { vec![rect(w, e)] } else { vec![rect(w, 180.0), rect(-180.0, e)] };
+        let geometry =
+            Geometry::MultiPolygon(MultiPolygon(pieces.iter().map(|r| r.to_polygon()).collect()));
         let pieces = pieces.into_iter().map(Geometry::Rect).collect();
         Ok(Area { geometry, pieces })
     }
@@ -154,7 +149,8 @@ mod tests {
 
     #[test]
     fn intersects_accepts_a_feature_and_refuses_a_collection() {
-        let f = r#"{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[1,2]}}"#;
+        let f =
+            r#"{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[1,2]}}"#;
         assert!(Area::from_geojson(f).is_ok());
         let fc = r#"{"type":"FeatureCollection","features":[]}"#;
         assert!(Area::from_geojson(fc).unwrap_err().to_string().contains("FeatureCollection"));

@@ -98,8 +98,14 @@ mod tests {
         let item = json!({"type": "Feature", "id": "a", "assets": {"x": 1},
             "properties": {"datetime": "t", "platform": "p"}});
         let f = Fields::parse("properties.platform,-assets");
-        assert_eq!(f.apply(item.clone()), json!({"type": "Feature", "id": "a", "properties": {"platform": "p"}}));
+        assert_eq!(
+            f.apply(item.clone()),
+            json!({"type": "Feature", "id": "a", "properties": {"platform": "p"}})
+        );
         let f = Fields::parse("-assets,-properties.datetime,-id");
-        assert_eq!(f.apply(item), json!({"type": "Feature", "id": "a", "properties": {"platform": "p"}}));
+        assert_eq!(
+            f.apply(item),
+            json!({"type": "Feature", "id": "a", "properties": {"platform": "p"}})
+        );
     }
 }

@@ -77,7 +77,9 @@ mod tests {
     #[test]
     fn bad_intervals_say_why() {
         assert!(Interval::parse("../..").unwrap_err().to_string().contains("at least one end"));
-        assert!(Interval::parse("2021-01-01/2020-01-01").unwrap_err().to_string().contains("after"));
+        assert!(
+            Interval::parse("2021-01-01/2020-01-01").unwrap_err().to_string().contains("after")
+        );
         assert!(Interval::parse("yesterday").unwrap_err().to_string().contains("'yesterday'"));
     }
 }

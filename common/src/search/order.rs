@@ -43,7 +43,10 @@ impl SortBy {
                 _ => (false, part),
             };
             if field.is_empty() {
-                return Err(SearchError::BadSortby { sortby: text.into(), reason: "a key has no field".into() });
+                return Err(SearchError::BadSortby {
+                    sortby: text.into(),
+                    reason: "a key has no field".into(),
+                });
             }
             keys.push(SortKey { field: field.to_string(), descending });
         }
@@ -76,9 +79,7 @@ impl SortBy {
 
 /// The value of a sort field: the path as given, else inside `properties`.
 fn field_value<'a>(item: &'a Json, field: &str) -> Option<&'a Json> {
-    lookup(item, field)
-        .or_else(|| lookup(item.get("properties")?, field))
-        .filter(|v| !v.is_null())
+    lookup(item, field).or_else(|| lookup(item.get("properties")?, field)).filter(|v| !v.is_null())
 }
 
 /// Numbers by value, timestamps by instant, other strings by text, then by JSON text.

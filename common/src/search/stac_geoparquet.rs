@@ -13,15 +13,15 @@ use std::io::Write;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder};
-use arrow::datatypes::TimestampMicrosecondType;
 use arrow::compute::cast;
+use arrow::datatypes::TimestampMicrosecondType;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Fields, Schema, TimeUnit};
 use geo::BoundingRect;
 use geo_types::Geometry;
 use parquet::arrow::ArrowWriter;
-use parquet::file::properties::WriterProperties;
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
 use serde_json::{Map, Value as Json};
 
 use crate::geoparquet::{GEO_KEY, GeoSummary, STAC_GEOPARQUET_KEY, STAC_GEOPARQUET_VALUE};
@@ -110,9 +110,11 @@ fn flatten(item: &Json) -> Result<(Json, (Vec<u8>, Geometry<f64>)), StacGeoparqu
             record.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
-    let bbox = match item.get("bbox").and_then(Json::as_array).map(|b| {
-        b.iter().filter_map(Json::as_f64).collect::<Vec<_>>()
-    }) {
+    let bbox = match item
+        .get("bbox")
+        .and_then(Json::as_array)
+        .map(|b| b.iter().filter_map(Json::as_f64).collect::<Vec<_>>())
+    {
         Some(b) if b.len() == 4 => [b[0], b[1], b[2], b[3]],
         Some(b) if b.len() == 6 => [b[0], b[1], b[3], b[4]],
         _ => {
@@ -169,7 +171,10 @@ fn record_batch(
 }
 
 /// One member of every item as a column of the type arrow-json infers for it.
-fn typed_column(name: &str, values: &[Json]) -> Result<(Field, ArrayRef), arrow_schema::ArrowError> {
+fn typed_column(
+    name: &str,
+    values: &[Json],
+) -> Result<(Field, ArrayRef), arrow_schema::ArrowError> {
     let rows: Vec<Json> = values.iter().map(|v| serde_json::json!({ name: v })).collect();
     let inferred = arrow_json::reader::infer_json_schema_from_iterator(rows.iter().map(Ok))?;
     let field = match inferred.fields().first() {
@@ -204,7 +209,9 @@ fn wkb_column(name: &str, values: &[Json]) -> Result<(Field, ArrayRef), arrow_sc
         let g = geojson::Geometry::from_json_value(v.clone())
             .ok()
             .and_then(|g| Geometry::<f64>::try_from(g).ok())
-            .ok_or_else(|| arrow_schema::ArrowError::ParseError(format!("{name}: not a geometry")))?;
+            .ok_or_else(|| {
+                arrow_schema::ArrowError::ParseError(format!("{name}: not a geometry"))
+            })?;
         let mut bytes = Vec::new();
         wkb::writer::write_geometry(&mut bytes, &g, &wkb::writer::WriteOptions::default())
             .map_err(|e| arrow_schema::ArrowError::ParseError(e.to_string()))?;

@@ -223,8 +223,8 @@ mod tests {
     use crate::fanout::CellRow;
     use crate::geoparquet::record_batch;
     use crate::stac::parse_item_value;
-    use std::sync::Arc;
     use serde_json::json;
+    use std::sync::Arc;
 
     fn round_trip(item: Json) -> Json {
         let parsed = parse_item_value(&item).unwrap();
