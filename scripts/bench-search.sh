@@ -8,6 +8,7 @@
 # `../shared/reference/python-original.md` §4.7). Prints p50/p95 per query and engine, and
 # checks that both return the same ids.
 #   N=100000 RUNS=7 RES=1 ./scripts/bench-search.sh
+# (PROFILE=debug uses the debug build; WORK=DIR keeps the table between runs; SKIP_BUILD=1.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
@@ -15,10 +16,12 @@ RUNS=${RUNS:-7}
 RES=${RES:-1}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 PROFILE=${PROFILE:-release}
-if [ "$PROFILE" = release ]; then
-  cargo build --quiet --release -p earthcatalog-coordinator
-else
-  cargo build --quiet -p earthcatalog-coordinator
+if [ -z "${SKIP_BUILD:-}" ]; then
+  if [ "$PROFILE" = release ]; then
+    cargo build --quiet --release -p earthcatalog-coordinator
+  else
+    cargo build --quiet -p earthcatalog-coordinator
+  fi
 fi
 bash scripts/setup-python.sh
 bin="$CARGO_TARGET_DIR/$PROFILE/earthcatalog"
@@ -46,15 +49,15 @@ def box(w, s, e, n):
 # name, CLI flags, DuckDB condition
 queries = [
     ("point", ["--intersects", '{"type":"Point","coordinates":[-40,70]}'],
-     "ST_Intersects(ST_GeomFromWKB(geometry), ST_Point(-40, 70))"),
+     "ST_Intersects(geometry, ST_Point(-40, 70))"),
     ("bbox", ["--bbox=-146,60,-142,62"],
-     f"ST_Intersects(ST_GeomFromWKB(geometry), ST_GeomFromText('{box(-146, 60, -142, 62)}'))"),
+     f"ST_Intersects(geometry, ST_GeomFromText('{box(-146, 60, -142, 62)}'))"),
     ("one cell-year", ["--bbox=-40.5,69.5,-39.5,70.5", "--datetime", "2019-01-01T00:00:00Z/2019-12-31T23:59:59Z"],
-     f"ST_Intersects(ST_GeomFromWKB(geometry), ST_GeomFromText('{box(-40.5, 69.5, -39.5, 70.5)}'))"
+     f"ST_Intersects(geometry, ST_GeomFromText('{box(-40.5, 69.5, -39.5, 70.5)}'))"
      " AND ((datetime BETWEEN '2019-01-01T00:00:00Z' AND '2019-12-31T23:59:59Z')"
      " OR (start_datetime <= '2019-12-31T23:59:59Z' AND end_datetime >= '2019-01-01T00:00:00Z'))"),
     ("cql2", ["--bbox=-55,70,-22,80", "--filter", "platform = 'LC08' AND percent_valid_pixels >= 50"],
-     f"ST_Intersects(ST_GeomFromWKB(geometry), ST_GeomFromText('{box(-55, 70, -22, 80)}'))"
+     f"ST_Intersects(geometry, ST_GeomFromText('{box(-55, 70, -22, 80)}'))"
      " AND platform = 'LC08' AND percent_valid_pixels >= 50"),
 ]
 
