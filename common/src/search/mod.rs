@@ -117,11 +117,12 @@ impl Filter {
         Filter::parse(&value.to_string())
     }
 
-    fn matches(&self, item: &Json) -> Result<bool, cql2::Error> {
+    /// Whether the filter holds for `item`; an item lacking a property it names does not match.
+    fn matches(&self, item: &Json) -> Result<bool, Box<cql2::Error>> {
         match self.0.clone().reduce(Some(item)) {
             Ok(reduced) => Ok(reduced.is_true()),
             Err(cql2::Error::NonReduced()) => Ok(false),
-            Err(e) => Err(e),
+            Err(e) => Err(Box::new(e)),
         }
     }
 }
@@ -263,10 +264,9 @@ fn matching_item(
     }
     let item = columns.item(row, &geometry)?;
     if let Some(filter) = &request.filter {
-        let ok = filter.matches(&item).map_err(|source| SearchError::FilterEval {
-            id: id.to_string(),
-            source: Box::new(source),
-        })?;
+        let ok = filter
+            .matches(&item)
+            .map_err(|source| SearchError::FilterEval { id: id.to_string(), source })?;
         if !ok {
             return Ok(None);
         }

@@ -82,9 +82,12 @@ pub fn write_stac_geoparquet(
     Ok(())
 }
 
+/// An item's geometry, as WKB and decoded.
+type Footprint = (Vec<u8>, Geometry<f64>);
+
 /// One item as a flat record (properties lifted to the top level, `bbox` as a struct) and its
-/// geometry as WKB.
-fn flatten(item: &Json) -> Result<(Json, (Vec<u8>, Geometry<f64>)), StacGeoparquetError> {
+/// geometry.
+fn flatten(item: &Json) -> Result<(Json, Footprint), StacGeoparquetError> {
     let id = item.get("id").and_then(Json::as_str).unwrap_or_default().to_string();
     let bad = |reason: String| StacGeoparquetError::Geometry { id: id.clone(), reason };
     let geometry: Geometry<f64> = item
@@ -131,7 +134,7 @@ fn flatten(item: &Json) -> Result<(Json, (Vec<u8>, Geometry<f64>)), StacGeoparqu
 
 fn record_batch(
     records: &[Json],
-    geometries: &[(Vec<u8>, Geometry<f64>)],
+    geometries: &[Footprint],
 ) -> Result<RecordBatch, StacGeoparquetError> {
     let mut names: Vec<&String> = Vec::new();
     for r in records {
