@@ -54,6 +54,9 @@ pub mod s3_settings;
 pub mod sample;
 /// The table schema: every column, its field id and its type.
 pub mod schema;
+/// Item search with STAC API semantics: cells and years pruned by Iceberg, exact geometry,
+/// CQL2, each item once.
+pub mod search;
 /// Waiting for SIGTERM or Ctrl-C.
 pub mod signals;
 /// STAC item JSON → typed table rows.

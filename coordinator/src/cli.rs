@@ -53,6 +53,67 @@ pub enum Command {
     /// Delete files in the table's data and metadata folders that no snapshot references and
     /// that are older than a threshold (what runs that died before registering left).
     RemoveOrphans(OrphansArgs),
+    /// Search the table's items (STAC API item search) and print them as GeoJSON or NDJSON.
+    Search(SearchArgs),
+}
+
+/// How `earthcatalog search` prints items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SearchFormat {
+    /// One GeoJSON FeatureCollection (with `numberMatched` and `numberReturned`).
+    Geojson,
+    /// One item per line.
+    Ndjson,
+    /// One stac-geoparquet file (spec 1.0.0), for stac-geoparquet, rustac, DuckDB, geopandas.
+    StacGeoparquet,
+}
+
+/// `earthcatalog search`.
+#[derive(Debug, Clone, Args)]
+pub struct SearchArgs {
+    /// Catalog and warehouse locations.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// Only items meeting this box: west,south,east,north (west > east crosses ±180).
+    #[arg(
+        long,
+        env = "EARTHCATALOG_BBOX",
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        num_args = 1
+    )]
+    pub bbox: Option<Vec<f64>>,
+    /// Only items meeting this GeoJSON geometry (or Feature); `@FILE` reads it from a file.
+    #[arg(long, env = "EARTHCATALOG_INTERSECTS", conflicts_with = "bbox")]
+    pub intersects: Option<String>,
+    /// Only items at this RFC 3339 instant or in this interval (`start/end`, `..` = open), by
+    /// `datetime` or by their `start_datetime`..`end_datetime` range.
+    #[arg(long, env = "EARTHCATALOG_DATETIME")]
+    pub datetime: Option<String>,
+    /// Only these item ids (comma-separated).
+    #[arg(long, env = "EARTHCATALOG_IDS", value_delimiter = ',')]
+    pub ids: Vec<String>,
+    /// Only these collections (comma-separated).
+    #[arg(long, env = "EARTHCATALOG_COLLECTIONS", value_delimiter = ',')]
+    pub collections: Vec<String>,
+    /// CQL2 filter, text or JSON; `@FILE` reads it from a file.
+    #[arg(long, env = "EARTHCATALOG_FILTER")]
+    pub filter: Option<String>,
+    /// Sort keys, e.g. `-properties.datetime,+id` [default: newest first, then id].
+    #[arg(long, env = "EARTHCATALOG_SORTBY", allow_hyphen_values = true)]
+    pub sortby: Option<String>,
+    /// Return at most this many items.
+    #[arg(long, visible_alias = "limit", env = "EARTHCATALOG_MAX_ITEMS")]
+    pub max_items: Option<usize>,
+    /// Members to keep or drop, e.g. `properties.platform,-assets`.
+    #[arg(long, env = "EARTHCATALOG_FIELDS", allow_hyphen_values = true)]
+    pub fields: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, env = "EARTHCATALOG_SEARCH_FORMAT", default_value = "geojson")]
+    pub format: SearchFormat,
+    /// Write to this file instead of stdout.
+    #[arg(long, short = 'o', env = "EARTHCATALOG_SEARCH_OUT")]
+    pub out: Option<PathBuf>,
 }
 
 /// `earthcatalog status`.

@@ -1,37 +1,16 @@
 //! `earthcatalog info`: snapshots, files, and rows per cell and year of a catalog.
 
-use std::sync::Arc;
-
-use anyhow::Context;
-use earthcatalog_common::catalog::{Catalog, data_files, partition_totals, snapshots};
-use earthcatalog_common::catalog_sync::CatalogCopy;
+use earthcatalog_common::catalog::{data_files, partition_totals, snapshots};
 use earthcatalog_common::stores::Stores;
 use serde_json::json;
 
 use crate::cli::InfoArgs;
-use crate::config::catalog_place;
+use crate::read_table;
 
 /// Prints what the catalog holds.
 pub async fn run(args: InfoArgs, stores: &Stores) -> anyhow::Result<()> {
-    let place = catalog_place(&args.catalog, None, None)?;
-    let stores = Arc::new(stores.clone());
-    // A catalog kept in a store is read from a private copy; the working copy is left alone.
-    let tmp = tempfile::tempdir().context("creating a temporary folder")?;
-    let path = match &place.remote {
-        Some(remote) => {
-            let local = tmp.path().join("catalog.db");
-            CatalogCopy::download(&stores, remote, &local).await?;
-            local
-        }
-        None => place.path.clone(),
-    };
-    if !path.is_file() {
-        anyhow::bail!("no catalog at {}", path.display());
-    }
-    let catalog = Catalog::open(&path, &place.warehouse, stores).await?;
-    let Some(table) = catalog.load_table().await? else {
-        anyhow::bail!("catalog {} has no table earthcatalog.stac_items", path.display());
-    };
+    let read = read_table::open(&args.catalog, stores).await?;
+    let (table, path) = (read.table, read.path);
     let snaps = snapshots(&table);
     let files = data_files(&table).await?;
     let totals = partition_totals(&files);

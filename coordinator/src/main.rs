@@ -9,7 +9,9 @@ mod incremental;
 mod info;
 mod lease;
 mod maintenance;
+mod read_table;
 mod sample;
+mod search;
 mod server;
 mod status;
 mod sync;
@@ -29,8 +31,25 @@ const EXIT_ITEMS_FAILED: u8 = 3;
 /// write; the client's own retries take about a second).
 const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// How long the process waits, once its work is done, for the runtime's background tasks to stop.
+/// sqlx's pool maintenance task (behind the SQLite catalog) was seen spinning without yielding
+/// during runtime shutdown, and a plain `#[tokio::main]` then never exits.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run());
+    runtime.shutdown_timeout(EXIT_GRACE);
+    code
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     earthcatalog_common::logging::init(&cli.log_format);
     let stores = cli.s3.stores();
@@ -128,6 +147,10 @@ async fn dispatch(
         }
         Command::RemoveOrphans(args) => {
             maintenance::orphans::run(args, stores).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Search(args) => {
+            search::run(args, stores).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -18,7 +18,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::cli::SyncArgs;
-use crate::maintenance::{open_locked, open_read_only, under_lock};
+use crate::maintenance::{open_locked, under_lock};
+use crate::read_table;
 
 /// Files rewritten at once.
 const REWRITES: usize = 4;
@@ -65,9 +66,8 @@ pub async fn run(args: SyncArgs, stores: &Stores) -> anyhow::Result<()> {
         );
     }
     let summary = if args.dry_run {
-        let read = open_read_only(&args.catalog, stores).await?;
-        let table = read.catalog.load_table().await?.context("the catalog has no table")?;
-        let found = plan(read.catalog.stores(), &data_files(&table).await?, &listed).await?;
+        let read = read_table::open(&args.catalog, stores).await?;
+        let found = plan(read.catalog.stores(), &data_files(&read.table).await?, &listed).await?;
         check_fraction(&found, args.max_delete_fraction)?;
         planned(&found, listed.len(), true)
     } else {

@@ -10,7 +10,9 @@ mod metadata;
 mod writer;
 
 pub use batch::record_batch;
-pub use metadata::{GEO_KEY, GeoSummary, STAC_GEOPARQUET_KEY, geo_metadata, wkb_type_name};
+pub use metadata::{
+    GEO_KEY, GeoSummary, STAC_GEOPARQUET_KEY, STAC_GEOPARQUET_VALUE, geo_metadata, wkb_type_name,
+};
 pub use writer::{
     FileNamer, WriteError, WriterOptions, WrittenFile, incremental_namer, is_incremental_output,
     write_batches, write_partition, write_rows,

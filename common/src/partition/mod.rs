@@ -228,6 +228,12 @@ pub async fn open_partitioner(
     }
 }
 
+/// The geometry read with the partitioner's rules (edges the short way across ±180, rings round
+/// a pole), as plain pieces inside `[-180, 180] × [-90, 90]`: what a query tests exactly.
+pub(crate) fn plane_pieces(geometry: &Geometry<f64>) -> Vec<Geometry<f64>> {
+    planar::Shape::of(geometry).pieces()
+}
+
 /// Checks every position of a geometry; `Empty` when it has none.
 pub(crate) fn check_positions(geometry: &Geometry<f64>) -> Result<(), CoverError> {
     use geo::CoordsIter;

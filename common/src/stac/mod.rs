@@ -8,9 +8,11 @@ mod columns;
 pub mod datetime;
 mod geometry;
 mod item;
+mod rebuild;
 mod row;
 
 pub use item::{ParsedItem, parse_item, parse_item_value};
+pub use rebuild::{ItemColumns, RebuildError, format_timestamp};
 pub use row::{ItemRow, Value};
 
 /// Why an item could not become a row.

@@ -18,8 +18,9 @@ use earthcatalog_common::stores::Stores;
 use futures::StreamExt;
 use serde::Serialize;
 
-use super::{open_locked, open_read_only, under_lock};
+use super::{open_locked, under_lock};
 use crate::cli::CompactArgs;
+use crate::read_table;
 
 /// Writer tag of compaction outputs: `<run>_compact_NNNNNN.parquet`.
 const COMPACT_WRITER: &str = "compact";
@@ -123,11 +124,8 @@ async fn dry_run(
     policy: &CompactPolicy,
     stores: &Stores,
 ) -> anyhow::Result<CompactSummary> {
-    let read = open_read_only(&args.catalog, stores).await?;
-    let Some(table) = read.catalog.load_table().await? else {
-        bail!("catalog {} has no table earthcatalog.stac_items", read.catalog.path().display());
-    };
-    let files = data_files(&table).await?;
+    let read = read_table::open(&args.catalog, stores).await?;
+    let files = data_files(&read.table).await?;
     Ok(planned(files.len(), plan(&files, policy), true))
 }
 

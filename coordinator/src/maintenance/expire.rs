@@ -5,8 +5,9 @@ use anyhow::bail;
 use earthcatalog_common::maintenance::expire::{ExpireOutcome, ExpirePolicy, expire_snapshots};
 use earthcatalog_common::stores::Stores;
 
-use super::{open_locked, open_read_only, parse_age, under_lock};
+use super::{open_locked, parse_age, under_lock};
 use crate::cli::ExpireArgs;
+use crate::read_table;
 
 /// Runs `earthcatalog expire-snapshots` and prints what it deleted.
 pub async fn run(args: ExpireArgs, stores: &Stores) -> anyhow::Result<()> {
@@ -19,7 +20,7 @@ pub async fn run(args: ExpireArgs, stores: &Stores) -> anyhow::Result<()> {
         retain_last: args.retain_last,
     };
     let outcome = if args.dry_run {
-        let read = open_read_only(&args.catalog, stores).await?;
+        let read = read_table::open(&args.catalog, stores).await?;
         expire_snapshots(&read.catalog, &policy, true).await?
     } else {
         let writer =

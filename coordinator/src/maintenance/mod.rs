@@ -1,6 +1,7 @@
 //! The maintenance commands: `compact`, `expire-snapshots`, `remove-orphans`. Each changes the
 //! table under the catalog lock through the publish sequence (a stored catalog is downloaded
-//! first and uploaded after); a `--dry-run` reads a private copy and takes no lock.
+//! first and uploaded after); a `--dry-run` reads the table as `info` does
+//! (`crate::read_table`) and takes no lock.
 
 pub mod compact;
 pub mod expire;
@@ -9,40 +10,11 @@ pub mod orphans;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use earthcatalog_common::catalog::Catalog;
-use earthcatalog_common::catalog_sync::CatalogCopy;
 use earthcatalog_common::publish::CatalogWriter;
 use earthcatalog_common::stores::Stores;
 
 use crate::cli::{CatalogArgs, LockArgs};
 use crate::config::{LockPolicy, catalog_place};
-
-/// A catalog opened to read only: a private copy of a stored one (kept alive by the folder).
-pub struct ReadOnly {
-    /// The catalog.
-    pub catalog: Catalog,
-    _copy: tempfile::TempDir,
-}
-
-/// Opens the catalog without the lock, to plan (`--dry-run`).
-pub async fn open_read_only(args: &CatalogArgs, stores: &Stores) -> anyhow::Result<ReadOnly> {
-    let place = catalog_place(args, None, None)?;
-    let stores = Arc::new(stores.clone());
-    let tmp = tempfile::tempdir().context("creating a temporary folder")?;
-    let path = match &place.remote {
-        Some(remote) => {
-            let local = tmp.path().join("catalog.db");
-            CatalogCopy::download(&stores, remote, &local).await?;
-            local
-        }
-        None => place.path.clone(),
-    };
-    if !path.is_file() {
-        bail!("no catalog at {}", path.display());
-    }
-    let catalog = Catalog::open(&path, &place.warehouse, stores).await?;
-    Ok(ReadOnly { catalog, _copy: tmp })
-}
 
 /// Takes the lock as `owner` and opens the catalog for changes.
 pub async fn open_locked(

@@ -4,14 +4,15 @@
 use earthcatalog_common::maintenance::orphans::{OrphanOutcome, remove_orphans};
 use earthcatalog_common::stores::Stores;
 
-use super::{open_locked, open_read_only, parse_age, under_lock};
+use super::{open_locked, parse_age, under_lock};
 use crate::cli::OrphansArgs;
+use crate::read_table;
 
 /// Runs `earthcatalog remove-orphans` and prints what it deleted.
 pub async fn run(args: OrphansArgs, stores: &Stores) -> anyhow::Result<()> {
     let before = chrono::Utc::now() - parse_age(&args.older_than)?;
     let outcome = if args.dry_run {
-        let read = open_read_only(&args.catalog, stores).await?;
+        let read = read_table::open(&args.catalog, stores).await?;
         remove_orphans(&read.catalog, before, true).await?
     } else {
         let writer =

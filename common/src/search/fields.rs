@@ -1,0 +1,111 @@
+//! `fields`: which members of each result item are kept (STAC API fields extension).
+
+use serde_json::{Map, Value as Json};
+
+/// Members to keep and to drop, as dotted paths (`properties.datetime`, `assets`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fields {
+    /// When not empty, only these (plus `type` and `id`) are kept.
+    pub include: Vec<String>,
+    /// Dropped after the include step.
+    pub exclude: Vec<String>,
+}
+
+/// Members every item keeps, whatever `include` says: without them it is no longer an item.
+const ALWAYS: [&str; 2] = ["type", "id"];
+
+impl Fields {
+    /// Parses the GET form: `a,+b,-c` (`-` excludes).
+    pub fn parse(text: &str) -> Fields {
+        let mut f = Fields::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.strip_prefix('-') {
+                Some(x) => f.exclude.push(x.to_string()),
+                None => f.include.push(part.trim_start_matches('+').to_string()),
+            }
+        }
+        f
+    }
+
+    /// Whether the items are returned whole.
+    pub fn is_empty(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty()
+    }
+
+    /// Applies the selection to one item.
+    pub fn apply(&self, item: Json) -> Json {
+        let mut item = if self.include.is_empty() {
+            item
+        } else {
+            let mut kept = Json::Object(Map::new());
+            for path in self.include.iter().map(String::as_str).chain(ALWAYS) {
+                if let Some(v) = lookup(&item, path) {
+                    insert(&mut kept, path, v.clone());
+                }
+            }
+            kept
+        };
+        for path in &self.exclude {
+            if !ALWAYS.contains(&path.as_str()) && !self.include.contains(path) {
+                remove(&mut item, path);
+            }
+        }
+        item
+    }
+}
+
+/// The value at a dotted path.
+pub(crate) fn lookup<'a>(v: &'a Json, path: &str) -> Option<&'a Json> {
+    path.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+fn insert(v: &mut Json, path: &str, value: Json) {
+    let mut cur = v;
+    let mut keys = path.split('.').peekable();
+    while let Some(k) = keys.next() {
+        let Json::Object(map) = cur else { return };
+        if keys.peek().is_none() {
+            map.insert(k.to_string(), value);
+            return;
+        }
+        cur = map.entry(k.to_string()).or_insert_with(|| Json::Object(Map::new()));
+    }
+}
+
+fn remove(v: &mut Json, path: &str) {
+    match path.rsplit_once('.') {
+        None => {
+            if let Json::Object(m) = v {
+                m.remove(path);
+            }
+        }
+        Some((parent, last)) => {
+            let parent = parent.split('.').try_fold(v, |v, k| v.get_mut(k));
+            if let Some(Json::Object(m)) = parent {
+                m.remove(last);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn include_keeps_the_paths_and_the_identity_and_exclude_drops() {
+        let item = json!({"type": "Feature", "id": "a", "assets": {"x": 1},
+            "properties": {"datetime": "t", "platform": "p"}});
+        let f = Fields::parse("properties.platform,-assets");
+        assert_eq!(
+            f.apply(item.clone()),
+            json!({"type": "Feature", "id": "a", "properties": {"platform": "p"}})
+        );
+        let f = Fields::parse("-assets,-properties.datetime,-id");
+        assert_eq!(
+            f.apply(item),
+            json!({"type": "Feature", "id": "a", "properties": {"platform": "p"}})
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! Item search over the table, with STAC API item-search semantics.
+//!
+//! A search resolves its area to the table's cells and its datetime to an Iceberg filter
+//! ([`plan`]), lets Iceberg's scan planning pick only the files of those cells and years (and
+//! whose `geometry_bbox` bounds meet the area) and its reader skip row groups and rows outside
+//! the cells, interval, ids and collections, then tests each footprint exactly ([`Area::intersects`]), rebuilds the item from its columns, applies CQL2,
+//! keeps each item once (items are fanned out to one row per cell), sorts and cuts.
+
+mod area;
+mod fields;
+mod interval;
+mod order;
+mod plan;
+mod stac_geoparquet;
+
+use std::collections::HashSet;
+
+use futures::{StreamExt, TryStreamExt};
+use iceberg::expr::Bind;
+use iceberg::table::Table;
+use serde_json::Value as Json;
+
+pub use area::Area;
+pub use fields::Fields;
+pub use interval::Interval;
+pub use order::{SortBy, SortKey};
+pub use stac_geoparquet::{StacGeoparquetError, write_stac_geoparquet};
+
+use crate::partition::{CoverError, Partitioner};
+use crate::stac::{ItemColumns, RebuildError};
+
+/// Why a search could not be run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SearchError {
+    /// The bbox is malformed.
+    #[error("invalid bbox {bbox:?}: {reason}")]
+    BadBbox {
+        /// The numbers given.
+        bbox: Vec<f64>,
+        /// Why.
+        reason: String,
+    },
+    /// The intersects geometry is malformed.
+    #[error("invalid intersects geometry: {reason}")]
+    BadIntersects {
+        /// Why.
+        reason: String,
+    },
+    /// The datetime is malformed.
+    #[error("invalid datetime '{datetime}': {reason}")]
+    BadDatetime {
+        /// The text given.
+        datetime: String,
+        /// Why.
+        reason: String,
+    },
+    /// The sortby is malformed.
+    #[error("invalid sortby '{sortby}': {reason}")]
+    BadSortby {
+        /// The text given.
+        sortby: String,
+        /// Why.
+        reason: String,
+    },
+    /// The CQL2 filter does not parse.
+    #[error("invalid CQL2 filter '{filter}': {source}")]
+    BadFilter {
+        /// The text given.
+        filter: String,
+        /// The parser's error.
+        source: Box<cql2::Error>,
+    },
+    /// The CQL2 filter could not be evaluated on an item.
+    #[error("the CQL2 filter cannot be evaluated on item '{id}': {source}")]
+    FilterEval {
+        /// The item.
+        id: String,
+        /// cql2's error.
+        source: Box<cql2::Error>,
+    },
+    /// The area cannot be covered with cells.
+    #[error("cannot find the cells of the search area: {source}")]
+    Cover {
+        /// The partitioner's error.
+        source: CoverError,
+    },
+    /// Iceberg failed to plan or read the scan.
+    #[error("{action}: {source}")]
+    Iceberg {
+        /// What we were doing.
+        action: &'static str,
+        /// iceberg's error.
+        source: Box<iceberg::Error>,
+    },
+    /// A row could not be turned back into an item.
+    #[error(transparent)]
+    Rebuild(#[from] RebuildError),
+}
+
+/// A parsed CQL2 filter (text or JSON).
+#[derive(Debug, Clone)]
+pub struct Filter(cql2::Expr);
+
+impl Filter {
+    /// Parses CQL2 text, or CQL2 JSON when the text starts with `{`.
+    pub fn parse(text: &str) -> Result<Filter, SearchError> {
+        let expr: cql2::Expr = text.trim().parse().map_err(|e| SearchError::BadFilter {
+            filter: text.to_string(),
+            source: Box::new(e),
+        })?;
+        Ok(Filter(expr))
+    }
+
+    /// Parses CQL2 JSON given as a value.
+    pub fn from_json(value: &Json) -> Result<Filter, SearchError> {
+        Filter::parse(&value.to_string())
+    }
+
+    /// Whether the filter holds for `item`; an item lacking a property it names does not match.
+    fn matches(&self, item: &Json) -> Result<bool, Box<cql2::Error>> {
+        match self.0.clone().reduce(Some(item)) {
+            Ok(reduced) => Ok(reduced.is_true()),
+            Err(cql2::Error::NonReduced()) => Ok(false),
+            Err(e) => Err(Box::new(e)),
+        }
+    }
+}
+
+/// What to search for. Every restriction given must hold (STAC API item search).
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    /// Only items whose footprint meets this area (`bbox` or `intersects`).
+    pub area: Option<Area>,
+    /// Only items whose `datetime`, or `start_datetime`..`end_datetime` range, meets this.
+    pub datetime: Option<Interval>,
+    /// Only these item ids.
+    pub ids: Vec<String>,
+    /// Only these collections.
+    pub collections: Vec<String>,
+    /// Only items the CQL2 filter holds for.
+    pub filter: Option<Filter>,
+    /// Result order ([`SortBy::default`] when `None`).
+    pub sortby: Option<SortBy>,
+    /// At most this many items.
+    pub max_items: Option<usize>,
+    /// Members to keep in each item.
+    pub fields: Fields,
+}
+
+/// What a search scanned, for logs and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ScanStats {
+    /// Data files Iceberg planned (after partition and column-bound pruning).
+    pub files: usize,
+    /// Rows the reader returned (after row-group pruning and the row filter).
+    pub rows: usize,
+    /// Distinct items among them that passed every test.
+    pub matched: usize,
+}
+
+/// The result of a search.
+#[derive(Debug, Clone)]
+pub struct SearchResult {
+    /// The items, sorted and cut to `max_items`, with `fields` applied.
+    pub items: Vec<Json>,
+    /// What the search scanned and matched.
+    pub stats: ScanStats,
+}
+
+/// Runs a search over the current snapshot of `table`, whose cells `partitioner` computes.
+pub async fn search(
+    table: &Table,
+    partitioner: &dyn Partitioner,
+    request: &SearchRequest,
+) -> Result<SearchResult, SearchError> {
+    let iceberg = |action| move |e| SearchError::Iceberg { action, source: Box::new(e) };
+    let cells = match &request.area {
+        Some(area) => area.cells(partitioner)?,
+        None => None,
+    };
+    let mut stats = ScanStats::default();
+    if cells.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(SearchResult { items: Vec::new(), stats });
+    }
+    let filters = plan::filters(
+        cells.as_deref(),
+        request.area.as_ref(),
+        request.datetime.as_ref(),
+        &request.ids,
+        &request.collections,
+    );
+    let mut scan = table.scan().select_all().with_row_group_filtering_enabled(true);
+    if let Some(f) = filters.plan {
+        scan = scan.with_filter(f);
+    }
+    let scan = scan.build().map_err(iceberg("planning the scan"))?;
+    let mut tasks: Vec<_> = scan
+        .plan_files()
+        .await
+        .map_err(iceberg("planning the scan"))?
+        .try_collect()
+        .await
+        .map_err(iceberg("planning the scan"))?;
+    stats.files = tasks.len();
+    tracing::debug!(files = stats.files, cells = cells.as_ref().map(Vec::len), "scan planned");
+    for task in &mut tasks {
+        task.predicate = match &filters.read {
+            Some(p) => Some(
+                p.clone().bind(task.schema.clone(), true).map_err(iceberg("binding the filter"))?,
+            ),
+            None => None,
+        };
+    }
+    let mut batches = table
+        .reader_builder()
+        .with_row_group_filtering_enabled(true)
+        .build()
+        .read(futures::stream::iter(tasks.into_iter().map(Ok)).boxed())
+        .map_err(iceberg("reading the data files"))?
+        .stream();
+
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut items = Vec::new();
+    while let Some(batch) = batches.next().await {
+        let batch = batch.map_err(iceberg("reading the data files"))?;
+        stats.rows += batch.num_rows();
+        let columns = ItemColumns::new(&batch)?;
+        for row in 0..columns.len() {
+            if let Some(item) = matching_item(&columns, row, request, &mut seen)? {
+                items.push(item);
+            }
+        }
+    }
+    stats.matched = items.len();
+    let sortby = request.sortby.clone().unwrap_or_default();
+    items.sort_by(|a, b| sortby.compare(a, b));
+    if let Some(n) = request.max_items {
+        items.truncate(n);
+    }
+    if !request.fields.is_empty() {
+        items = items.into_iter().map(|i| request.fields.apply(i)).collect();
+    }
+    Ok(SearchResult { items, stats })
+}
+
+/// The item of one row when it passes the tests the scan could not do, and was not seen yet.
+fn matching_item(
+    columns: &ItemColumns,
+    row: usize,
+    request: &SearchRequest,
+    seen: &mut HashSet<String>,
+) -> Result<Option<Json>, SearchError> {
+    let Some(id) = columns.id(row) else { return Err(RebuildError::MissingId.into()) };
+    // Every row of an item holds the same item: the first one decides.
+    if !seen.insert(id.to_string()) {
+        return Ok(None);
+    }
+    let geometry = columns.geometry(row)?;
+    if let Some(area) = &request.area
+        && !area.intersects(&geometry)
+    {
+        return Ok(None);
+    }
+    let item = columns.item(row, &geometry)?;
+    if let Some(filter) = &request.filter {
+        let ok = filter
+            .matches(&item)
+            .map_err(|source| SearchError::FilterEval { id: id.to_string(), source })?;
+        if !ok {
+            return Ok(None);
+        }
+    }
+    Ok(Some(item))
+}
