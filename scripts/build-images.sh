@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the two images the compose tests run, with no registry: nothing is pulled.
 #
-#   scripts/build-images.sh [--debug] [--tag TAG]
+#   scripts/build-images.sh [--debug] [--no-build] [--tag TAG]
 #
 #   earthcatalog:TAG     both binaries (`earthcatalog`, `earthcatalog-worker`), the shared
 #                        libraries they link (read off ldd), CA certificates, user 10001; the same
@@ -12,17 +12,20 @@
 # Each image is a root file system assembled in a folder and `docker import`ed, so no base
 # image is needed. deploy/Dockerfile stays the public recipe for users who can pull bases.
 # --debug packs the debug binaries that `cargo build --workspace --bins` already made (what the
-# tests use, to spare CI a release build); the default is a release build. An image whose
+# tests use, to spare CI a release build); the default is a release build. --no-build packs the
+# binaries as they are (the tests build them first). An image whose
 # inputs (binaries, libraries, this script, the moto wrapper and requirements) are unchanged is
 # not rebuilt: its content hash is part of its name, and TAG only points at it.
 # Prints the two image names on its last two lines.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 profile=release
+build=yes
 tag=local
 while [ $# -gt 0 ]; do
   case "$1" in
     --debug) profile=debug ;;
+    --no-build) build=no ;;
     --tag) tag="$2"; shift ;;
     *) echo "build-images.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -38,7 +41,9 @@ flock 9
 # The moto version the tests pin, with the extras its server needs.
 moto_requirement="$(grep -E '^moto(\[|=)' "$root/tests/python/requirements.txt" | sed -E 's/^moto(\[[^]]*\])?/moto[s3,server]/')"
 
-if [ "$profile" = release ]; then
+if [ "$build" = no ]; then
+  :
+elif [ "$profile" = release ]; then
   (cd "$root" && cargo build --release --locked --bin earthcatalog --bin earthcatalog-worker)
 else
   # The same build as scripts/test.sh and the tests make, so it is a no-op after them.

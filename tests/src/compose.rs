@@ -63,12 +63,13 @@ pub fn images() -> anyhow::Result<&'static (String, String)> {
     static IMAGES: OnceLock<Result<(String, String), String>> = OnceLock::new();
     IMAGES
         .get_or_init(|| {
-            // The script packs the debug binaries the tests run; build them as the tests do.
+            // The script packs the debug binaries the tests run, built here as every test builds
+            // them (a build from inside `cargo test` would see its variables and redo crates).
             binaries::earthcatalog();
             let script = workspace_root().join("scripts/build-images.sh");
             let out = Command::new("bash")
                 .arg(&script)
-                .args(["--debug", "--tag", "test"])
+                .args(["--debug", "--no-build", "--tag", "test"])
                 .output()
                 .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
             if !out.status.success() {

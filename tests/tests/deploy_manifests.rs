@@ -239,7 +239,7 @@ fn the_compose_file_runs_the_sample_through_a_coordinator_and_workers_with_accep
     let path = deploy_dir().join("compose/docker-compose.yml");
     let compose = yaml_documents(&py, &path).remove(0);
     let services = &compose["services"];
-    for s in ["minio", "buckets", "sample", "coordinator", "worker"] {
+    for s in ["s3", "buckets", "sample", "coordinator", "worker"] {
         assert!(services[s].is_object(), "{}: no service {s}", path.display());
     }
     let usages = compose_usages(&compose);
@@ -260,8 +260,16 @@ fn the_compose_file_runs_the_sample_through_a_coordinator_and_workers_with_accep
     // and the coordinator reads the inventory and items where the sample service wrote them.
     let coordinator = compose_env(&services["coordinator"]);
     let worker = compose_env(&services["worker"]);
+    // Workers dial an alias the coordinator has on the control network only, so a worker cut
+    // off from that network cannot reach it through the data network (where both are).
     let port = coordinator["EARTHCATALOG_LISTEN"].rsplit(':').next().unwrap().to_string();
-    assert_eq!(worker["EARTHCATALOG_COORDINATOR"], format!("http://coordinator:{port}"));
+    let networks = &services["coordinator"]["networks"];
+    let alias = networks["control"]["aliases"][0].as_str().unwrap();
+    assert_eq!(worker["EARTHCATALOG_COORDINATOR"], format!("http://{alias}:{port}"));
+    assert!(!networks["data"]["aliases"].is_array(), "the alias is on the control network only");
+    assert_eq!(compose["networks"]["control"]["internal"], true, "control is a private network");
+    assert_eq!(strings(&services["worker"]["networks"]), ["control", "data"]);
+    assert_eq!(strings(&services["s3"]["networks"]), ["data"]);
     let sample = strings(&services["sample"]["command"]);
     let out = &sample[sample.iter().position(|t| t == "--out").unwrap() + 1];
     assert_eq!(coordinator["EARTHCATALOG_INVENTORY"], format!("{out}/inventory.csv"));
@@ -553,6 +561,15 @@ fn the_dockerfile_builds_and_ships_both_binaries_and_runs_one_of_them() {
         assert!(copy.contains(&format!("/{n}")), "{}: the runtime image lacks {n}", path.display());
     }
     assert!(text.lines().any(|l| l.starts_with("USER ") && !l.contains("root")), "non-root user");
+    // Bases are build arguments (a mirror, a digest, or none pulled at all).
+    let bases: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(bases, ["FROM ${BUILDER_IMAGE} AS builder", "FROM ${RUNTIME_IMAGE} AS runtime"]);
+    // The image scripts/build-images.sh makes without a registry runs the same way.
+    let script = std::fs::read_to_string(deploy_dir().join("../scripts/build-images.sh")).unwrap();
+    for key in ["USER ", "WORKDIR ", "CMD ", "EXPOSE "] {
+        let line = text.lines().filter(|l| l.starts_with(key)).last().unwrap();
+        assert!(script.contains(&format!("'{line}'")), "build-images.sh lacks '{line}'");
+    }
     assert!(!text.lines().any(|l| l.starts_with("ENTRYPOINT")), "the command names the binary");
     let cmd = text.lines().find(|l| l.starts_with("CMD ")).expect("a CMD");
     let cmd: Vec<String> =
