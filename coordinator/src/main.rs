@@ -7,6 +7,7 @@ mod health;
 mod incremental;
 mod info;
 mod lease;
+mod metrics;
 mod sample;
 mod server;
 mod status;
