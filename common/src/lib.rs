@@ -35,11 +35,11 @@ pub mod logging;
 pub mod partition;
 /// Fetch → parse → fan out → write: the data path shared by both pipelines.
 pub mod pipeline;
+/// The Prometheus endpoint of `--metrics-listen` and the build-info gauge.
+pub mod prometheus;
 /// The one publish sequence (commit under the lock, upload, hash index) and what a failed run
 /// cleans.
 pub mod publish;
-/// The Prometheus endpoint of `--metrics-listen` and the build-info gauge.
-pub mod prometheus;
 /// The coordinator ⇄ worker gRPC contract and its proto ⇄ domain conversions.
 pub mod rpc;
 /// The `--s3-bucket` flag group both binaries take.

@@ -51,10 +51,8 @@ fn compose_program() -> &'static [&'static str] {
 /// Whether this machine has a Docker engine and a compose tool.
 pub fn docker_available() -> bool {
     let engine = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output();
-    let compose = Command::new(compose_program()[0])
-        .args(&compose_program()[1..])
-        .arg("version")
-        .output();
+    let compose =
+        Command::new(compose_program()[0]).args(&compose_program()[1..]).arg("version").output();
     engine.is_ok_and(|o| o.status.success()) && compose.is_ok_and(|o| o.status.success())
 }
 
@@ -127,6 +125,7 @@ impl Deployment {
         let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let (app, s3) = images()?.clone();
         let (s3_port, console_port, coordinator_port) = (free_port()?, free_port()?, free_port()?);
+        let metrics_port = free_port()?;
         let vars = [
             ("EARTHCATALOG_IMAGE", app),
             ("EARTHCATALOG_S3_IMAGE", s3),
@@ -140,6 +139,7 @@ impl Deployment {
             ("S3_PORT", s3_port.to_string()),
             ("S3_CONSOLE_PORT", console_port.to_string()),
             ("COORDINATOR_PORT", coordinator_port.to_string()),
+            ("COORDINATOR_METRICS_PORT", metrics_port.to_string()),
             ("RUST_LOG", "info".to_string()),
         ]
         .into_iter()
@@ -147,14 +147,8 @@ impl Deployment {
         .collect();
         let project = format!("ec-{name}-{}", std::process::id());
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let d = Deployment {
-            project,
-            vars,
-            s3_port,
-            coordinator_port,
-            runtime,
-            _one_at_a_time: guard,
-        };
+        let d =
+            Deployment { project, vars, s3_port, coordinator_port, runtime, _one_at_a_time: guard };
         // Leftovers of an earlier run of this test process id would clash; there are none
         // normally, and `down` of an absent project is a no-op.
         d.down();
@@ -224,7 +218,11 @@ impl Deployment {
             .args(["logs", container])
             .output()
             .map(|o| {
-                format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
             })
             .unwrap_or_default()
     }
@@ -253,7 +251,10 @@ impl Deployment {
                 return Ok(code);
             }
             if start.elapsed() > timeout {
-                bail!("{container} still running after {timeout:?}; log:\n{}", self.logs(container));
+                bail!(
+                    "{container} still running after {timeout:?}; log:\n{}",
+                    self.logs(container)
+                );
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -270,7 +271,10 @@ impl Deployment {
         let start = Instant::now();
         while self.logs(container).matches(needle).count() < times {
             if start.elapsed() > timeout {
-                bail!("{container} never logged '{needle}' {times}x; log:\n{}", self.logs(container));
+                bail!(
+                    "{container} never logged '{needle}' {times}x; log:\n{}",
+                    self.logs(container)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -302,9 +306,15 @@ impl Deployment {
             {
                 return Ok(s);
             }
+            let coordinator = self.container("coordinator")?;
+            if !self.state(&coordinator)?.0 {
+                bail!(
+                    "the coordinator exited while waiting for {what}:\n{}",
+                    self.logs(&coordinator)
+                );
+            }
             if start.elapsed() > timeout {
-                let log = self.container("coordinator").map(|c| self.logs(&c)).unwrap_or_default();
-                bail!("no {what} after {timeout:?}; coordinator log:\n{log}");
+                bail!("no {what} after {timeout:?}; coordinator log:\n{}", self.logs(&coordinator));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -360,7 +370,8 @@ impl Deployment {
     /// The published table as PyIceberg reads it: the catalog object downloaded through the S3
     /// port, the data files read through it too.
     pub fn read_table(&self, py: &Python, scratch: &std::path::Path) -> anyhow::Result<TableView> {
-        let bytes = self.runtime.block_on(get(&self.stores(), &Self::location("catalog/catalog.db")))?;
+        let bytes =
+            self.runtime.block_on(get(&self.stores(), &Self::location("catalog/catalog.db")))?;
         let db = scratch.join("published.db");
         std::fs::write(&db, bytes)?;
         read_table_with_env(py, &db, &format!("s3://{BUCKET}/warehouse"), &self.s3_env())
@@ -374,7 +385,11 @@ impl Deployment {
     fn print_logs(&self) {
         let out = self.compose(&["logs", "--no-color", "--tail", "200"]);
         if let Ok(out) = out {
-            eprintln!("---- compose logs of {} ----\n{}", self.project, String::from_utf8_lossy(&out.stdout));
+            eprintln!(
+                "---- compose logs of {} ----\n{}",
+                self.project,
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
     }
 }

@@ -14,6 +14,12 @@ use earthcatalog_tests::python::{Python, in_ci};
 /// Longest wait for any one step (2 busy cores, a serialized S3 server, containers).
 const WAIT: Duration = Duration::from_secs(180);
 
+/// One worker with one slot and chunks of 50 items (6 ingest tasks), so that an ingest task
+/// outlasts a status poll plus a `docker pause`: the fault tests catch a lease while it is held.
+fn one_slow_worker() -> Plan {
+    Plan { items: 300, chunk_size: 50, workers: 1, slots: 1, ..Plan::default() }
+}
+
 /// PyIceberg, or `None` (skipped) where Docker or Python is missing outside CI.
 fn checkers(test: &str) -> Option<Python> {
     if !docker_available() {
@@ -83,7 +89,7 @@ fn three_worker_containers_backfill_the_sample_exactly() {
 #[test]
 fn a_worker_container_killed_mid_ingest_does_not_change_the_result() {
     let Some(py) = checkers("compose_kill") else { return };
-    let plan = Plan { workers: 1, slots: 1, ..Plan::default() };
+    let plan = one_slow_worker();
     let d = Deployment::up("kill", &plan).unwrap();
     // Paused first so that the kill lands while a lease is held, not between two tasks.
     let victim = pause_holding_a_lease(&d, "ingest");
@@ -97,7 +103,7 @@ fn a_worker_container_killed_mid_ingest_does_not_change_the_result() {
 #[test]
 fn a_worker_container_paused_past_its_lease_loses_its_task_and_its_late_result() {
     let Some(py) = checkers("compose_pause") else { return };
-    let plan = Plan { workers: 1, slots: 1, ..Plan::default() };
+    let plan = one_slow_worker();
     let d = Deployment::up("pause", &plan).unwrap();
     let paused = pause_holding_a_lease(&d, "ingest");
     d.compose_ok(&["up", "-d", "--no-deps", "--scale", "worker=2", "worker"]).unwrap();
@@ -115,7 +121,7 @@ fn a_worker_container_paused_past_its_lease_loses_its_task_and_its_late_result()
 #[test]
 fn a_worker_cut_off_from_the_coordinator_but_not_from_s3_has_its_late_outputs_dropped() {
     let Some(py) = checkers("compose_partition") else { return };
-    let plan = Plan { workers: 1, slots: 1, ..Plan::default() };
+    let plan = one_slow_worker();
     let d = Deployment::up("partition", &plan).unwrap();
     let control = format!("{}_control", d.project());
     let coordinator = d.container("coordinator").unwrap();
@@ -146,11 +152,11 @@ fn a_worker_cut_off_from_the_coordinator_but_not_from_s3_has_its_late_outputs_dr
 #[test]
 fn a_coordinator_container_killed_mid_ingest_is_started_again_and_resumes_the_run() {
     let Some(py) = checkers("compose_coordinator") else { return };
-    let plan = Plan { workers: 1, slots: 1, ..Plan::default() };
+    let plan = one_slow_worker();
     let d = Deployment::up("coordinator", &plan).unwrap();
     let coordinator = d.container("coordinator").unwrap();
     d.wait_status(WAIT, "two accepted ingest tasks", |s| {
-        s.ingest.as_ref().is_some_and(|i| i.done >= 2 && i.done < 10)
+        s.ingest.as_ref().is_some_and(|i| i.done >= 2 && i.done < 6)
     })
     .unwrap();
     d.docker(&["kill", &coordinator]).unwrap();
