@@ -197,9 +197,19 @@ impl Deployment {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// The ids of `service`'s containers, in the order compose lists them.
+    /// The ids of `service`'s containers (running or not), found by the labels compose puts
+    /// on them: `docker ps` answers in milliseconds where the v1 compose tool takes a second,
+    /// and a fault test must act within a task's duration.
     pub fn containers(&self, service: &str) -> anyhow::Result<Vec<String>> {
-        let out = self.compose_ok(&["ps", "-q", service])?;
+        let out = self.docker(&[
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ])?;
         Ok(out.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
     }
 
@@ -292,7 +302,8 @@ impl Deployment {
         })
     }
 
-    /// Polls the status until `ready` holds.
+    /// Polls the status until `ready` holds; fails after `timeout`, or once the coordinator
+    /// container stopped answering because it exited.
     pub fn wait_status(
         &self,
         timeout: Duration,
@@ -300,18 +311,20 @@ impl Deployment {
         ready: impl Fn(&pb::StatusResponse) -> bool,
     ) -> anyhow::Result<pb::StatusResponse> {
         let start = Instant::now();
+        let coordinator = self.container("coordinator")?;
         loop {
-            if let Ok(s) = self.status()
-                && ready(&s)
-            {
-                return Ok(s);
-            }
-            let coordinator = self.container("coordinator")?;
-            if !self.state(&coordinator)?.0 {
-                bail!(
-                    "the coordinator exited while waiting for {what}:\n{}",
-                    self.logs(&coordinator)
-                );
+            match self.status() {
+                Ok(s) if ready(&s) => return Ok(s),
+                Ok(_) => {}
+                // Only an unanswered poll costs a `docker inspect`: polls must stay fast enough
+                // to catch a task that lasts half a second.
+                Err(_) if !self.state(&coordinator)?.0 => {
+                    bail!(
+                        "the coordinator exited while waiting for {what}:\n{}",
+                        self.logs(&coordinator)
+                    )
+                }
+                Err(_) => {}
             }
             if start.elapsed() > timeout {
                 bail!("no {what} after {timeout:?}; coordinator log:\n{}", self.logs(&coordinator));

@@ -14,10 +14,10 @@ use earthcatalog_tests::python::{Python, in_ci};
 /// Longest wait for any one step (2 busy cores, a serialized S3 server, containers).
 const WAIT: Duration = Duration::from_secs(180);
 
-/// One worker with one slot and chunks of 50 items (6 ingest tasks), so that an ingest task
+/// One worker with one slot and chunks of 50 items (8 ingest tasks), so that an ingest task
 /// outlasts a status poll plus a `docker pause`: the fault tests catch a lease while it is held.
 fn one_slow_worker() -> Plan {
-    Plan { items: 300, chunk_size: 50, workers: 1, slots: 1, ..Plan::default() }
+    Plan { items: 400, chunk_size: 50, workers: 1, slots: 1, ..Plan::default() }
 }
 
 /// PyIceberg, or `None` (skipped) where Docker or Python is missing outside CI.
@@ -64,9 +64,11 @@ fn pause_holding_a_lease(d: &Deployment, phase: &str) -> String {
             .unwrap();
         d.docker(&["pause", &worker]).unwrap();
         std::thread::sleep(Duration::from_millis(300));
-        if Deployment::holds_a_lease(&d.status().unwrap(), phase) {
+        let after = d.status().unwrap();
+        if Deployment::holds_a_lease(&after, phase) {
             return worker;
         }
+        eprintln!("paused between two tasks ({:?}); trying again", after.ingest);
         d.docker(&["unpause", &worker]).unwrap();
         assert!(start.elapsed() < WAIT, "the worker never held a {phase} lease when paused");
     }
@@ -156,7 +158,7 @@ fn a_coordinator_container_killed_mid_ingest_is_started_again_and_resumes_the_ru
     let d = Deployment::up("coordinator", &plan).unwrap();
     let coordinator = d.container("coordinator").unwrap();
     d.wait_status(WAIT, "two accepted ingest tasks", |s| {
-        s.ingest.as_ref().is_some_and(|i| i.done >= 2 && i.done < 6)
+        s.ingest.as_ref().is_some_and(|i| i.done >= 2 && i.done < 8)
     })
     .unwrap();
     d.docker(&["kill", &coordinator]).unwrap();
