@@ -567,7 +567,7 @@ fn the_dockerfile_builds_and_ships_both_binaries_and_runs_one_of_them() {
     // The image scripts/build-images.sh makes without a registry runs the same way.
     let script = std::fs::read_to_string(deploy_dir().join("../scripts/build-images.sh")).unwrap();
     for key in ["USER ", "WORKDIR ", "CMD ", "EXPOSE "] {
-        let line = text.lines().filter(|l| l.starts_with(key)).last().unwrap();
+        let line = text.lines().rfind(|l| l.starts_with(key)).unwrap();
         assert!(script.contains(&format!("'{line}'")), "build-images.sh lacks '{line}'");
     }
     assert!(!text.lines().any(|l| l.starts_with("ENTRYPOINT")), "the command names the binary");
@@ -631,7 +631,11 @@ fn the_keda_overlay_scales_the_base_worker_pod_on_pending_tasks_and_pods_are_scr
         );
         let ports = &pod["spec"]["containers"][0]["ports"];
         assert!(
-            ports.as_array().unwrap().iter().any(|p| p["containerPort"].to_string() == port),
+            ports.as_array().unwrap().iter().any(|p| p["containerPort"]
+                .as_u64()
+                .map(|n| n.to_string())
+                .as_deref()
+                == Some(port)),
             "{job}: container port {port} declared"
         );
     }
