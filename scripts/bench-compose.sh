@@ -47,6 +47,6 @@ for w in $WORKERS; do
   code="$(docker inspect -f '{{.State.ExitCode}}' "$coordinator")"
   done_line="$(docker logs "$coordinator" 2>&1 | grep 'done: ' | tail -1)"
   [ "$code" = 0 ] || { docker logs "$coordinator" 2>&1 | tail -20; exit 1; }
-  secs="$(echo "$done_line" | sed -E 's/.* in ([0-9.]+) s.*/\1/')"
-  echo "workers=$w: ${done_line#*done: } = $(python3 -c "print(round($N/$secs))") items/s; peak memory coordinator ${max_c} MiB, worker ${max_w} MiB"
+  secs="$(echo "$done_line" | grep -oE '[0-9.]+ s' | tail -1 | cut -d' ' -f1)"
+  echo "workers=$w: ${done_line##*done: } = $(python3 -c "print(round($N/$secs))") items/s; peak memory coordinator ${max_c} MiB, worker ${max_w} MiB"
 done
