@@ -119,7 +119,8 @@ pyver="$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_in
 s3_hash="$( (echo "$moto_requirement"; "$python" --version; sha256sum "$0" "$root/tests/s3/moto_serialized.py") | sha256sum | cut -c1-16)"
 s3_image="earthcatalog-s3:$s3_hash"
 if ! docker image inspect "$s3_image" >/dev/null 2>&1; then
-  site="$cache/moto-site-$s3_hash"
+  # The installed packages depend only on the requirement and the interpreter.
+  site="$cache/moto-site-$( (echo "$moto_requirement"; "$python" --version) | sha256sum | cut -c1-16)"
   if [ ! -f "$site/.done" ]; then
     rm -rf "$site"
     "$python" -m pip install --quiet --disable-pip-version-check --no-compile --no-warn-conflicts --target "$site" "$moto_requirement"
@@ -150,6 +151,14 @@ if ! docker image inspect "$s3_image" >/dev/null 2>&1; then
 else
   docker tag "$s3_image" "earthcatalog-s3:$tag"
 fi
+
+# Older builds of either image (other content hashes) only take disk space: untag them; a
+# container still running one keeps it until it is removed.
+for keep in "$app_image" "$s3_image"; do
+  repo="${keep%%:*}"
+  docker images --format '{{.Repository}}:{{.Tag}}' "$repo" | grep -E ":[0-9a-f]{16}$" |
+    grep -vx "$keep" | xargs -r docker rmi >/dev/null 2>&1 || true
+done
 
 echo "earthcatalog:$tag"
 echo "earthcatalog-s3:$tag"
