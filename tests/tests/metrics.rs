@@ -151,6 +151,9 @@ fn coordinator_and_worker_metrics_count_what_happened_in_the_run() {
         .unwrap();
     let worker = Scrape::get(worker_port);
     worker.assert_conventions("worker");
+    // The coordinator's status gauges are refreshed every second: wait for one refresh after
+    // the status read above (Phase 3 outlasts it).
+    std::thread::sleep(Duration::from_millis(1500));
     let coordinator = Scrape::get(coordinator_port);
     coordinator.assert_conventions("coordinator");
     // 121 inventory rows in chunks of 20: 7 ingest tasks, each accepted once, though one lease
