@@ -105,6 +105,19 @@ pub async fn fetch_object(
     key: &str,
     policy: &RetryPolicy,
 ) -> Result<Bytes, FetchError> {
+    let result = fetch_with_retries(stores, bucket, key, policy).await;
+    if let Err(e) = &result {
+        crate::prometheus::fetch_failed(e.kind().as_str());
+    }
+    result
+}
+
+async fn fetch_with_retries(
+    stores: &Stores,
+    bucket: &str,
+    key: &str,
+    policy: &RetryPolicy,
+) -> Result<Bytes, FetchError> {
     let target =
         stores.resolve_source(bucket, key).map_err(|e| FetchError::Location(e.to_string()))?;
     let mut delay = policy.initial_backoff;

@@ -39,6 +39,8 @@ pub mod maintenance;
 pub mod partition;
 /// Fetch → parse → fan out → write: the data path shared by both pipelines.
 pub mod pipeline;
+/// The Prometheus endpoint of `--metrics-listen` and the build-info gauge.
+pub mod prometheus;
 /// The one publish sequence (commit under the lock, upload, hash index) and what a failed run
 /// cleans.
 pub mod publish;

@@ -7,6 +7,8 @@
 
 #[path = "../src/lease/mod.rs"]
 mod lease;
+#[path = "../src/metrics.rs"]
+mod metrics;
 #[path = "../src/backfill/results.rs"]
 mod results;
 #[path = "../src/server.rs"]

@@ -206,6 +206,9 @@ pub struct BackfillArgs {
     /// for coordinator].
     #[arg(long, env = "EARTHCATALOG_LISTEN")]
     pub listen: Option<std::net::SocketAddr>,
+    /// Serve Prometheus metrics over HTTP on this address (e.g. 0.0.0.0:9100) [default: none].
+    #[arg(long, env = "EARTHCATALOG_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Workers run inside this process [default: 2 for backfill, 0 for coordinator].
     #[arg(long, env = "EARTHCATALOG_LOCAL_WORKERS")]
     pub local_workers: Option<usize>,

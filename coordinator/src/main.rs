@@ -9,6 +9,7 @@ mod incremental;
 mod info;
 mod lease;
 mod maintenance;
+mod metrics;
 mod read_table;
 mod sample;
 mod search;

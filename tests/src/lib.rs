@@ -5,6 +5,8 @@
 pub mod binaries;
 /// A coordinator and worker processes under test: ports, logs, kill/pause/restart, reaping.
 pub mod cluster;
+/// A backfill deployed with `deploy/compose` in containers: images, faults, read-back.
+pub mod compose;
 /// A stand-in for the EC2 instance metadata service (spot interruption notices).
 pub mod imds;
 /// Sample items, inventories in every format, and expected rows.

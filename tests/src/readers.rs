@@ -55,7 +55,16 @@ pub fn read_table(
     warehouse: &str,
     s3: Option<&S3Server>,
 ) -> anyhow::Result<TableView> {
-    let env: Vec<(String, String)> = s3.map(|s| s.env()).unwrap_or_default();
+    read_table_with_env(py, db, warehouse, &s3.map(|s| s.env()).unwrap_or_default())
+}
+
+/// [`read_table`] with the S3 settings given as `AWS_*` variables (any S3 server).
+pub fn read_table_with_env(
+    py: &Python,
+    db: &Path,
+    warehouse: &str,
+    env: &[(String, String)],
+) -> anyhow::Result<TableView> {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let db = db.to_string_lossy();
     let out = py.run_with_env(READ_TABLE, &[&db, warehouse], &env)?;

@@ -239,7 +239,7 @@ fn the_compose_file_runs_the_sample_through_a_coordinator_and_workers_with_accep
     let path = deploy_dir().join("compose/docker-compose.yml");
     let compose = yaml_documents(&py, &path).remove(0);
     let services = &compose["services"];
-    for s in ["minio", "buckets", "sample", "coordinator", "worker"] {
+    for s in ["s3", "buckets", "sample", "coordinator", "worker"] {
         assert!(services[s].is_object(), "{}: no service {s}", path.display());
     }
     let usages = compose_usages(&compose);
@@ -260,8 +260,16 @@ fn the_compose_file_runs_the_sample_through_a_coordinator_and_workers_with_accep
     // and the coordinator reads the inventory and items where the sample service wrote them.
     let coordinator = compose_env(&services["coordinator"]);
     let worker = compose_env(&services["worker"]);
+    // Workers dial an alias the coordinator has on the control network only, so a worker cut
+    // off from that network cannot reach it through the data network (where both are).
     let port = coordinator["EARTHCATALOG_LISTEN"].rsplit(':').next().unwrap().to_string();
-    assert_eq!(worker["EARTHCATALOG_COORDINATOR"], format!("http://coordinator:{port}"));
+    let networks = &services["coordinator"]["networks"];
+    let alias = networks["control"]["aliases"][0].as_str().unwrap();
+    assert_eq!(worker["EARTHCATALOG_COORDINATOR"], format!("http://{alias}:{port}"));
+    assert!(!networks["data"]["aliases"].is_array(), "the alias is on the control network only");
+    assert_eq!(compose["networks"]["control"]["internal"], true, "control is a private network");
+    assert_eq!(strings(&services["worker"]["networks"]), ["control", "data"]);
+    assert_eq!(strings(&services["s3"]["networks"]), ["data"]);
     let sample = strings(&services["sample"]["command"]);
     let out = &sample[sample.iter().position(|t| t == "--out").unwrap() + 1];
     assert_eq!(coordinator["EARTHCATALOG_INVENTORY"], format!("{out}/inventory.csv"));
@@ -553,6 +561,15 @@ fn the_dockerfile_builds_and_ships_both_binaries_and_runs_one_of_them() {
         assert!(copy.contains(&format!("/{n}")), "{}: the runtime image lacks {n}", path.display());
     }
     assert!(text.lines().any(|l| l.starts_with("USER ") && !l.contains("root")), "non-root user");
+    // Bases are build arguments (a mirror, a digest, or none pulled at all).
+    let bases: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(bases, ["FROM ${BUILDER_IMAGE} AS builder", "FROM ${RUNTIME_IMAGE} AS runtime"]);
+    // The image scripts/build-images.sh makes without a registry runs the same way.
+    let script = std::fs::read_to_string(deploy_dir().join("../scripts/build-images.sh")).unwrap();
+    for key in ["USER ", "WORKDIR ", "CMD ", "EXPOSE "] {
+        let line = text.lines().rfind(|l| l.starts_with(key)).unwrap();
+        assert!(script.contains(&format!("'{line}'")), "build-images.sh lacks '{line}'");
+    }
     assert!(!text.lines().any(|l| l.starts_with("ENTRYPOINT")), "the command names the binary");
     let cmd = text.lines().find(|l| l.starts_with("CMD ")).expect("a CMD");
     let cmd: Vec<String> =
@@ -561,4 +578,131 @@ fn the_dockerfile_builds_and_ships_both_binaries_and_runs_one_of_them() {
     let usage =
         Usage { place: path.display().to_string(), program, flags, env: env_names_in(&text) };
     Checker::new().assert_clean(&[usage]);
+}
+
+/// Renders one kustomization of a copy of deploy/k8s (with the example token in place).
+fn render_k8s(py: &Python, work: &Path, variant: &str) -> Option<(PathBuf, Vec<Value>)> {
+    let k8s = work.join("k8s");
+    if !k8s.exists() {
+        copy_dir(&deploy_dir().join("k8s"), &k8s);
+        std::fs::copy(k8s.join("base/token.example"), k8s.join("base/token")).unwrap();
+    }
+    let rendered = kustomize(&k8s.join(variant))?;
+    let file = work.join(format!("{}.yaml", variant.replace('/', "_")));
+    std::fs::write(&file, &rendered).unwrap();
+    let docs = yaml_documents(py, &file);
+    Some((file, docs))
+}
+
+/// Validates `docs` strictly against Kubernetes 1.31 and 1.37, as the base is.
+fn validate_k8s(py: &Python, work: &Path, name: &str, docs: &[Value]) {
+    let file = work.join(format!("{name}.json"));
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs});
+    std::fs::write(&file, list.to_string()).unwrap();
+    for version in ["1.31.0", "1.37.0"] {
+        py.run(
+            "import sys; from kubernetes_validate.__main__ import main; sys.exit(main())",
+            &["--strict", "--quiet", "-k", version, &file.to_string_lossy()],
+        )
+        .unwrap_or_else(|e| panic!("{name} does not validate against Kubernetes {version}: {e}"));
+    }
+}
+
+#[test]
+fn the_keda_overlay_scales_the_base_worker_pod_on_pending_tasks_and_pods_are_scraped() {
+    let Some(py) = python_with("deploy_manifests keda", "kubernetes_validate") else { return };
+    let work = tempfile::tempdir().unwrap();
+    let Some((_, base)) = render_k8s(&py, work.path(), ".") else { return };
+    let Some((_, keda)) = render_k8s(&py, work.path(), "overlays/keda") else { return };
+
+    // Both pods are scraped on the port their metrics listen on.
+    for (job, config) in [
+        ("earthcatalog-coordinator", "earthcatalog-coordinator"),
+        ("earthcatalog-worker", "earthcatalog-worker"),
+    ] {
+        let pod = &find(&base, "Job", job)["spec"]["template"];
+        let annotations = &pod["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/scrape"], "true", "{job}");
+        let listen = config_value(&base, config, "EARTHCATALOG_METRICS_LISTEN");
+        let port = annotations["prometheus.io/port"].as_str().unwrap();
+        assert!(
+            listen.ends_with(&format!(":{port}")),
+            "{job}: metrics on {listen}, scraped on {port}"
+        );
+        let ports = &pod["spec"]["containers"][0]["ports"];
+        assert!(
+            ports.as_array().unwrap().iter().any(|p| p["containerPort"]
+                .as_u64()
+                .map(|n| n.to_string())
+                .as_deref()
+                == Some(port)),
+            "{job}: container port {port} declared"
+        );
+    }
+
+    // The overlay: the fixed worker Job replaced by a ScaledJob running the same pod.
+    assert!(
+        !keda.iter().any(|d| d["kind"] == "Job" && d["metadata"]["name"] == "earthcatalog-worker"),
+        "the fixed-size worker Job is gone"
+    );
+    let scaled = find(&keda, "ScaledJob", "earthcatalog-worker");
+    assert_eq!(scaled["apiVersion"], "keda.sh/v1alpha1");
+    assert_eq!(scaled["metadata"]["namespace"], "earthcatalog");
+    let target = &scaled["spec"]["jobTargetRef"];
+    let base_worker = &find(&base, "Job", "earthcatalog-worker")["spec"];
+    assert_eq!(
+        target["template"], base_worker["template"],
+        "the ScaledJob runs the base worker pod"
+    );
+    assert_eq!(target["podFailurePolicy"], base_worker["podFailurePolicy"]);
+    let trigger = &scaled["spec"]["triggers"][0];
+    assert_eq!(trigger["type"], "prometheus");
+    let query = trigger["metadata"]["query"].as_str().unwrap();
+    assert!(
+        query.contains("earthcatalog_tasks") && query.contains(r#"state="pending""#),
+        "{query}"
+    );
+    let threshold: u64 = trigger["metadata"]["threshold"].as_str().unwrap().parse().unwrap();
+    assert!(threshold >= 1);
+
+    // Everything else validates as Kubernetes, and so does the Job each scale step creates.
+    let builtin: Vec<Value> = keda.iter().filter(|d| d["kind"] != "ScaledJob").cloned().collect();
+    let job = serde_json::json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "earthcatalog-worker-scaled", "namespace": "earthcatalog"},
+        "spec": target,
+    });
+    let mut docs = builtin;
+    docs.push(job);
+    validate_k8s(&py, work.path(), "keda", &docs);
+}
+
+#[test]
+fn the_grafana_dashboard_is_an_importable_prometheus_dashboard() {
+    let path = deploy_dir().join("grafana/earthcatalog.json");
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        dash["__inputs"][0]["pluginId"], "prometheus",
+        "asks for a Prometheus source on import"
+    );
+    let panels = dash["panels"].as_array().unwrap();
+    let ids: BTreeSet<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), panels.len(), "panel ids are unique");
+    for p in panels {
+        let title = p["title"].as_str().unwrap();
+        assert_eq!(p["datasource"]["uid"], "${DS_PROMETHEUS}", "{title}");
+        let targets = p["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{title}: no query");
+        for t in targets {
+            let expr = t["expr"].as_str().unwrap();
+            assert!(expr.contains("earthcatalog_"), "{title}: {expr}");
+            assert_eq!(expr.matches('(').count(), expr.matches(')').count(), "{title}: {expr}");
+        }
+        let pos = &p["gridPos"];
+        assert!(
+            pos["x"].as_u64().unwrap() + pos["w"].as_u64().unwrap() <= 24,
+            "{title}: fits the grid"
+        );
+    }
 }

@@ -39,6 +39,9 @@ pub struct Cli {
     /// Per-bucket S3 settings.
     #[command(flatten)]
     pub s3: S3BucketArgs,
+    /// Serve Prometheus metrics over HTTP on this address (e.g. 0.0.0.0:9100) [default: none].
+    #[arg(long, env = "EARTHCATALOG_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "EARTHCATALOG_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

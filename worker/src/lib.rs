@@ -4,6 +4,8 @@
 //! The binary (`earthcatalog-worker`) runs [`run`]; the coordinator's embedded mode
 //! (`earthcatalog backfill --local-workers N`) starts such binaries as child processes.
 
+/// Prometheus metrics of task attempts.
+pub mod metrics;
 /// Lease renewal, the worker's heartbeat.
 pub mod renew;
 /// The main loop: register, acquire, run, report, drain.

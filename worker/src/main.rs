@@ -17,6 +17,12 @@ const EXIT_DRAINED: u8 = 75;
 async fn main() -> ExitCode {
     let args = cli::Cli::parse();
     earthcatalog_common::logging::init(&args.log_format);
+    if let Some(addr) = args.metrics_listen
+        && let Err(e) = earthcatalog_common::prometheus::serve(addr, "earthcatalog-worker")
+    {
+        eprintln!("error: {}", error_report(&e));
+        return ExitCode::FAILURE;
+    }
     let stores = Arc::new(args.s3.stores());
     let config = match earthcatalog_worker::WorkerConfig::try_from(args) {
         Ok(c) => c,

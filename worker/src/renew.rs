@@ -107,7 +107,12 @@ pub fn spawn(
                 worker_id: worker_id.clone(),
                 leases: leases.iter().copied().map(pb::LeaseRef::from).collect(),
             };
-            match client.renew(request).await {
+            // A renewal unanswered within one interval has failed: waiting longer would hold up
+            // the overdue check above while the leases run out (a partitioned worker).
+            let answer = tokio::time::timeout(every, client.renew(request))
+                .await
+                .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer in time")));
+            match answer {
                 Ok(r) => {
                     let lost: Vec<LeaseRef> = r
                         .into_inner()

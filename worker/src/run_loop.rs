@@ -96,6 +96,18 @@ enum Outcome {
     Abandoned,
 }
 
+impl Outcome {
+    fn task_end(&self) -> crate::metrics::TaskEnd {
+        use crate::metrics::TaskEnd;
+        match self {
+            Outcome::Completed => TaskEnd::Completed,
+            Outcome::Failed => TaskEnd::Failed,
+            Outcome::Refused => TaskEnd::Refused,
+            Outcome::Abandoned => TaskEnd::Abandoned,
+        }
+    }
+}
+
 /// Tracks how long the coordinator has been unreachable.
 struct Reach {
     since: Option<Instant>,
@@ -337,6 +349,7 @@ async fn run_task(
         }
     };
     held.remove(&lease);
+    crate::metrics::task_ended(lease.phase, outcome.task_end());
     outcome
 }
 

@@ -216,6 +216,7 @@ pub async fn write_batches(
 ) -> Result<(ParquetMetaData, u64), WriteError> {
     let target = stores.resolve(location)?;
     let shown = || location.to_string();
+    let started = std::time::Instant::now();
     let sink = ParquetObjectWriter::new(target.store, target.path);
     let mut writer = AsyncArrowWriter::try_new(
         sink,
@@ -240,7 +241,10 @@ pub async fn write_batches(
         .finish()
         .await
         .map_err(|source| WriteError::Parquet { location: shown(), source })?;
-    Ok((metadata, writer.bytes_written() as u64))
+    let bytes = writer.bytes_written() as u64;
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    crate::prometheus::file_written(rows, bytes, started.elapsed());
+    Ok((metadata, bytes))
 }
 
 #[cfg(test)]

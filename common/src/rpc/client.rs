@@ -106,6 +106,15 @@ impl tonic::service::Interceptor for AddToken {
     }
 }
 
+/// How long a connection attempt may take before the call fails (and is retried by the caller).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// HTTP/2 pings on every connection: a peer cut off by the network never closes the TCP
+/// connection, and without pings a call on it waits forever instead of failing, so a worker
+/// behind a partition would neither notice its lost leases nor reconnect once it heals.
+const KEEPALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// An unanswered ping closes the connection (failing its calls) after this long.
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The client type the worker uses.
 pub type Client = CoordinatorClient<InterceptedService<Channel, AddToken>>;
 
@@ -128,7 +137,12 @@ pub fn client(
 pub fn channel(address: &str, ca: Option<&PathBuf>) -> Result<Channel, ConnectError> {
     let bad = |reason: String| ConnectError::Address { address: address.to_string(), reason };
     let mut endpoint = Channel::from_shared(address.to_string()).map_err(|e| bad(e.to_string()))?;
-    endpoint = endpoint.tcp_nodelay(true).connect_timeout(std::time::Duration::from_secs(5));
+    endpoint = endpoint
+        .tcp_nodelay(true)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEPALIVE_EVERY)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
     if let Some(ca) = ca {
         let pem =
             std::fs::read(ca).map_err(|source| ConnectError::Ca { path: ca.clone(), source })?;

@@ -69,6 +69,8 @@ pub struct BackfillConfig {
     pub sources: Vec<(String, Location)>,
     /// gRPC listen address.
     pub listen: SocketAddr,
+    /// Prometheus metrics address, if any.
+    pub metrics_listen: Option<SocketAddr>,
     /// Worker processes this coordinator starts beside itself.
     pub local_workers: usize,
     /// The `--s3-bucket` entries, passed on to local workers.
@@ -146,6 +148,7 @@ impl BackfillConfig {
             upload: !a.no_upload,
             sources: parse_sources(&a.sources)?,
             listen,
+            metrics_listen: a.metrics_listen,
             local_workers: a.local_workers.unwrap_or(default_workers),
             s3_buckets: String::new(),
             worker_slots: a.worker_slots.max(1),

@@ -53,6 +53,8 @@ impl LocalWorkers {
                     .arg("0")
                     // Secrets and settings through the environment: never in a process listing.
                     .env_remove("EARTHCATALOG_TOKEN_FILE")
+                    // Each process needs its own port; local workers serve no metrics.
+                    .env_remove("EARTHCATALOG_METRICS_LISTEN")
                     .stdin(Stdio::null())
                     .kill_on_drop(true);
                 match &cfg.token {

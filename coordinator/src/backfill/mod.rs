@@ -150,6 +150,9 @@ pub async fn run(cfg: BackfillConfig, stores: &Stores) -> anyhow::Result<Backfil
         Arc::new(check),
     ));
 
+    if let Some(addr) = cfg.metrics_listen {
+        crate::metrics::serve(addr, scheduler.clone())?;
+    }
     let endpoint = Endpoint::bind(cfg.listen).await?;
     let address = endpoint.address();
     let serve_stop = CancellationToken::new();

@@ -328,7 +328,7 @@ impl Scheduler {
         let Some(run) = inner.running.as_mut().filter(|_| !drain) else {
             return Some((Vec::new(), drain));
         };
-        let grants = run
+        let grants: Vec<LeaseGrant> = run
             .table
             .acquire(worker, max, now)
             .into_iter()
@@ -339,6 +339,7 @@ impl Scheduler {
                 task: (run.make)(g.task, g.token),
             })
             .collect();
+        crate::metrics::leases_granted(run.kind, grants.len());
         Some((grants, drain))
     }
 
@@ -360,6 +361,7 @@ impl Scheduler {
                 lost.push(*l);
             }
         }
+        crate::metrics::leases_renewed(leases.len() - lost.len());
         (lost, drain)
     }
 

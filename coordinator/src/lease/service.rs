@@ -112,6 +112,9 @@ impl Coordinator for CoordinatorService {
         let lease = LeaseRef::try_from(r.lease)?;
         let report = TaskReport::try_from(r.result)?;
         let result = self.scheduler.complete(&r.worker_id, lease, report).await;
+        if !matches!(result, Err(ReportError::Persist { .. })) {
+            crate::metrics::result(lease.phase, result.is_ok());
+        }
         if let Err(e) = &result {
             tracing::warn!(worker = %r.worker_id, phase = %lease.phase, task = lease.task_id, token = lease.token, "result refused: {e}");
         }

@@ -261,6 +261,7 @@ impl<T: Clone> LeaseTable<T> {
             };
             let _ = self.with_current_lease(id, token, &holder, |l| {
                 tracing::warn!(task = id, attempt = l.attempt, worker = %l.worker, "lease expired");
+                crate::metrics::lease_expired();
                 l.expire(now, &rules).into_state()
             });
             self.after_failure(id);
