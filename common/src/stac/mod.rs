@@ -9,6 +9,7 @@ pub mod datetime;
 mod geometry;
 mod item;
 mod row;
+mod spelling;
 
 pub use item::{ParsedItem, parse_item, parse_item_value};
 pub use row::{ItemRow, Value};
