@@ -1,8 +1,27 @@
-//! Typed identifiers: runs, and the (cell, year) a data file belongs to.
+//! Typed identifiers: runs, the (cell, year) a data file belongs to, and an item's identity.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+/// An item's identity in the table: its `collection` and its `id`. STAC ids are unique within a
+/// collection only, so two items with one id in two collections are two items (both land), and
+/// copies of one item are those that share both. An item without a collection is its own
+/// collection (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemKey<'a> {
+    /// The item's `collection`, if it has one.
+    pub collection: Option<&'a str>,
+    /// The item's `id`.
+    pub id: &'a str,
+}
+
+impl ItemKey<'_> {
+    /// The same key owning its text (to keep in sets beyond the rows' lifetime).
+    pub fn to_owned_key(&self) -> (Option<String>, String) {
+        (self.collection.map(str::to_string), self.id.to_string())
+    }
+}
 
 /// Identifies one ingest run; every file the run writes carries it in its name.
 ///

@@ -244,7 +244,7 @@ impl DataPath {
         }
         if self.options.newest_copy_only {
             let (kept, dropped) =
-                keep_newest(loaded, |(row, _)| row.id(), |(row, _)| row.updated_micros());
+                keep_newest(loaded, |(row, _)| row.key(), |(row, _)| row.updated_micros());
             loaded = kept;
             out.duplicates_dropped = dropped;
         }

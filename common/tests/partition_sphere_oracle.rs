@@ -252,3 +252,16 @@ fn the_us_census_item_is_found_by_a_query_over_ohio() {
         }
     }
 }
+
+#[test]
+fn a_wide_densified_rectangle_short_of_the_poles_is_read_as_drawn() {
+    // Positions every 59° along the long sides: no bbox needed, and more than half the globe.
+    let (w, s, e, n) = (-179.0, -80.0, 176.0, 80.0);
+    let k = 6;
+    let mut ring: Vec<(f64, f64)> =
+        (0..=k).map(|j| (w + (e - w) * f64::from(j) / f64::from(k), s)).collect();
+    ring.extend((0..=k).map(|j| (e - (e - w) * f64::from(j) / f64::from(k), n)));
+    ring.push((w, s));
+    let g = Geometry::Polygon(Polygon::new(LineString::from(ring), vec![]));
+    assert_right("densified rectangle", &judge(&cover(1, &g), &rectangle_truth(w, s, e, n), 1));
+}

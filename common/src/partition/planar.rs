@@ -340,8 +340,9 @@ struct Unwrapped {
 
 /// Unwraps a ring and decides which of the two regions it divides the sphere into it bounds
 /// (module docs): a ring winding round the globe is closed over the pole for which that region
-/// is the smaller one; a ring that does not wind and would enclose more than half the globe in
-/// the plane (a swath passing over both poles) bounds the rest of the globe instead.
+/// is the smaller one; a ring that does not wind, comes near both poles and would enclose more
+/// than half the globe in the plane (a swath passing over both poles) bounds the rest of the
+/// globe instead.
 fn unwrap_ring(ring: &[Coord]) -> Option<Unwrapped> {
     let ring = closed(ring.to_vec())?;
     let mut coords = unwrap_path(&ring, false);
@@ -361,10 +362,20 @@ fn unwrap_ring(ring: &[Coord]) -> Option<Unwrapped> {
         let (north, south) = (closed_over(90.0), closed_over(-90.0));
         coords = if sphere_area(&north) <= sphere_area(&south) { north } else { south };
     } else if !literal {
-        complement = sphere_area(&coords) > sphere_area(&GLOBE) / 2.0;
+        complement = passes_both_poles(&coords) && sphere_area(&coords) > sphere_area(&GLOBE) / 2.0;
     }
     let bounds = Bounds::of(&coords);
     Some(Unwrapped { coords, bounds, complement })
+}
+
+/// How close to a pole (degrees of latitude) a ring must come to be taken as passing over it.
+const NEAR_POLE: f64 = 5.0;
+
+/// Whether the ring comes within [`NEAR_POLE`] of both poles: a swath passing over both, whose
+/// plane interior is the rest of the globe. A wide rectangle short of the poles (±80°) is not.
+fn passes_both_poles(ring: &[Coord]) -> bool {
+    let b = Bounds::of(ring);
+    b.min.y <= -90.0 + NEAR_POLE && b.max.y >= 90.0 - NEAR_POLE
 }
 
 /// The whole globe as a lon/lat ring.
