@@ -46,7 +46,7 @@ pub struct ItemRow {
 /// Column positions used on hot paths, checked against the schema by a test.
 pub(crate) mod idx {
     pub const ID: usize = 0;
-    pub const COLLECTION: usize = 25;
+    pub const COLLECTION: usize = 24;
     #[cfg(test)]
     pub const GRID_PARTITION: usize = 1;
     pub const GEOMETRY: usize = 2;

@@ -304,10 +304,10 @@ impl<'a> Run<'a> {
 
 /// Distinct items that still have a row in `groups` (the ones this chunk ingests).
 fn items_in(groups: &mut Groups) -> usize {
-    let mut ids = HashSet::new();
+    let mut items = HashSet::new();
     groups.retain(|_, row| {
-        ids.insert(row.item.id().to_string());
+        items.insert(row.item.key().to_owned_key());
         true
     });
-    ids.len()
+    items.len()
 }
