@@ -12,9 +12,13 @@
 //!   length (as io-lulc writes its split footprints), unless reading it so leaves the ring
 //!   without area: then it spans the whole parallel, which is how bbox-derived rings such as
 //!   `[-180, 60, 180, 90]` or the whole globe are written.
-//! * **Poles.** After unwrapping, a ring whose longitude winds once round the globe encloses a
-//!   pole: the one on the side of its most poleward position. The enclosed area is the region
-//!   between the ring and that pole (the ring is closed along the pole's line `lat = ±90`).
+//! * **Poles.** A ring bounds the smaller side. After unwrapping, a ring whose longitude winds
+//!   once round the globe encloses a pole: of the regions between the ring and either pole, the
+//!   smaller one (the ring is closed along that pole's line `lat = ±90`). A ring that does not
+//!   wind encloses its plane interior, unless it comes near both poles and that interior is more
+//!   than half the globe: then it is a swath passing over both poles, and it bounds the rest.
+//! * **Wide rectangles** are decided by the item's bbox before this module sees them
+//!   ([`super::read_with_bbox`]).
 //!
 //! The result is a [`Shape`]: polygons (with holes), lines and points, each inside
 //! `[-180, 180] × [-90, 90]` (parts outside are cut at ±180 and shifted by 360°).
