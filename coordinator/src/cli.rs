@@ -246,6 +246,10 @@ pub struct IncrementalArgs {
     /// Items per chunk; each chunk's files are registered together [default: 5000].
     #[arg(long, env = "EARTHCATALOG_CHUNK_SIZE")]
     pub chunk_size: Option<usize>,
+    /// Rows held in memory at once: a chunk whose items make more rows is written a batch of
+    /// whole items at a time (near-global items at a fine resolution make ~40,000 rows each).
+    #[arg(long, env = "EARTHCATALOG_CHUNK_ROWS", default_value_t = 100_000)]
+    pub chunk_rows: usize,
     /// Items fetched at once [default: 16].
     #[arg(long, alias = "workers", env = "EARTHCATALOG_MAX_WORKERS")]
     pub max_workers: Option<usize>,

@@ -139,6 +139,8 @@ pub struct IncrementalConfig {
     pub limit: Option<u64>,
     /// Items per chunk.
     pub chunk_size: usize,
+    /// Rows held in memory at once within a chunk.
+    pub chunk_rows: usize,
     /// Fetch concurrency.
     pub max_workers: usize,
     /// The grid asked for; `None` = the table's, else H3 resolution 1.
@@ -245,6 +247,9 @@ impl TryFrom<IncrementalArgs> for IncrementalConfig {
         if chunk_size == 0 {
             bail!("--chunk-size must be at least 1");
         }
+        if a.chunk_rows == 0 {
+            bail!("--chunk-rows must be at least 1");
+        }
         let since = a.since.as_deref().map(parse_since).transpose()?;
         let failures = match &a.failures {
             Some(f) => Location::parse(f).context("--failures")?,
@@ -256,6 +261,7 @@ impl TryFrom<IncrementalArgs> for IncrementalConfig {
             since,
             limit: a.limit.filter(|l| *l > 0),
             chunk_size,
+            chunk_rows: a.chunk_rows,
             max_workers: a.max_workers.or(config.ingest.max_workers).unwrap_or(16).max(1),
             grid,
             lock: LockPolicy::from_args(&a.lock),

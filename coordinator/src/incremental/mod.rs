@@ -21,7 +21,7 @@ use earthcatalog_common::geoparquet::{FileNamer, WrittenFile, incremental_namer}
 use earthcatalog_common::ids::RunId;
 use earthcatalog_common::inventory::{self, Filter, InventoryRecord, InventoryStream, OpenOptions};
 use earthcatalog_common::json_lines;
-use earthcatalog_common::known_ids::KnownIds;
+use earthcatalog_common::known_ids::{KnownIds, Skipped};
 use earthcatalog_common::partition::{GridSpec, open_partitioner};
 use earthcatalog_common::pipeline::{
     DataPath, DataPathOptions, FailureKind, ItemFailure, ObjectKey,
@@ -171,10 +171,9 @@ impl<'a> Run<'a> {
                 let keys = std::mem::take(&mut chunk);
                 let span = tracing::info_span!("chunk", index = chunk_index, items = keys.len());
                 let files = self
-                    .chunk(chunk_index, keys, &data_path, &mut known, &namer)
+                    .chunk(chunk_index, keys, &data_path, &mut known, &namer, writer)
                     .instrument(span.clone())
                     .await?;
-                writer.wrote(files.iter().map(|f| f.location.clone()));
                 if cfg.batch_add_files {
                     pending.extend(files);
                 } else {
@@ -214,7 +213,8 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Ingests one chunk and returns the files written (not yet registered).
+    /// Ingests one chunk and returns the files written (not yet registered), each reported to
+    /// `writer` as soon as it exists. Its rows are made and written `chunk_rows` at a time.
     async fn chunk(
         &mut self,
         index: usize,
@@ -222,12 +222,22 @@ impl<'a> Run<'a> {
         data_path: &DataPath,
         known: &mut KnownIds,
         namer: &Arc<FileNamer>,
+        writer: &mut CatalogWriter,
     ) -> anyhow::Result<Vec<WrittenFile>> {
-        let mut collected = data_path.collect(keys).await;
-        let skipped = known.drop_known(&mut collected.groups).await?;
-        let ingested = items_in(&mut collected.groups);
-        let rows = collected.groups.row_count();
-        let files = data_path.write(collected.groups, &self.cfg.place.warehouse, namer).await?;
+        let mut collected = data_path.load(keys).await;
+        let (mut skipped, mut ingested, mut rows) = (Skipped::default(), 0, 0);
+        let mut files = Vec::new();
+        while let Some(mut groups) = collected.next_groups(self.cfg.chunk_rows) {
+            // Whole items per batch: an item is counted (ingested or skipped) in one batch only.
+            let s = known.drop_known(&mut groups).await?;
+            skipped.items += s.items;
+            skipped.rows += s.rows;
+            ingested += items_in(&mut groups);
+            rows += groups.row_count();
+            let written = data_path.write(groups, &self.cfg.place.warehouse, namer).await?;
+            writer.wrote(written.iter().map(|f| f.location.clone()));
+            files.extend(written);
+        }
         for f in &collected.failures {
             *self.summary.failures_by_kind.entry(f.kind).or_insert(0) += 1;
         }
