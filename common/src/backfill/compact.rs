@@ -31,7 +31,7 @@ use futures::StreamExt;
 
 use crate::dedup::later_copy_wins;
 use crate::geoparquet::{
-    FileNamer, GeoSummary, WriteError, WriterOptions, WrittenFile, write_batches,
+    FileNamer, Footer, GeoSummary, WriteError, WriterOptions, WrittenFile, write_batches,
 };
 use crate::ids::CellYear;
 use crate::ids::ItemKey;
@@ -300,13 +300,23 @@ async fn write_slices(
         let location = folder.join(&namer.next_name());
         let geo = GeoSummary::of_batches(std::slice::from_ref(&slice)).to_json();
         match write_batches(stores, &location, &[slice], &geo, options).await {
-            Ok((metadata, bytes)) => files.push(WrittenFile {
-                location,
-                partition: partition.clone(),
-                rows: len,
-                bytes,
-                metadata: Arc::new(metadata),
-            }),
+            Ok((metadata, bytes)) => match Footer::keep(metadata) {
+                Ok(footer) => files.push(WrittenFile {
+                    location,
+                    partition: partition.clone(),
+                    rows: len,
+                    bytes,
+                    footer,
+                }),
+                Err(source) => {
+                    let mut written: Vec<Location> =
+                        files.into_iter().map(|f| f.location).collect();
+                    let shown = location.to_string();
+                    written.push(location);
+                    stores.delete_all(&written, "an abandoned output").await;
+                    return Err(WriteError::Parquet { location: shown, source }.into());
+                }
+            },
             Err(e) => {
                 let mut written: Vec<Location> = files.into_iter().map(|f| f.location).collect();
                 written.push(location);

@@ -158,15 +158,19 @@ impl Catalog {
         let described = files
             .iter()
             .map(|f| {
-                data_file_from_footer(
+                let footer = f
+                    .footer
+                    .metadata()
+                    .map_err(|source| RegisterError::Footer { file: f.location.uri(), source })?;
+                Ok(data_file_from_footer(
                     &f.location.uri(),
                     f.bytes,
-                    &f.metadata,
+                    &footer,
                     metadata.current_schema(),
                     metadata.default_partition_spec(),
-                )
+                )?)
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, RegisterError>>()?;
         // Names carry the run id and the writer, so they cannot be in the table already;
         // skipping iceberg's duplicate check avoids reading every manifest on every commit,
         // which made a long run's commits grow with the table.
