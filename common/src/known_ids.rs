@@ -16,7 +16,7 @@ use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 
 use crate::catalog::DataFileInfo;
 use crate::fanout::Groups;
-use crate::ids::CellYear;
+use crate::ids::{CellYear, ItemKey};
 use crate::location::Location;
 use crate::stores::Stores;
 
@@ -39,8 +39,9 @@ pub struct Skipped {
     pub items: usize,
 }
 
-/// An item's (collection, id), owned.
-type Known = (Option<String>, String);
+/// The digest of an item's (collection, id) ([`crate::ids::ItemKey::digest`]): the sets live as
+/// long as the run and hold every item it wrote per partition, so 16 bytes each, not the text.
+type Known = u128;
 
 /// Items known to be in each (cell, year) of the table.
 #[derive(Debug)]
@@ -71,11 +72,9 @@ impl KnownIds {
         let ids = &mut self.ids;
         let rows = groups.retain(|part, row| {
             let known = ids.entry(part.clone()).or_default();
-            let key = row.item.key().to_owned_key();
-            let fresh = !known.contains(&key);
-            if fresh {
-                known.insert(key);
-            } else {
+            let key = row.item.key().digest();
+            let fresh = known.insert(key);
+            if !fresh {
                 skipped_items.insert(key);
             }
             fresh
@@ -127,8 +126,8 @@ async fn read_ids(
         };
         let (ids, collections) = (column("id")?, column("collection")?);
         for i in (0..ids.len()).filter(|i| ids.is_valid(*i)) {
-            let collection = collections.is_valid(i).then(|| collections.value(i).to_string());
-            out.insert((collection, ids.value(i).to_string()));
+            let collection = collections.is_valid(i).then(|| collections.value(i));
+            out.insert(ItemKey { collection, id: ids.value(i) }.digest());
         }
     }
     Ok(())

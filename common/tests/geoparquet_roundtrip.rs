@@ -2,7 +2,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
 use earthcatalog_common::fanout::{Groups, fan_out};

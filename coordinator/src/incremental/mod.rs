@@ -316,7 +316,7 @@ impl<'a> Run<'a> {
 fn items_in(groups: &mut Groups) -> usize {
     let mut items = HashSet::new();
     groups.retain(|_, row| {
-        items.insert(row.item.key().to_owned_key());
+        items.insert(row.item.key().digest());
         true
     });
     items.len()
