@@ -65,6 +65,13 @@ impl Groups {
         self.groups.is_empty()
     }
 
+    /// How many of an item's (cell, year) partitions are not among the groups yet: the files
+    /// adding its rows would add.
+    pub fn new_partitions(&self, item: &ItemRow, cells: &[String]) -> usize {
+        let year = item.datetime_micros().and_then(utc_year);
+        cells.iter().filter(|c| !self.groups.contains_key(&CellYear::new(c.as_str(), year))).count()
+    }
+
     /// The (cell, year) pairs present.
     pub fn partitions(&self) -> Vec<CellYear> {
         self.groups.keys().cloned().collect()

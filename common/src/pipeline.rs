@@ -156,8 +156,9 @@ pub struct Collected {
 }
 
 /// A chunk's items, read, covered and (with [`DataPathOptions::newest_copy_only`]) deduplicated,
-/// waiting to become rows. Rows are made a batch at a time, so that a chunk's memory follows the
-/// row budget rather than its items: at H3 resolution 3 one near-global item is ~40,000 rows.
+/// waiting to become rows. Rows are made a batch at a time within a [`Budget`], so that a chunk's
+/// memory follows the budget rather than its items: at H3 resolution 3 one near-global item is
+/// ~40,000 rows, in ~40,000 files when no other item of its year shares its cells.
 #[derive(Debug, Default)]
 pub struct Loaded {
     /// Items not yet fanned out, in listing order, with their cells.
@@ -170,16 +171,42 @@ pub struct Loaded {
     pub duplicates_dropped: usize,
 }
 
+/// How much of a chunk is held at once: rows (each shares its item, ~100 bytes of its own) and
+/// (cell, year) partitions, i.e. files, whose footers are kept until they are registered
+/// (~10 KB each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Rows at most.
+    pub rows: usize,
+    /// Partitions (files) at most.
+    pub files: usize,
+}
+
+impl Budget {
+    /// No limit: the whole chunk at once.
+    pub const UNLIMITED: Budget = Budget { rows: usize::MAX, files: usize::MAX };
+}
+
+impl Default for Budget {
+    /// 1,000,000 rows and 20,000 files: ~100 MB of rows and ~200 MB of footers, so that a
+    /// chunk stays well under 1 GB however its items fan out.
+    fn default() -> Self {
+        Budget { rows: 1_000_000, files: 20_000 }
+    }
+}
+
 impl Loaded {
-    /// The rows of the next items, grouped: whole items only, at most `row_budget` rows unless
-    /// one item alone has more (it then comes alone); `None` once every item has been taken.
-    pub fn next_groups(&mut self, row_budget: usize) -> Option<Groups> {
+    /// The rows of the next items, grouped: whole items only, within `budget` unless one item
+    /// alone exceeds it (it then comes alone); `None` once every item has been taken.
+    pub fn next_groups(&mut self, budget: Budget) -> Option<Groups> {
         if self.pending.is_empty() {
             return None;
         }
         let mut groups = Groups::new();
-        while let Some((_, cells)) = self.pending.front() {
-            if !groups.is_empty() && groups.row_count() + cells.len() > row_budget {
+        while let Some((row, cells)) = self.pending.front() {
+            let over = groups.row_count() + cells.len() > budget.rows
+                || groups.len() + groups.new_partitions(row, cells) > budget.files;
+            if !groups.is_empty() && over {
                 break;
             }
             let Some((row, cells)) = self.pending.pop_front() else { break };
@@ -243,7 +270,7 @@ impl DataPath {
     /// Fetches, parses and fans out `items`, keeping their order within each group.
     pub async fn collect(&self, items: Vec<ObjectKey>) -> Collected {
         let mut loaded = self.load(items).await;
-        let groups = loaded.next_groups(usize::MAX).unwrap_or_default();
+        let groups = loaded.next_groups(Budget::UNLIMITED).unwrap_or_default();
         Collected {
             groups,
             failures: loaded.failures,

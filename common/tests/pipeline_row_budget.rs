@@ -1,6 +1,6 @@
-//! A chunk's rows are made a bounded batch at a time: whole items, at most the row budget per
-//! batch (an item with more rows than the budget comes alone), every item exactly once, and the
-//! same rows as making them all at once.
+//! A chunk's rows are made a bounded batch at a time: whole items, at most the budget's rows and
+//! (cell, year) partitions per batch (an item alone over the budget comes alone), every item
+//! exactly once, and the same rows as making them all at once.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::H3Partitioner;
-use earthcatalog_common::pipeline::{DataPath, DataPathOptions, ObjectKey};
+use earthcatalog_common::pipeline::{Budget, DataPath, DataPathOptions, ObjectKey};
 use earthcatalog_common::sample::itslive_item;
 use earthcatalog_common::stores::{S3Settings, Stores};
 use object_store::ObjectStoreExt;
@@ -47,8 +47,10 @@ async fn data_path() -> (DataPath, Vec<ObjectKey>) {
     (path, keys)
 }
 
-#[tokio::test]
-async fn batches_hold_whole_items_within_the_row_budget_and_together_all_the_rows() {
+/// Takes every batch within `budget`; checks each and returns the rows and the batch count.
+async fn batches(
+    budget: Budget,
+) -> (BTreeSet<(String, String)>, BTreeSet<(String, String)>, usize) {
     let (path, keys) = data_path().await;
     let mut all = BTreeSet::new();
     for (_, rows) in path.collect(keys.clone()).await.groups.into_sorted() {
@@ -56,23 +58,38 @@ async fn batches_hold_whole_items_within_the_row_budget_and_together_all_the_row
     }
     let mut loaded = path.load(keys).await;
     assert_eq!(loaded.items, 12);
-    let budget = 300;
-    let (mut batched, mut ids_seen, mut batches) = (BTreeSet::new(), BTreeSet::new(), 0);
+    let (mut batched, mut ids_seen, mut count) = (BTreeSet::new(), BTreeSet::new(), 0);
     while let Some(groups) = loaded.next_groups(budget) {
-        batches += 1;
+        count += 1;
         let mut ids = BTreeSet::new();
-        let rows = groups.row_count();
+        let (rows, files) = (groups.row_count(), groups.len());
         for (_, rows) in groups.into_sorted() {
             for r in rows {
                 ids.insert(r.item.id().to_string());
                 assert!(batched.insert((r.item.id().to_string(), r.cell.to_string())));
             }
         }
-        assert!(rows <= budget || ids.len() == 1, "batch {batches}: {rows} rows of {ids:?}");
+        let within = rows <= budget.rows && files <= budget.files;
+        assert!(within || ids.len() == 1, "batch {count}: {rows} rows, {files} files of {ids:?}");
         assert!(ids.is_disjoint(&ids_seen), "an item's rows are all in one batch");
         ids_seen.extend(ids);
     }
     assert_eq!(ids_seen.len(), 12);
+    (all, batched, count)
+}
+
+#[tokio::test]
+async fn batches_hold_whole_items_within_the_row_budget_and_together_all_the_rows() {
+    let (all, batched, count) = batches(Budget { rows: 300, files: usize::MAX }).await;
     assert_eq!(batched, all);
-    assert!(batches > 3, "{batches} batches for {} rows", all.len());
+    assert!(count > 3, "{count} batches for {} rows", all.len());
+}
+
+#[tokio::test]
+async fn batches_hold_whole_items_within_the_file_budget_and_together_all_the_rows() {
+    let (all, batched, count) = batches(Budget { rows: usize::MAX, files: 200 }).await;
+    assert_eq!(batched, all);
+    assert!(count > 3, "{count} batches for {} rows", all.len());
+    let (_, _, one) = batches(Budget::UNLIMITED).await;
+    assert_eq!(one, 1, "without a budget the chunk is one batch");
 }

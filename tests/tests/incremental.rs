@@ -288,6 +288,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     every_inventory_format_lands_exactly_the_items_modified_since_the_cutoff,
     limit_stops_after_that_many_items,
+    a_chunk_written_a_few_rows_at_a_time_lands_every_row_once,
     batch_add_files_commits_the_whole_run_in_one_snapshot,
     running_the_same_inventory_twice_registers_nothing_twice_and_counts_the_skipped_items,
     bad_items_are_listed_next_to_the_catalog_with_their_reasons_and_the_good_ones_land,
@@ -353,6 +354,30 @@ async fn limit_stops_after_that_many_items(backend: Backend, py: Python) {
     let table = site.table(&py).await;
     assert_eq!(table.rows, samples.first(4).expected_rows(1));
     assert_eq!(table.snapshots, 2, "4 items in chunks of 3");
+}
+
+async fn a_chunk_written_a_few_rows_at_a_time_lands_every_row_once(backend: Backend, py: Python) {
+    let samples = Samples::itslive(120, 12);
+    let site = backend.site(&samples).await;
+    let inv = site.put("inv.csv", samples.csv().into_bytes()).await;
+    // Every sample has several cells, so a budget of 5 rows writes almost every item alone.
+    let out = site.run(&inv, &["--chunk-rows", "5"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let sum = summary(&out);
+    assert_eq!(sum["items_ingested"], 12, "{sum}");
+    let table = site.table(&py).await;
+    assert_eq!(table.rows, samples.expected_rows(1));
+    assert_eq!(table.row_count, table.rows.len(), "no row twice");
+    assert!(table.snapshots > 1, "each batch is registered as it is written");
+    let partitions = samples.rows_per_cell_and_year(1).len();
+    assert!(
+        table.files.len() > partitions,
+        "{} files for {partitions} partitions",
+        table.files.len()
+    );
+    // A rerun skips every item, whatever the batches were.
+    let again = site.run(&inv, &["--chunk-rows", "5"]);
+    assert_eq!(summary(&again)["items_skipped"], 12, "{}", stderr(&again));
 }
 
 async fn batch_add_files_commits_the_whole_run_in_one_snapshot(backend: Backend, py: Python) {

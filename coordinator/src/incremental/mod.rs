@@ -170,15 +170,10 @@ impl<'a> Run<'a> {
                 chunk_index += 1;
                 let keys = std::mem::take(&mut chunk);
                 let span = tracing::info_span!("chunk", index = chunk_index, items = keys.len());
-                let files = self
-                    .chunk(chunk_index, keys, &data_path, &mut known, &namer, writer)
-                    .instrument(span.clone())
+                let place = Batches { writer, table: &mut table, pending: &mut pending };
+                self.chunk(chunk_index, keys, &data_path, &mut known, &namer, place)
+                    .instrument(span)
                     .await?;
-                if cfg.batch_add_files {
-                    pending.extend(files);
-                } else {
-                    table = self.register(writer, &table, files).instrument(span).await?;
-                }
             }
             let c = counters.snapshot();
             self.summary.inventory_rows = c.rows_read;
@@ -213,8 +208,9 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Ingests one chunk and returns the files written (not yet registered), each reported to
-    /// `writer` as soon as it exists. Its rows are made and written `chunk_rows` at a time.
+    /// Ingests one chunk, a batch within the budget at a time: each batch's files are reported to
+    /// the writer as soon as they exist, then registered in one snapshot (or kept for the run's
+    /// one snapshot with `--batch-add-files`). A chunk within the budget is one batch.
     async fn chunk(
         &mut self,
         index: usize,
@@ -222,12 +218,12 @@ impl<'a> Run<'a> {
         data_path: &DataPath,
         known: &mut KnownIds,
         namer: &Arc<FileNamer>,
-        writer: &mut CatalogWriter,
-    ) -> anyhow::Result<Vec<WrittenFile>> {
+        place: Batches<'_>,
+    ) -> anyhow::Result<()> {
+        let Batches { writer, table, pending } = place;
         let mut collected = data_path.load(keys).await;
-        let (mut skipped, mut ingested, mut rows) = (Skipped::default(), 0, 0);
-        let mut files = Vec::new();
-        while let Some(mut groups) = collected.next_groups(self.cfg.chunk_rows) {
+        let (mut skipped, mut ingested, mut rows, mut files) = (Skipped::default(), 0, 0, 0);
+        while let Some(mut groups) = collected.next_groups(self.cfg.budget) {
             // Whole items per batch: an item is counted (ingested or skipped) in one batch only.
             let s = known.drop_known(&mut groups).await?;
             skipped.items += s.items;
@@ -236,7 +232,12 @@ impl<'a> Run<'a> {
             rows += groups.row_count();
             let written = data_path.write(groups, &self.cfg.place.warehouse, namer).await?;
             writer.wrote(written.iter().map(|f| f.location.clone()));
-            files.extend(written);
+            files += written.len();
+            if self.cfg.batch_add_files {
+                pending.extend(written);
+            } else {
+                *table = self.register(writer, table, written).await?;
+            }
         }
         for f in &collected.failures {
             *self.summary.failures_by_kind.entry(f.kind).or_insert(0) += 1;
@@ -250,14 +251,13 @@ impl<'a> Run<'a> {
         let failed = collected.failures.len();
         self.failures.extend(collected.failures);
         tracing::info!(
-            "chunk {index}: {} items read, {ingested} -> {rows} rows in {} files ({failed} failed, {} skipped, {} older duplicates dropped)",
+            "chunk {index}: {} items read, {ingested} -> {rows} rows in {files} files ({failed} failed, {} skipped, {} older duplicates dropped)",
             collected.items,
-            files.len(),
             skipped.items,
             collected.duplicates_dropped
         );
         self.progress.update(&self.summary);
-        Ok(files)
+        Ok(())
     }
 
     /// Registers files in one snapshot (a failed run deletes them: see [`CatalogWriter`]).
@@ -310,6 +310,14 @@ impl<'a> Run<'a> {
         );
         Ok(())
     }
+}
+
+/// Where a chunk's batches go: the writer that deletes them if the run fails, the table they
+/// are registered in, or the files kept for the run's one snapshot.
+struct Batches<'a> {
+    writer: &'a mut CatalogWriter,
+    table: &'a mut Table,
+    pending: &'a mut Vec<WrittenFile>,
 }
 
 /// Distinct items that still have a row in `groups` (the ones this chunk ingests).
