@@ -65,11 +65,22 @@ impl Groups {
         self.groups.is_empty()
     }
 
-    /// How many of an item's (cell, year) partitions are not among the groups yet: the files
-    /// adding its rows would add.
-    pub fn new_partitions(&self, item: &ItemRow, cells: &[String]) -> usize {
-        let year = item.datetime_micros().and_then(utc_year);
-        cells.iter().filter(|c| !self.groups.contains_key(&CellYear::new(c.as_str(), year))).count()
+    /// The groups split into sets of at most `partitions` (cell, year) groups each (one file
+    /// each when written), in (cell, year) order; every partition lands in exactly one set.
+    pub fn split(self, partitions: usize) -> Vec<Groups> {
+        let mut sorted: Vec<(CellYear, Vec<CellRow>)> = self.groups.into_iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<Groups> = Vec::new();
+        for (part, rows) in sorted {
+            if out.last().is_none_or(|g| g.len() >= partitions.max(1)) {
+                out.push(Groups::new());
+            }
+            if let Some(g) = out.last_mut() {
+                g.rows += rows.len();
+                g.groups.insert(part, rows);
+            }
+        }
+        out
     }
 
     /// The (cell, year) pairs present.

@@ -156,9 +156,9 @@ pub struct Collected {
 }
 
 /// A chunk's items, read, covered and (with [`DataPathOptions::newest_copy_only`]) deduplicated,
-/// waiting to become rows. Rows are made a batch at a time within a [`Budget`], so that a chunk's
-/// memory follows the budget rather than its items: at H3 resolution 3 one near-global item is
-/// ~40,000 rows, in ~40,000 files when no other item of its year shares its cells.
+/// waiting to become rows. Rows are made a batch of whole items at a time within a [`Budget`]'s
+/// rows, so that a chunk's memory follows the budget rather than its items: at H3 resolution 3
+/// one near-global item is ~40,000 rows.
 #[derive(Debug, Default)]
 pub struct Loaded {
     /// Items not yet fanned out, in listing order, with their cells.
@@ -171,9 +171,11 @@ pub struct Loaded {
     pub duplicates_dropped: usize,
 }
 
-/// How much of a chunk is held at once: rows (each shares its item, ~100 bytes of its own) and
-/// (cell, year) partitions, i.e. files, whose footers are kept until they are registered
-/// (~10 KB each).
+/// How much of a chunk is held at once: rows (each shares its item, ~100 bytes of its own), and
+/// files written before they are registered (each (cell, year) is one file; its footer and its
+/// Iceberg entry take ~30 KB until the snapshot is committed). Rows beyond the budget are made
+/// in another batch of items (more files for cells both batches touch); files beyond it are
+/// registered in another snapshot (each (cell, year) still one file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     /// Rows at most.
@@ -188,25 +190,23 @@ impl Budget {
 }
 
 impl Default for Budget {
-    /// 1,000,000 rows and 20,000 files: ~100 MB of rows and ~200 MB of footers, so that a
-    /// chunk stays well under 1 GB however its items fan out.
+    /// 1,000,000 rows and 10,000 files: ~150 MB of rows and ~300 MB of files being registered,
+    /// so that a chunk stays under 1 GB however its items fan out.
     fn default() -> Self {
-        Budget { rows: 1_000_000, files: 20_000 }
+        Budget { rows: 1_000_000, files: 10_000 }
     }
 }
 
 impl Loaded {
-    /// The rows of the next items, grouped: whole items only, within `budget` unless one item
-    /// alone exceeds it (it then comes alone); `None` once every item has been taken.
-    pub fn next_groups(&mut self, budget: Budget) -> Option<Groups> {
+    /// The rows of the next items, grouped: whole items only, at most `rows` rows unless one
+    /// item alone has more (it then comes alone); `None` once every item has been taken.
+    pub fn next_groups(&mut self, rows: usize) -> Option<Groups> {
         if self.pending.is_empty() {
             return None;
         }
         let mut groups = Groups::new();
-        while let Some((row, cells)) = self.pending.front() {
-            let over = groups.row_count() + cells.len() > budget.rows
-                || groups.len() + groups.new_partitions(row, cells) > budget.files;
-            if !groups.is_empty() && over {
+        while let Some((_, cells)) = self.pending.front() {
+            if !groups.is_empty() && groups.row_count() + cells.len() > rows {
                 break;
             }
             let Some((row, cells)) = self.pending.pop_front() else { break };
@@ -270,7 +270,7 @@ impl DataPath {
     /// Fetches, parses and fans out `items`, keeping their order within each group.
     pub async fn collect(&self, items: Vec<ObjectKey>) -> Collected {
         let mut loaded = self.load(items).await;
-        let groups = loaded.next_groups(Budget::UNLIMITED).unwrap_or_default();
+        let groups = loaded.next_groups(usize::MAX).unwrap_or_default();
         Collected {
             groups,
             failures: loaded.failures,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::H3Partitioner;
-use earthcatalog_common::pipeline::{Budget, DataPath, DataPathOptions, ObjectKey};
+use earthcatalog_common::pipeline::{DataPath, DataPathOptions, ObjectKey};
 use earthcatalog_common::sample::itslive_item;
 use earthcatalog_common::stores::{S3Settings, Stores};
 use object_store::ObjectStoreExt;
@@ -49,7 +49,7 @@ async fn data_path() -> (DataPath, Vec<ObjectKey>) {
 
 /// Takes every batch within `budget`; checks each and returns the rows and the batch count.
 async fn batches(
-    budget: Budget,
+    budget: usize,
 ) -> (BTreeSet<(String, String)>, BTreeSet<(String, String)>, usize) {
     let (path, keys) = data_path().await;
     let mut all = BTreeSet::new();
@@ -62,15 +62,14 @@ async fn batches(
     while let Some(groups) = loaded.next_groups(budget) {
         count += 1;
         let mut ids = BTreeSet::new();
-        let (rows, files) = (groups.row_count(), groups.len());
+        let rows = groups.row_count();
         for (_, rows) in groups.into_sorted() {
             for r in rows {
                 ids.insert(r.item.id().to_string());
                 assert!(batched.insert((r.item.id().to_string(), r.cell.to_string())));
             }
         }
-        let within = rows <= budget.rows && files <= budget.files;
-        assert!(within || ids.len() == 1, "batch {count}: {rows} rows, {files} files of {ids:?}");
+        assert!(rows <= budget || ids.len() == 1, "batch {count}: {rows} rows of {ids:?}");
         assert!(ids.is_disjoint(&ids_seen), "an item's rows are all in one batch");
         ids_seen.extend(ids);
     }
@@ -80,16 +79,27 @@ async fn batches(
 
 #[tokio::test]
 async fn batches_hold_whole_items_within_the_row_budget_and_together_all_the_rows() {
-    let (all, batched, count) = batches(Budget { rows: 300, files: usize::MAX }).await;
+    let (all, batched, count) = batches(300).await;
     assert_eq!(batched, all);
     assert!(count > 3, "{count} batches for {} rows", all.len());
+    let (_, _, one) = batches(usize::MAX).await;
+    assert_eq!(one, 1, "without a budget the chunk is one batch");
 }
 
 #[tokio::test]
-async fn batches_hold_whole_items_within_the_file_budget_and_together_all_the_rows() {
-    let (all, batched, count) = batches(Budget { rows: usize::MAX, files: 200 }).await;
-    assert_eq!(batched, all);
-    assert!(count > 3, "{count} batches for {} rows", all.len());
-    let (_, _, one) = batches(Budget::UNLIMITED).await;
-    assert_eq!(one, 1, "without a budget the chunk is one batch");
+async fn groups_split_by_files_put_each_partition_in_exactly_one_part() {
+    let (path, keys) = data_path().await;
+    let groups = path.collect(keys).await.groups;
+    let (rows, partitions) = (groups.row_count(), groups.partitions().len());
+    let parts = groups.split(100);
+    assert_eq!(parts.len(), partitions.div_ceil(100));
+    assert!(parts.iter().all(|p| p.len() <= 100));
+    assert_eq!(parts.iter().map(|p| p.row_count()).sum::<usize>(), rows);
+    let mut seen = BTreeSet::new();
+    for p in &parts {
+        for k in p.partitions() {
+            assert!(seen.insert(k.to_string()), "{k} in two parts");
+        }
+    }
+    assert_eq!(seen.len(), partitions);
 }

@@ -252,7 +252,8 @@ pub struct IncrementalArgs {
     /// each).
     #[arg(long, env = "EARTHCATALOG_CHUNK_ROWS", default_value_t = Budget::default().rows)]
     pub chunk_rows: usize,
-    /// Files (cell, year partitions) held at once before they are registered, the same way.
+    /// Files written before they are registered: a chunk's files beyond it are registered in
+    /// further snapshots (each (cell, year) is still one file per batch of rows).
     #[arg(long, env = "EARTHCATALOG_CHUNK_FILES", default_value_t = Budget::default().files)]
     pub chunk_files: usize,
     /// Items fetched at once [default: 16].

@@ -223,20 +223,22 @@ impl<'a> Run<'a> {
         let Batches { writer, table, pending } = place;
         let mut collected = data_path.load(keys).await;
         let (mut skipped, mut ingested, mut rows, mut files) = (Skipped::default(), 0, 0, 0);
-        while let Some(mut groups) = collected.next_groups(self.cfg.budget) {
+        while let Some(mut groups) = collected.next_groups(self.cfg.budget.rows) {
             // Whole items per batch: an item is counted (ingested or skipped) in one batch only.
             let s = known.drop_known(&mut groups).await?;
             skipped.items += s.items;
             skipped.rows += s.rows;
             ingested += items_in(&mut groups);
             rows += groups.row_count();
-            let written = data_path.write(groups, &self.cfg.place.warehouse, namer).await?;
-            writer.wrote(written.iter().map(|f| f.location.clone()));
-            files += written.len();
-            if self.cfg.batch_add_files {
-                pending.extend(written);
-            } else {
-                *table = self.register(writer, table, written).await?;
+            for part in groups.split(self.cfg.budget.files) {
+                let written = data_path.write(part, &self.cfg.place.warehouse, namer).await?;
+                writer.wrote(written.iter().map(|f| f.location.clone()));
+                files += written.len();
+                if self.cfg.batch_add_files {
+                    pending.extend(written);
+                } else {
+                    *table = self.register(writer, table, written).await?;
+                }
             }
         }
         for f in &collected.failures {
