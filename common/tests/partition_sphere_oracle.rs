@@ -188,7 +188,7 @@ fn a_swath_over_one_pole_gets_the_cells_of_the_swath() {
 }
 
 fn item(bbox: [f64; 4], geometry: &Geometry) -> Vec<u8> {
-    let g: geojson::Geometry = geometry.try_into().unwrap();
+    let g: geojson::Geometry = geometry.into();
     serde_json::json!({
         "type": "Feature", "stac_version": "1.0.0", "id": "wide", "bbox": bbox,
         "geometry": g, "properties": {"datetime": "2020-01-01T00:00:00Z"}, "assets": {}, "links": []

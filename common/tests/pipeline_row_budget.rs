@@ -48,9 +48,7 @@ async fn data_path() -> (DataPath, Vec<ObjectKey>) {
 }
 
 /// Takes every batch within `budget`; checks each and returns the rows and the batch count.
-async fn batches(
-    budget: usize,
-) -> (BTreeSet<(String, String)>, BTreeSet<(String, String)>, usize) {
+async fn batches(budget: usize) -> (BTreeSet<(String, String)>, BTreeSet<(String, String)>, usize) {
     let (path, keys) = data_path().await;
     let mut all = BTreeSet::new();
     for (_, rows) in path.collect(keys.clone()).await.groups.into_sorted() {

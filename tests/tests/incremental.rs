@@ -378,6 +378,15 @@ async fn a_chunk_written_a_few_rows_at_a_time_lands_every_row_once(backend: Back
     // A rerun skips every item, whatever the batches were.
     let again = site.run(&inv, &["--chunk-rows", "5"]);
     assert_eq!(summary(&again)["items_skipped"], 12, "{}", stderr(&again));
+
+    // Registered 3 files at a time: more snapshots, but each (cell, year) is still one file.
+    let by_files = site.fresh("by-files");
+    let out = by_files.run(&inv, &["--chunk-files", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = by_files.table(&py).await;
+    assert_eq!(table.rows, samples.expected_rows(1));
+    assert_eq!(table.files.len(), partitions, "one file per (cell, year)");
+    assert_eq!(table.snapshots, partitions.div_ceil(3));
 }
 
 async fn batch_add_files_commits_the_whole_run_in_one_snapshot(backend: Backend, py: Python) {

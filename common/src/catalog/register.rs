@@ -155,22 +155,20 @@ impl Catalog {
             return Err(RegisterError::AlreadyRegistered { paths: dups });
         }
         let metadata = table.metadata();
-        let described = files
-            .iter()
-            .map(|f| {
-                let footer = f
-                    .footer
-                    .metadata()
-                    .map_err(|source| RegisterError::Footer { file: f.location.uri(), source })?;
-                Ok(data_file_from_footer(
-                    &f.location.uri(),
-                    f.bytes,
-                    &footer,
-                    metadata.current_schema(),
-                    metadata.default_partition_spec(),
-                )?)
-            })
-            .collect::<Result<Vec<_>, RegisterError>>()?;
+        let mut described = Vec::with_capacity(files.len());
+        for f in files {
+            let footer = f
+                .footer
+                .metadata()
+                .map_err(|source| RegisterError::Footer { file: f.location.uri(), source })?;
+            described.push(data_file_from_footer(
+                &f.location.uri(),
+                f.bytes,
+                &footer,
+                metadata.current_schema(),
+                metadata.default_partition_spec(),
+            )?);
+        }
         // Names carry the run id and the writer, so they cannot be in the table already;
         // skipping iceberg's duplicate check avoids reading every manifest on every commit,
         // which made a long run's commits grow with the table.
