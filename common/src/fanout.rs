@@ -65,6 +65,24 @@ impl Groups {
         self.groups.is_empty()
     }
 
+    /// The groups split into sets of at most `partitions` (cell, year) groups each (one file
+    /// each when written), in (cell, year) order; every partition lands in exactly one set.
+    pub fn split(self, partitions: usize) -> Vec<Groups> {
+        let mut sorted: Vec<(CellYear, Vec<CellRow>)> = self.groups.into_iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<Groups> = Vec::new();
+        for (part, rows) in sorted {
+            if out.last().is_none_or(|g| g.len() >= partitions.max(1)) {
+                out.push(Groups::new());
+            }
+            if let Some(g) = out.last_mut() {
+                g.rows += rows.len();
+                g.groups.insert(part, rows);
+            }
+        }
+        out
+    }
+
     /// The (cell, year) pairs present.
     pub fn partitions(&self) -> Vec<CellYear> {
         self.groups.keys().cloned().collect()

@@ -1,7 +1,8 @@
-//! Item ids already registered, per (cell, year), so that ingesting the same inventory twice
-//! never puts an item into a partition twice.
+//! Items already registered, per (cell, year), so that ingesting the same inventory twice
+//! never puts an item into a partition twice. An item is its (collection, id)
+//! ([`crate::ids::ItemKey`]): the same id in another collection is another item.
 //!
-//! The ids of a partition are read (the `id` column only) from the table's files in that
+//! The items of a partition are read (the `collection` and `id` columns only) from the table's files in that
 //! partition the first time a run writes to it, then kept up to date with what the run writes.
 //! Reading is proportional to the partitions a run touches, not to the table.
 
@@ -15,7 +16,7 @@ use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 
 use crate::catalog::DataFileInfo;
 use crate::fanout::Groups;
-use crate::ids::CellYear;
+use crate::ids::{CellYear, ItemKey};
 use crate::location::Location;
 use crate::stores::Stores;
 
@@ -32,18 +33,22 @@ pub struct KnownIdsError {
 /// What [`KnownIds::drop_known`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Skipped {
-    /// Rows not written because their (id, cell, year) is already in the table.
+    /// Rows not written because their (collection, id, cell, year) is already in the table.
     pub rows: usize,
     /// Distinct items that lost at least one row that way.
     pub items: usize,
 }
 
-/// Ids known to be in each (cell, year) of the table.
+/// The digest of an item's (collection, id) ([`crate::ids::ItemKey::digest`]): the sets live as
+/// long as the run and hold every item it wrote per partition, so 16 bytes each, not the text.
+type Known = u128;
+
+/// Items known to be in each (cell, year) of the table.
 #[derive(Debug)]
 pub struct KnownIds {
     stores: Arc<Stores>,
     files: HashMap<CellYear, Vec<String>>,
-    ids: HashMap<CellYear, HashSet<String>>,
+    ids: HashMap<CellYear, HashSet<Known>>,
 }
 
 impl KnownIds {
@@ -67,9 +72,10 @@ impl KnownIds {
         let ids = &mut self.ids;
         let rows = groups.retain(|part, row| {
             let known = ids.entry(part.clone()).or_default();
-            let fresh = known.insert(row.item.id().to_string());
+            let key = row.item.key().digest();
+            let fresh = known.insert(key);
             if !fresh {
-                skipped_items.insert(row.item.id().to_string());
+                skipped_items.insert(key);
             }
             fresh
         });
@@ -92,7 +98,7 @@ impl KnownIds {
 async fn read_ids(
     stores: &Stores,
     file: &str,
-    out: &mut HashSet<String>,
+    out: &mut HashSet<Known>,
 ) -> Result<(), KnownIdsError> {
     let err = |reason: String| KnownIdsError { file: file.to_string(), reason };
     let location = Location::parse(file).map_err(|e| err(e.to_string()))?;
@@ -100,20 +106,28 @@ async fn read_ids(
     let reader = ParquetObjectReader::new(target.store, target.path);
     let builder =
         ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| err(e.to_string()))?;
-    let Some(index) = builder.parquet_schema().columns().iter().position(|c| c.name() == "id")
-    else {
-        return Err(err("no 'id' column".into()));
+    let position = |name: &str| {
+        builder
+            .parquet_schema()
+            .columns()
+            .iter()
+            .position(|c| c.name() == name)
+            .ok_or_else(|| err(format!("no '{name}' column")))
     };
-    let mask = ProjectionMask::leaves(builder.parquet_schema(), [index]);
+    let (id, collection) = (position("id")?, position("collection")?);
+    let mask = ProjectionMask::leaves(builder.parquet_schema(), [id, collection]);
     let mut stream = builder.with_projection(mask).build().map_err(|e| err(e.to_string()))?;
     while let Some(batch) = stream.try_next().await.map_err(|e| err(e.to_string()))? {
-        let Some(ids) = batch.column(0).as_string_opt::<i32>() else {
-            return Err(err("'id' is not a string column".into()));
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(|| err(format!("'{name}' is not a string column")))
         };
-        for i in 0..ids.len() {
-            if ids.is_valid(i) {
-                out.insert(ids.value(i).to_string());
-            }
+        let (ids, collections) = (column("id")?, column("collection")?);
+        for i in (0..ids.len()).filter(|i| ids.is_valid(*i)) {
+            let collection = collections.is_valid(i).then(|| collections.value(i));
+            out.insert(ItemKey { collection, id: ids.value(i) }.digest());
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 //! backfill workers run it per chunk into the staging prefix and later compact. Items that cannot
 //! be used come back as [`ItemFailure`]s with their bucket, key and reason.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -154,6 +155,67 @@ pub struct Collected {
     pub duplicates_dropped: usize,
 }
 
+/// A chunk's items, read, covered and (with [`DataPathOptions::newest_copy_only`]) deduplicated,
+/// waiting to become rows. Rows are made a batch of whole items at a time within a [`Budget`]'s
+/// rows, so that a chunk's memory follows the budget rather than its items: at H3 resolution 3
+/// one near-global item is ~40,000 rows.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Items not yet fanned out, in listing order, with their cells.
+    pending: VecDeque<(ItemRow, Vec<String>)>,
+    /// Items that could not be used, with the reason.
+    pub failures: Vec<ItemFailure>,
+    /// Items kept (after dropping older copies).
+    pub items: usize,
+    /// Older copies of an item dropped (only with [`DataPathOptions::newest_copy_only`]).
+    pub duplicates_dropped: usize,
+}
+
+/// How much of a chunk is held at once: rows (each shares its item, ~100 bytes of its own), and
+/// files written before they are registered (each (cell, year) is one file; its footer and its
+/// Iceberg entry take ~30 KB until the snapshot is committed). Rows beyond the budget are made
+/// in another batch of items (more files for cells both batches touch); files beyond it are
+/// registered in another snapshot (each (cell, year) still one file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Rows at most.
+    pub rows: usize,
+    /// Partitions (files) at most.
+    pub files: usize,
+}
+
+impl Budget {
+    /// No limit: the whole chunk at once.
+    pub const UNLIMITED: Budget = Budget { rows: usize::MAX, files: usize::MAX };
+}
+
+impl Default for Budget {
+    /// 1,000,000 rows and 10,000 files: ~150 MB of rows and ~300 MB of files being registered,
+    /// so that a chunk stays under 1 GB however its items fan out.
+    fn default() -> Self {
+        Budget { rows: 1_000_000, files: 10_000 }
+    }
+}
+
+impl Loaded {
+    /// The rows of the next items, grouped: whole items only, at most `rows` rows unless one
+    /// item alone has more (it then comes alone); `None` once every item has been taken.
+    pub fn next_groups(&mut self, rows: usize) -> Option<Groups> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let mut groups = Groups::new();
+        while let Some((_, cells)) = self.pending.front() {
+            if !groups.is_empty() && groups.row_count() + cells.len() > rows {
+                break;
+            }
+            let Some((row, cells)) = self.pending.pop_front() else { break };
+            groups.extend(fan_out(row, &cells));
+        }
+        Some(groups)
+    }
+}
+
 /// Settings of the data path.
 #[derive(Debug, Clone)]
 pub struct DataPathOptions {
@@ -207,7 +269,21 @@ impl DataPath {
 
     /// Fetches, parses and fans out `items`, keeping their order within each group.
     pub async fn collect(&self, items: Vec<ObjectKey>) -> Collected {
-        let mut out = Collected::default();
+        let mut loaded = self.load(items).await;
+        let groups = loaded.next_groups(usize::MAX).unwrap_or_default();
+        Collected {
+            groups,
+            failures: loaded.failures,
+            items: loaded.items,
+            duplicates_dropped: loaded.duplicates_dropped,
+        }
+    }
+
+    /// Fetches, parses and covers `items`, and keeps one copy of each (with
+    /// [`DataPathOptions::newest_copy_only`]); their rows are made by [`Loaded::next_groups`], a
+    /// bounded batch at a time.
+    pub async fn load(&self, items: Vec<ObjectKey>) -> Loaded {
+        let mut out = Loaded::default();
         // Fanned out only once all are loaded, so that an older copy of an id listed earlier
         // can still be dropped in favour of a newer one listed later.
         let mut loaded: Vec<(ItemRow, Vec<String>)> = Vec::with_capacity(items.len());
@@ -244,14 +320,12 @@ impl DataPath {
         }
         if self.options.newest_copy_only {
             let (kept, dropped) =
-                keep_newest(loaded, |(row, _)| row.id(), |(row, _)| row.updated_micros());
+                keep_newest(loaded, |(row, _)| row.key(), |(row, _)| row.updated_micros());
             loaded = kept;
             out.duplicates_dropped = dropped;
         }
         out.items = loaded.len();
-        for (row, cells) in loaded {
-            out.groups.extend(fan_out(row, &cells));
-        }
+        out.pending = loaded.into();
         out
     }
 

@@ -299,3 +299,49 @@ async fn an_item_listed_twice_in_the_inventory_is_written_once_per_cell_after_al
     assert_eq!(written, (0..30).map(cells_of).sum::<u64>());
     assert_eq!(dropped, (20..30).map(cells_of).sum::<u64>(), "the ten keys listed twice");
 }
+
+#[tokio::test]
+async fn one_id_in_two_collections_is_two_items_and_both_are_written() {
+    let stores = stores();
+    let first = item(7, "2021-01-01T00:00:00Z", 1);
+    let mut other = item(7, "2020-01-01T00:00:00Z", 2);
+    other["collection"] = "itslive-granules-v3".into();
+    // A true copy of the first (same collection, older) is still dropped.
+    let older_copy = item(7, "2019-06-01T00:00:00Z", 3);
+    let staged = [
+        stage(&stores, "chunk0", std::slice::from_ref(&first)).await,
+        stage(&stores, "chunk1", &[other, older_copy]).await,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Location::local(dir.path()).unwrap();
+    let partition = CellYear::new(CELL, Some(2019));
+    let namer = FileNamer::new(RunId::from_string(RUN), "c8");
+    let out = compact_partition(
+        &stores,
+        &partition,
+        &staged,
+        &warehouse,
+        &namer,
+        100,
+        &WriterOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((out.input_rows, out.duplicates_dropped, out.output_rows()), (3, 1, 2));
+    let (batch, _) = read_local(&out.files[0].location);
+    let mut items: Vec<(Option<String>, Option<String>)> =
+        strings(&batch, "collection").into_iter().zip(strings(&batch, "id")).collect();
+    items.sort();
+    let id = first["id"].as_str().map(str::to_string);
+    assert_eq!(
+        items,
+        [
+            (Some("itslive-granules".to_string()), id.clone()),
+            (Some("itslive-granules-v3".to_string()), id)
+        ]
+    );
+    let pvp = batch.column_by_name("percent_valid_pixels").unwrap().as_primitive::<Int64Type>();
+    let mut kept: Vec<i64> = pvp.values().to_vec();
+    kept.sort();
+    assert_eq!(kept, [1, 2], "the newest copy in the first collection, and the other item");
+}

@@ -2,8 +2,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
 use earthcatalog_common::fanout::{Groups, fan_out};
@@ -112,7 +110,8 @@ async fn column_statistics_are_written_for_bounds_but_not_for_geometry_or_json()
         .await
         .unwrap();
     assert!(f.location.as_local_path().unwrap().is_file());
-    let rg = f.metadata.row_group(0);
+    let meta = f.footer.metadata().unwrap();
+    let rg = meta.row_group(0);
     let stats = |name: &str| {
         let i = rg.columns().iter().position(|c| c.column_path().string() == name).unwrap();
         rg.column(i).statistics().cloned()
@@ -134,10 +133,12 @@ async fn large_files_are_split_into_row_groups() {
     let opts = WriterOptions { row_group_rows: 100, ..Default::default() };
     let rows: Vec<_> = rows.into_iter().collect();
     let f = write_partition(&stores, &root, &part, &rows, &namer, &opts).await.unwrap();
-    let sizes: Vec<i64> = f.metadata.row_groups().iter().map(|r| r.num_rows()).collect();
+    let sizes: Vec<i64> =
+        f.footer.metadata().unwrap().row_groups().iter().map(|r| r.num_rows()).collect();
     assert_eq!(sizes.iter().sum::<i64>() as usize, rows.len());
     assert!(sizes.iter().all(|n| *n <= 100));
-    let _ = Arc::clone(&f.metadata);
+    // The footer kept for registration has no page indexes (registration does not read them).
+    assert!(f.footer.metadata().unwrap().column_index().is_none());
 }
 
 #[tokio::test]
@@ -151,10 +152,16 @@ async fn small_files_use_snappy_and_large_ones_zstd() {
     let small = write_partition(&stores, &root, &part, &rows, &namer, &WriterOptions::default())
         .await
         .unwrap();
-    assert_eq!(small.metadata.row_group(0).column(0).compression(), Compression::SNAPPY);
+    assert_eq!(
+        small.footer.metadata().unwrap().row_group(0).column(0).compression(),
+        Compression::SNAPPY
+    );
     let opts = WriterOptions { zstd_min_rows: 1, ..Default::default() };
     let large = write_partition(&stores, &root, &part, &rows, &namer, &opts).await.unwrap();
-    assert!(matches!(large.metadata.row_group(0).column(0).compression(), Compression::ZSTD(_)));
+    assert!(matches!(
+        large.footer.metadata().unwrap().row_group(0).column(0).compression(),
+        Compression::ZSTD(_)
+    ));
 }
 
 #[tokio::test]
@@ -165,7 +172,14 @@ async fn the_zstd_threshold_counts_rows_and_zero_means_always_zstd() {
     let namer = FileNamer::new(RunId::new(), "threshold");
     let (part, rows) = groups(100, &["8106fffffffffff"]).into_sorted().remove(0);
     let codecs = |f: &earthcatalog_common::geoparquet::WrittenFile| -> Vec<Compression> {
-        f.metadata.row_group(0).columns().iter().map(|c| c.compression()).collect()
+        f.footer
+            .metadata()
+            .unwrap()
+            .row_group(0)
+            .columns()
+            .iter()
+            .map(|c| c.compression())
+            .collect()
     };
     // A Parquet footer names the codec, not its level.
     let is_zstd = |c: &Compression| matches!(c, Compression::ZSTD(_));

@@ -1,5 +1,6 @@
 //! Command-line arguments (clap derive; every flag can also come from an environment variable).
 
+use earthcatalog_common::pipeline::Budget;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -324,6 +325,15 @@ pub struct IncrementalArgs {
     /// Items per chunk; each chunk's files are registered together [default: 5000].
     #[arg(long, env = "EARTHCATALOG_CHUNK_SIZE")]
     pub chunk_size: Option<usize>,
+    /// Rows held in memory at once: a chunk whose items make more rows is written and registered
+    /// a batch of whole items at a time (near-global items at a fine resolution make ~40,000 rows
+    /// each).
+    #[arg(long, env = "EARTHCATALOG_CHUNK_ROWS", default_value_t = Budget::default().rows)]
+    pub chunk_rows: usize,
+    /// Files written before they are registered: a chunk's files beyond it are registered in
+    /// further snapshots (each (cell, year) is still one file per batch of rows).
+    #[arg(long, env = "EARTHCATALOG_CHUNK_FILES", default_value_t = Budget::default().files)]
+    pub chunk_files: usize,
     /// Items fetched at once [default: 16].
     #[arg(long, alias = "workers", env = "EARTHCATALOG_MAX_WORKERS")]
     pub max_workers: Option<usize>,

@@ -1,5 +1,6 @@
 //! The original's YAML config, and the validated settings of an incremental run.
 
+use earthcatalog_common::pipeline::Budget;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -139,6 +140,9 @@ pub struct IncrementalConfig {
     pub limit: Option<u64>,
     /// Items per chunk.
     pub chunk_size: usize,
+    /// How much of a chunk is held at once (rows, files); a chunk beyond it is written and
+    /// registered in several batches.
+    pub budget: Budget,
     /// Fetch concurrency.
     pub max_workers: usize,
     /// The grid asked for; `None` = the table's, else H3 resolution 1.
@@ -247,6 +251,9 @@ impl TryFrom<IncrementalArgs> for IncrementalConfig {
         if chunk_size == 0 {
             bail!("--chunk-size must be at least 1");
         }
+        if a.chunk_rows == 0 || a.chunk_files == 0 {
+            bail!("--chunk-rows and --chunk-files must be at least 1");
+        }
         let since = a.since.as_deref().map(parse_since).transpose()?;
         let failures = match &a.failures {
             Some(f) => Location::parse(f).context("--failures")?,
@@ -258,6 +265,7 @@ impl TryFrom<IncrementalArgs> for IncrementalConfig {
             since,
             limit: a.limit.filter(|l| *l > 0),
             chunk_size,
+            budget: Budget { rows: a.chunk_rows, files: a.chunk_files },
             max_workers: a.max_workers.or(config.ingest.max_workers).unwrap_or(16).max(1),
             grid,
             lock: LockPolicy::from_args(&a.lock),

@@ -24,6 +24,7 @@ use earthcatalog_tests::site::{Backend, Site, command, run, s, stderr, strings, 
 on_both_backends!(
     every_inventory_format_lands_exactly_the_items_modified_since_the_cutoff,
     limit_stops_after_that_many_items,
+    a_chunk_written_a_few_rows_at_a_time_lands_every_row_once,
     batch_add_files_commits_the_whole_run_in_one_snapshot,
     running_the_same_inventory_twice_registers_nothing_twice_and_counts_the_skipped_items,
     bad_items_are_listed_next_to_the_catalog_with_their_reasons_and_the_good_ones_land,
@@ -89,6 +90,39 @@ async fn limit_stops_after_that_many_items(backend: Backend, py: Python) {
     let table = site.table(&py).await;
     assert_eq!(table.rows, samples.first(4).expected_rows(1));
     assert_eq!(table.snapshots, 2, "4 items in chunks of 3");
+}
+
+async fn a_chunk_written_a_few_rows_at_a_time_lands_every_row_once(backend: Backend, py: Python) {
+    let samples = Samples::itslive(120, 12);
+    let site = backend.site(&samples).await;
+    let inv = site.put("inv.csv", samples.csv().into_bytes()).await;
+    // Every sample has several cells, so a budget of 5 rows writes almost every item alone.
+    let out = site.run(&inv, &["--chunk-rows", "5"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let sum = summary(&out);
+    assert_eq!(sum["items_ingested"], 12, "{sum}");
+    let table = site.table(&py).await;
+    assert_eq!(table.rows, samples.expected_rows(1));
+    assert_eq!(table.row_count, table.rows.len(), "no row twice");
+    assert!(table.snapshots > 1, "each batch is registered as it is written");
+    let partitions = samples.rows_per_cell_and_year(1).len();
+    assert!(
+        table.files.len() > partitions,
+        "{} files for {partitions} partitions",
+        table.files.len()
+    );
+    // A rerun skips every item, whatever the batches were.
+    let again = site.run(&inv, &["--chunk-rows", "5"]);
+    assert_eq!(summary(&again)["items_skipped"], 12, "{}", stderr(&again));
+
+    // Registered 3 files at a time: more snapshots, but each (cell, year) is still one file.
+    let by_files = site.fresh("by-files");
+    let out = by_files.run(&inv, &["--chunk-files", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = by_files.table(&py).await;
+    assert_eq!(table.rows, samples.expected_rows(1));
+    assert_eq!(table.files.len(), partitions, "one file per (cell, year)");
+    assert_eq!(table.snapshots, partitions.div_ceil(3));
 }
 
 async fn batch_add_files_commits_the_whole_run_in_one_snapshot(backend: Backend, py: Python) {
@@ -904,6 +938,91 @@ async fn two_copies_of_an_item_in_one_inventory_land_as_the_newest_and_the_other
         .map(|(_, u)| u)
         .collect();
     assert_eq!(updated, BTreeSet::from(["2024-06-01T00:00:00+00:00".to_string()]));
+}
+
+/// (collection, id, cell) of every row of the table, read with PyIceberg.
+fn collection_rows(py: &Python, db: &Path, warehouse: &str) -> Vec<(String, String, String)> {
+    const SCRIPT: &str = r#"
+import json, sys
+from pyiceberg.catalog.sql import SqlCatalog
+cat = SqlCatalog("earthcatalog", uri=f"sqlite:///{sys.argv[1]}", warehouse=sys.argv[2])
+t = cat.load_table("earthcatalog.stac_items").scan(
+    selected_fields=("collection", "id", "grid_partition")).to_arrow()
+print(json.dumps(list(zip(*(t.column(c).to_pylist() for c in ("collection", "id", "grid_partition"))))))
+"#;
+    let v = py.run_json(SCRIPT, &[&s(db), warehouse]).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| [0, 1, 2].map(|k| r[k].as_str().unwrap().to_string()))
+        .map(|[c, i, g]| (c, i, g))
+        .collect()
+}
+
+#[tokio::test]
+async fn one_id_in_two_collections_lands_twice_in_one_run_and_in_a_later_run() {
+    let Some(py) = Python::find("incremental ids shared by collections") else { return };
+    let samples = Samples::itslive(1360, 3);
+    // The same scene in another version of the catalog: same id, same footprint (same cells).
+    let mut other = samples.items[0].json.clone();
+    other["collection"] = serde_json::json!("itslive-granules-v3");
+    let key = "v3/scene.stac.json";
+    let expected = || {
+        let mut rows: Vec<(String, String, String)> = samples
+            .expected_rows(1)
+            .into_iter()
+            .map(|(id, cell)| ("itslive-granules".to_string(), id, cell))
+            .collect();
+        let first = samples.ids()[0].clone();
+        let cells: Vec<String> = samples
+            .expected_rows(1)
+            .into_iter()
+            .filter(|(id, _)| *id == first)
+            .map(|(_, cell)| cell)
+            .collect();
+        assert!(!cells.is_empty());
+        rows.extend(
+            cells.into_iter().map(|c| ("itslive-granules-v3".to_string(), first.clone(), c)),
+        );
+        rows.sort();
+        rows
+    };
+
+    // Both in one inventory: neither is a duplicate of the other.
+    let site = Backend::Local.site(&samples).await;
+    put(&site.stores, &site.items().join(key), serde_json::to_vec(&other).unwrap()).await.unwrap();
+    let mut csv = samples.csv();
+    csv.push_str(&format!("{BUCKET},{key},2024-01-01T00:00:00Z\n"));
+    let out = site.run(&site.put("inv.csv", csv.into_bytes()).await, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let sum = summary(&out);
+    assert_eq!(
+        (sum["items_ingested"].as_u64(), sum["duplicates_dropped"].as_u64()),
+        (Some(4), Some(0)),
+        "{sum}"
+    );
+    let db = site.catalog_copy().await;
+    let mut rows = collection_rows(&py, &db, &site.warehouse().to_string());
+    rows.sort();
+    assert_eq!(rows, expected());
+
+    // The other collection's copy arriving in a later run is not "already registered".
+    let later = site.fresh("later");
+    let first = later.run(&later.put("inv-a.csv", samples.csv().into_bytes()).await, &[]);
+    assert_eq!(summary(&first)["items_ingested"], 3, "{}", stderr(&first));
+    let csv = format!("bucket,key,last_modified_date\n{BUCKET},{key},2024-01-01T00:00:00Z\n");
+    let second = later.run(&later.put("inv-b.csv", csv.into_bytes()).await, &[]);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    let sum = summary(&second);
+    assert_eq!(
+        (sum["items_ingested"].as_u64(), sum["items_skipped"].as_u64()),
+        (Some(1), Some(0)),
+        "{sum}"
+    );
+    let db = later.catalog_copy().await;
+    let mut rows = collection_rows(&py, &db, &later.warehouse().to_string());
+    rows.sort();
+    assert_eq!(rows, expected());
 }
 
 #[tokio::test]

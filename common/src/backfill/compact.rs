@@ -5,7 +5,8 @@
 //! `compact_rows` rows, straight into the warehouse Hive folder under names from the attempt's
 //! [`FileNamer`].
 //!
-//! Duplicates (the same item staged by two chunks, or by a chunk ingested twice) are resolved
+//! Duplicates (the same item, (collection, id), staged by two chunks, or by a chunk ingested
+//! twice; one id in two collections is two items) are resolved
 //! to the row with the most recent `updated`; a missing `updated` is older than any. On a tie
 //! the row read last wins: the later file in the `staged` list, and within a file the later
 //! row. Rows without an id are all kept. Sorting is by (platform, datetime), a missing platform
@@ -30,9 +31,10 @@ use futures::StreamExt;
 
 use crate::dedup::later_copy_wins;
 use crate::geoparquet::{
-    FileNamer, GeoSummary, WriteError, WriterOptions, WrittenFile, write_batches,
+    FileNamer, Footer, GeoSummary, WriteError, WriterOptions, WrittenFile, write_batches,
 };
 use crate::ids::CellYear;
+use crate::ids::ItemKey;
 use crate::location::Location;
 use crate::schema;
 use crate::stac::datetime::utc_year;
@@ -197,8 +199,8 @@ fn check_partition(
     Ok(())
 }
 
-/// Indices (ascending) of the rows to keep: per item id the newest `updated`, ties to the
-/// later row (the rule of [`crate::dedup`]); every row without an id.
+/// Indices (ascending) of the rows to keep: per item, (collection, id), the newest `updated`,
+/// ties to the later row (the rule of [`crate::dedup`]); every row without an id.
 fn newest_per_id(all: &RecordBatch) -> Result<Vec<u32>, ArrowError> {
     let column = |name: &str| {
         all.column_by_name(name)
@@ -207,12 +209,18 @@ fn newest_per_id(all: &RecordBatch) -> Result<Vec<u32>, ArrowError> {
     };
     let ids = column("id")?;
     let ids = ids.as_string_opt::<i32>().ok_or_else(|| not_typed("id"))?;
+    let collections = column("collection")?;
+    let collections = collections.as_string_opt::<i32>().ok_or_else(|| not_typed("collection"))?;
+    let key = |i: usize| ItemKey {
+        collection: collections.is_valid(i).then(|| collections.value(i)),
+        id: ids.value(i),
+    };
     let updated = column("updated")?;
     let updated = updated
         .as_primitive_opt::<TimestampMicrosecondType>()
         .ok_or_else(|| not_typed("updated"))?;
     let when = |i: usize| updated.is_valid(i).then(|| updated.value(i));
-    let mut winner: HashMap<&str, u32> = HashMap::with_capacity(all.num_rows());
+    let mut winner: HashMap<ItemKey<'_>, u32> = HashMap::with_capacity(all.num_rows());
     let mut kept = Vec::new();
     for i in 0..all.num_rows() {
         let row = u32::try_from(i).map_err(|_| too_many(all.num_rows()))?;
@@ -220,7 +228,7 @@ fn newest_per_id(all: &RecordBatch) -> Result<Vec<u32>, ArrowError> {
             kept.push(row);
             continue;
         }
-        match winner.entry(ids.value(i)) {
+        match winner.entry(key(i)) {
             Entry::Vacant(v) => {
                 v.insert(row);
             }
@@ -292,13 +300,23 @@ async fn write_slices(
         let location = folder.join(&namer.next_name());
         let geo = GeoSummary::of_batches(std::slice::from_ref(&slice)).to_json();
         match write_batches(stores, &location, &[slice], &geo, options).await {
-            Ok((metadata, bytes)) => files.push(WrittenFile {
-                location,
-                partition: partition.clone(),
-                rows: len,
-                bytes,
-                metadata: Arc::new(metadata),
-            }),
+            Ok((metadata, bytes)) => match Footer::keep(metadata) {
+                Ok(footer) => files.push(WrittenFile {
+                    location,
+                    partition: partition.clone(),
+                    rows: len,
+                    bytes,
+                    footer,
+                }),
+                Err(source) => {
+                    let mut written: Vec<Location> =
+                        files.into_iter().map(|f| f.location).collect();
+                    let shown = location.to_string();
+                    written.push(location);
+                    stores.delete_all(&written, "an abandoned output").await;
+                    return Err(WriteError::Parquet { location: shown, source }.into());
+                }
+            },
             Err(e) => {
                 let mut written: Vec<Location> = files.into_iter().map(|f| f.location).collect();
                 written.push(location);

@@ -151,25 +151,27 @@ impl Catalog {
     }
 
     /// Describes files this process just wrote for `table`, from the footers the writer
-    /// returned (no re-reading).
-    pub fn describe_written(
+    /// kept (no re-reading).
+    pub async fn describe_written(
         &self,
         table: &Table,
         files: &[WrittenFile],
-    ) -> Result<Vec<DataFile>, DataFileError> {
+    ) -> Result<Vec<DataFile>, RegisterError> {
         let metadata = table.metadata();
-        let described = files
-            .iter()
-            .map(|f| {
-                data_file_from_footer(
-                    &f.location.uri(),
-                    f.bytes,
-                    &f.metadata,
-                    metadata.current_schema(),
-                    metadata.default_partition_spec(),
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut described = Vec::with_capacity(files.len());
+        for f in files {
+            let footer = f
+                .footer
+                .metadata()
+                .map_err(|source| RegisterError::Footer { file: f.location.uri(), source })?;
+            described.push(data_file_from_footer(
+                &f.location.uri(),
+                f.bytes,
+                &footer,
+                metadata.current_schema(),
+                metadata.default_partition_spec(),
+            )?);
+        }
         Ok(described)
     }
 
@@ -186,7 +188,7 @@ impl Catalog {
         if !dups.is_empty() {
             return Err(RegisterError::AlreadyRegistered { paths: dups });
         }
-        let described = self.describe_written(table, files)?;
+        let described = self.describe_written(table, files).await?;
         // Names carry the run id and the writer, so they cannot be in the table already;
         // skipping iceberg's duplicate check avoids reading every manifest on every commit,
         // which made a long run's commits grow with the table.

@@ -6,10 +6,12 @@
 //! most 65,536 rows and column statistics (Iceberg bounds are taken from them).
 
 mod batch;
+mod footer;
 mod metadata;
 mod writer;
 
 pub use batch::record_batch;
+pub use footer::Footer;
 pub use metadata::{
     GEO_KEY, GeoSummary, STAC_GEOPARQUET_KEY, STAC_GEOPARQUET_VALUE, geo_metadata, wkb_type_name,
 };

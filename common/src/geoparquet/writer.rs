@@ -10,6 +10,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::batch::record_batch;
+use super::footer::Footer;
 use super::metadata::{GEO_KEY, STAC_GEOPARQUET_KEY, STAC_GEOPARQUET_VALUE, geo_metadata};
 use crate::fanout::CellRow;
 use crate::ids::{CellYear, RunId};
@@ -168,7 +169,7 @@ pub struct WrittenFile {
     /// Size of the file in bytes.
     pub bytes: u64,
     /// The footer as written (row groups, column statistics), for registration.
-    pub metadata: std::sync::Arc<ParquetMetaData>,
+    pub footer: Footer,
 }
 
 /// Writes `rows` (all of one partition, already sorted) to
@@ -183,13 +184,9 @@ pub async fn write_partition(
 ) -> Result<WrittenFile, WriteError> {
     let location = root.join(&partition.hive_dir()).join(&namer.next_name());
     let (metadata, bytes) = write_rows(stores, &location, rows, options).await?;
-    Ok(WrittenFile {
-        location,
-        partition: partition.clone(),
-        rows: rows.len(),
-        bytes,
-        metadata: std::sync::Arc::new(metadata),
-    })
+    let footer = Footer::keep(metadata)
+        .map_err(|source| WriteError::Parquet { location: location.to_string(), source })?;
+    Ok(WrittenFile { location, partition: partition.clone(), rows: rows.len(), bytes, footer })
 }
 
 /// Writes `rows` as one GeoParquet file at `location` (one put for small files, a multipart

@@ -5,6 +5,7 @@
 //! which round-trips through the table properties `earthcatalog.grid.*`, and
 //! [`open_partitioner`] builds the partitioner a spec names.
 
+mod bbox_reading;
 mod cell_shape;
 pub mod geojson;
 pub mod h3;
@@ -19,6 +20,7 @@ use geo_types::Geometry;
 use crate::location::{Location, LocationError};
 use crate::stores::{StoreError, Stores};
 
+pub use self::bbox_reading::read_with_bbox;
 pub use self::geojson::GeoJsonPartitioner;
 pub use self::h3::{DEFAULT_MAX_CELLS, H3Partitioner};
 

@@ -12,9 +12,13 @@
 //!   length (as io-lulc writes its split footprints), unless reading it so leaves the ring
 //!   without area: then it spans the whole parallel, which is how bbox-derived rings such as
 //!   `[-180, 60, 180, 90]` or the whole globe are written.
-//! * **Poles.** After unwrapping, a ring whose longitude winds once round the globe encloses a
-//!   pole: the one on the side of its most poleward position. The enclosed area is the region
-//!   between the ring and that pole (the ring is closed along the pole's line `lat = ±90`).
+//! * **Poles.** A ring bounds the smaller side. After unwrapping, a ring whose longitude winds
+//!   once round the globe encloses a pole: of the regions between the ring and either pole, the
+//!   smaller one (the ring is closed along that pole's line `lat = ±90`). A ring that does not
+//!   wind encloses its plane interior, unless it comes near both poles and that interior is more
+//!   than half the globe: then it is a swath passing over both poles, and it bounds the rest.
+//! * **Wide rectangles** are decided by the item's bbox before this module sees them
+//!   ([`super::read_with_bbox`]).
 //!
 //! The result is a [`Shape`]: polygons (with holes), lines and points, each inside
 //! `[-180, 180] × [-90, 90]` (parts outside are cut at ±180 and shifted by 360°).
@@ -223,8 +227,14 @@ impl Shape {
     /// Adds a polygon given by rings of (lon, lat) positions, applying the module's rules.
     pub(crate) fn add_polygon(&mut self, exterior: &[Coord], holes: &[&[Coord]]) {
         let Some(ext) = unwrap_ring(exterior) else { return };
-        let mut rings = vec![ext.coords];
         let centre = (ext.bounds.min.x + ext.bounds.max.x) / 2.0;
+        let mut rings = if ext.complement {
+            // The globe around the ring, in the ring's own 360° turn, with the ring as a hole.
+            let band = GLOBE.iter().map(|c| coord! { x: c.x + centre, y: c.y }).collect();
+            vec![band, ext.coords]
+        } else {
+            vec![ext.coords]
+        };
         for hole in holes {
             if let Some(h) = unwrap_ring(hole) {
                 // Put the hole in the same 360° turn as the exterior it cuts.
@@ -328,32 +338,63 @@ fn lon_range(points: &[Coord]) -> (f64, f64) {
 struct Unwrapped {
     coords: Vec<Coord>,
     bounds: Bounds,
+    /// Whether the ring bounds the globe outside it rather than its plane interior.
+    complement: bool,
 }
 
-/// Unwraps a ring and closes it over a pole when it winds round the globe.
+/// Unwraps a ring and decides which of the two regions it divides the sphere into it bounds
+/// (module docs): a ring winding round the globe is closed over the pole for which that region
+/// is the smaller one; a ring that does not wind, comes near both poles and would enclose more
+/// than half the globe in the plane (a swath passing over both poles) bounds the rest of the
+/// globe instead.
 fn unwrap_ring(ring: &[Coord]) -> Option<Unwrapped> {
     let ring = closed(ring.to_vec())?;
     let mut coords = unwrap_path(&ring, false);
-    if planar_area(&coords).abs() < 1e-12 {
+    let literal = planar_area(&coords).abs() < 1e-12;
+    if literal {
         coords = unwrap_path(&ring, true);
     }
     let (first, last) = (coords[0], coords[coords.len() - 1]);
     let winding = last.x - first.x;
+    let mut complement = false;
     if winding.abs() > 180.0 {
-        let pole = pole_of(&ring);
-        coords.push(coord! { x: last.x, y: pole });
-        coords.push(coord! { x: first.x, y: pole });
-        coords.push(first);
+        let closed_over = |pole: f64| {
+            let mut c = coords.clone();
+            c.extend([coord! { x: last.x, y: pole }, coord! { x: first.x, y: pole }, first]);
+            c
+        };
+        let (north, south) = (closed_over(90.0), closed_over(-90.0));
+        coords = if sphere_area(&north) <= sphere_area(&south) { north } else { south };
+    } else if !literal {
+        complement = passes_both_poles(&coords) && sphere_area(&coords) > sphere_area(&GLOBE) / 2.0;
     }
     let bounds = Bounds::of(&coords);
-    Some(Unwrapped { coords, bounds })
+    Some(Unwrapped { coords, bounds, complement })
 }
 
-/// The latitude of the pole a winding ring encloses: the side of its most poleward position.
-fn pole_of(ring: &[Coord]) -> f64 {
-    let extreme =
-        ring.iter().map(|c| c.y).fold(0.0_f64, |e, y| if y.abs() > e.abs() { y } else { e });
-    if extreme < 0.0 { -90.0 } else { 90.0 }
+/// How close to a pole (degrees of latitude) a ring must come to be taken as passing over it.
+const NEAR_POLE: f64 = 5.0;
+
+/// Whether the ring comes within [`NEAR_POLE`] of both poles: a swath passing over both, whose
+/// plane interior is the rest of the globe. A wide rectangle short of the poles (±80°) is not.
+fn passes_both_poles(ring: &[Coord]) -> bool {
+    let b = Bounds::of(ring);
+    b.min.y <= -90.0 + NEAR_POLE && b.max.y >= 90.0 - NEAR_POLE
+}
+
+/// The whole globe as a lon/lat ring.
+const GLOBE: [Coord; 5] = [
+    Coord { x: -180.0, y: -90.0 },
+    Coord { x: 180.0, y: -90.0 },
+    Coord { x: 180.0, y: 90.0 },
+    Coord { x: -180.0, y: 90.0 },
+    Coord { x: -180.0, y: -90.0 },
+];
+
+/// The area on the sphere of the region a lon/lat ring bounds in the plane (m²).
+fn sphere_area(ring: &[Coord]) -> f64 {
+    use geo::ChamberlainDuquetteArea;
+    Polygon::new(LineString(ring.to_vec()), vec![]).chamberlain_duquette_unsigned_area()
 }
 
 /// Longitudes made continuous: each step takes the short way round. With `literal_seams`, a

@@ -93,11 +93,13 @@ pub(crate) fn shown(v: &Json) -> String {
     s
 }
 
-/// Converts a JSON scalar to a column value of `kind` (see `docs/schema.md` for the rules).
+/// Converts a JSON scalar to a column value of `kind` (see `docs/schema.md` for the rules);
+/// `spelled` is the value's source text, when known, which a text column keeps.
 pub(crate) fn convert(
     field: &'static str,
     kind: ColumnKind,
     v: &Json,
+    spelled: Option<&str>,
 ) -> Result<Value, ItemRejection> {
     if v.is_null() {
         return Ok(Value::Null);
@@ -107,7 +109,9 @@ pub(crate) fn convert(
         ColumnKind::String => match v {
             Json::String(s) => Ok(Value::Text(s.clone())),
             // Numbers and booleans keep their JSON spelling: lossless, and one type per column.
-            Json::Number(_) | Json::Bool(_) => Ok(Value::Text(v.to_string())),
+            Json::Number(_) | Json::Bool(_) => {
+                Ok(Value::Text(spelled.map_or_else(|| v.to_string(), str::to_string)))
+            }
             _ => Err(bad("string")),
         },
         ColumnKind::Long => match v {
@@ -147,28 +151,40 @@ mod tests {
 
     #[test]
     fn whole_floats_become_longs_and_fractions_are_refused() {
-        assert_eq!(convert("date_dt", ColumnKind::Long, &json!(48.0)), Ok(Value::Long(48)));
-        assert_eq!(convert("date_dt", ColumnKind::Long, &json!(56)), Ok(Value::Long(56)));
-        let err = convert("percent_valid_pixels", ColumnKind::Long, &json!(56.5)).unwrap_err();
+        assert_eq!(convert("date_dt", ColumnKind::Long, &json!(48.0), None), Ok(Value::Long(48)));
+        assert_eq!(convert("date_dt", ColumnKind::Long, &json!(56), None), Ok(Value::Long(56)));
+        let err =
+            convert("percent_valid_pixels", ColumnKind::Long, &json!(56.5), None).unwrap_err();
         assert_eq!(err.to_string(), "'percent_valid_pixels' does not fit its long column: 56.5");
-        assert!(convert("date_dt", ColumnKind::Long, &json!("48")).is_err());
-        assert!(convert("date_dt", ColumnKind::Long, &json!(1e30)).is_err());
+        assert!(convert("date_dt", ColumnKind::Long, &json!("48"), None).is_err());
+        assert!(convert("date_dt", ColumnKind::Long, &json!(1e30), None).is_err());
     }
 
     #[test]
     fn integral_coordinates_are_doubles() {
-        assert_eq!(convert("latitude", ColumnKind::Double, &json!(61)), Ok(Value::Double(61.0)));
-        assert!(convert("latitude", ColumnKind::Double, &json!("61")).is_err());
+        assert_eq!(
+            convert("latitude", ColumnKind::Double, &json!(61), None),
+            Ok(Value::Double(61.0))
+        );
+        assert!(convert("latitude", ColumnKind::Double, &json!("61"), None).is_err());
     }
 
     #[test]
     fn numbers_in_text_columns_keep_their_spelling_and_objects_are_refused() {
-        assert_eq!(convert("version", ColumnKind::String, &json!(2)), Ok(Value::Text("2".into())));
         assert_eq!(
-            convert("version", ColumnKind::String, &json!("002")),
+            convert("version", ColumnKind::String, &json!(2), None),
+            Ok(Value::Text("2".into()))
+        );
+        assert_eq!(
+            convert("version", ColumnKind::String, &json!("002"), None),
             Ok(Value::Text("002".into()))
         );
-        assert!(convert("version", ColumnKind::String, &json!({"a": 1})).is_err());
+        assert!(convert("version", ColumnKind::String, &json!({"a": 1}), None).is_err());
+        assert_eq!(
+            convert("version", ColumnKind::String, &json!(1000.0), Some("1E3")),
+            Ok(Value::Text("1E3".into())),
+            "a number keeps its source spelling"
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@ use super::columns::{
     top_level_json_columns,
 };
 use super::row::{ItemRow, Value, idx};
+use super::spelling::Spelled;
+use crate::partition::read_with_bbox;
 use crate::schema::column_index;
 
 /// An item ready for fan-out: its row (without `grid_partition`) and its footprint.
@@ -17,19 +19,32 @@ use crate::schema::column_index;
 pub struct ParsedItem {
     /// Column values.
     pub row: ItemRow,
-    /// The footprint, lon/lat degrees.
+    /// The footprint, lon/lat degrees, as the partitioner reads it (the item's `bbox` decides
+    /// the reading of its widest edges: [`read_with_bbox`]).
     pub geometry: Geometry<f64>,
 }
 
-/// Parses item JSON bytes.
+/// Parses item JSON bytes; JSON text columns keep the source's spelling of every value.
 pub fn parse_item(bytes: &[u8]) -> Result<ParsedItem, ItemRejection> {
     let json: Json =
         serde_json::from_slice(bytes).map_err(|e| ItemRejection::InvalidJson(e.to_string()))?;
-    parse_item_value(&json)
+    let top = Spelled::of(bytes);
+    let props = top.raw("properties").map(|p| Spelled::of(p.as_bytes())).unwrap_or_default();
+    convert_item(&json, &top, &props)
 }
 
-/// Converts an already-parsed item.
+/// Converts an already-parsed item (numbers in JSON text are spelled as serde_json writes them).
 pub fn parse_item_value(json: &Json) -> Result<ParsedItem, ItemRejection> {
+    convert_item(json, &Spelled::default(), &Spelled::default())
+}
+
+/// The conversion itself; `top` and `props_spelled` hold the source text of the item's members and of
+/// its properties' members, when known.
+fn convert_item(
+    json: &Json,
+    top: &Spelled<'_>,
+    props_spelled: &Spelled<'_>,
+) -> Result<ParsedItem, ItemRejection> {
     let item = json.as_object().ok_or(ItemRejection::NotAnObject)?;
     if let Some(t) = item.get("type")
         && t.as_str() != Some("Feature")
@@ -58,17 +73,17 @@ pub fn parse_item_value(json: &Json) -> Result<ParsedItem, ItemRejection> {
     let mut row = ItemRow::empty();
     for &(i, name, kind) in top_level_columns() {
         if let Some(v) = item.get(name) {
-            row.set(i, convert(name, kind, v)?);
+            row.set(i, convert(name, kind, v, top.raw(name))?);
         }
     }
     for &(i, name, _) in top_level_json_columns() {
         if let Some(v) = item.get(name).filter(|v| !v.is_null()) {
-            row.set(i, Value::Text(v.to_string()));
+            row.set(i, Value::Text(top.text(name, v)));
         }
     }
     for &(i, name, kind) in property_columns() {
         if let Some(v) = props.get(name) {
-            row.set(i, convert(name, kind, v)?);
+            row.set(i, convert(name, kind, v, props_spelled.raw(name))?);
         }
     }
     // Pre-1.0 items put `collection` inside properties.
@@ -79,9 +94,9 @@ pub fn parse_item_value(json: &Json) -> Result<ParsedItem, ItemRejection> {
     }
     row.set_by_name(
         "extra_properties",
-        extras(props, |k| !is_typed_property(k) && k != "grid_partition"),
+        extras(props, props_spelled, |k| !is_typed_property(k) && k != "grid_partition"),
     );
-    row.set_by_name("extra_fields", extras(item, |k| !KNOWN_TOP_LEVEL.contains(&k)));
+    row.set_by_name("extra_fields", extras(item, top, |k| !KNOWN_TOP_LEVEL.contains(&k)));
 
     let geometry = footprint(item.get("geometry"))?;
     let bbox = geometry
@@ -93,14 +108,35 @@ pub fn parse_item_value(json: &Json) -> Result<ParsedItem, ItemRejection> {
     );
     row.set(idx::GEOMETRY, Value::Bytes(to_wkb(&geometry)?));
     debug_assert_eq!(column_index("geometry"), Some(idx::GEOMETRY));
+    let geometry = read_with_bbox(geometry, declared_bbox(item.get("bbox")));
     Ok(ParsedItem { row, geometry })
 }
 
-/// The members of `obj` selected by `keep`, as JSON object text (null when there are none).
-fn extras(obj: &Map<String, Json>, keep: impl Fn(&str) -> bool) -> Value {
-    let picked: Map<String, Json> =
-        obj.iter().filter(|(k, _)| keep(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-    if picked.is_empty() { Value::Null } else { Value::Text(Json::Object(picked).to_string()) }
+/// The members of `obj` selected by `keep`, as compact JSON object text in source order and
+/// spelling (null when there are none).
+fn extras(obj: &Map<String, Json>, spelled: &Spelled<'_>, keep: impl Fn(&str) -> bool) -> Value {
+    let mut text = String::new();
+    for (k, v) in obj.iter().filter(|(k, _)| keep(k)) {
+        text.push(if text.is_empty() { '{' } else { ',' });
+        text.push_str(&Json::String(k.clone()).to_string());
+        text.push(':');
+        text.push_str(&spelled.text(k, v));
+    }
+    if text.is_empty() {
+        return Value::Null;
+    }
+    text.push('}');
+    Value::Text(text)
+}
+
+/// The item's own `bbox` as `[west, south, east, north]` (a 3-D bbox without its heights);
+/// `None` when it is absent or not 4 or 6 numbers.
+fn declared_bbox(v: Option<&Json>) -> Option<[f64; 4]> {
+    let n: Vec<f64> = v?.as_array()?.iter().map(Json::as_f64).collect::<Option<_>>()?;
+    match n.as_slice() {
+        [w, s, e, north] | [w, s, _, e, north, _] => Some([*w, *s, *e, *north]),
+        _ => None,
+    }
 }
 
 fn footprint(v: Option<&Json>) -> Result<Geometry<f64>, ItemRejection> {

@@ -10,6 +10,7 @@ mod geometry;
 mod item;
 mod rebuild;
 mod row;
+mod spelling;
 
 pub use item::{ParsedItem, parse_item, parse_item_value};
 pub use rebuild::{ItemColumns, RebuildError, format_timestamp};

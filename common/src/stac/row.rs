@@ -46,6 +46,7 @@ pub struct ItemRow {
 /// Column positions used on hot paths, checked against the schema by a test.
 pub(crate) mod idx {
     pub const ID: usize = 0;
+    pub const COLLECTION: usize = 24;
     #[cfg(test)]
     pub const GRID_PARTITION: usize = 1;
     pub const GEOMETRY: usize = 2;
@@ -95,6 +96,11 @@ impl ItemRow {
     /// The item id.
     pub fn id(&self) -> &str {
         self.text(idx::ID).unwrap_or("")
+    }
+
+    /// The item's identity: (collection, id).
+    pub fn key(&self) -> crate::ids::ItemKey<'_> {
+        crate::ids::ItemKey { collection: self.text(idx::COLLECTION), id: self.id() }
     }
 
     /// The item's `datetime` in microseconds, if it has one.
@@ -150,6 +156,7 @@ mod tests {
     #[test]
     fn hot_path_indices_match_the_schema() {
         assert_eq!(column_index("id"), Some(idx::ID));
+        assert_eq!(column_index("collection"), Some(idx::COLLECTION));
         assert_eq!(column_index(schema::GRID_PARTITION), Some(idx::GRID_PARTITION));
         assert_eq!(column_index(schema::GEOMETRY), Some(idx::GEOMETRY));
         assert_eq!(column_index(schema::DATETIME), Some(idx::DATETIME));

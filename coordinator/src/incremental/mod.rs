@@ -22,7 +22,7 @@ use earthcatalog_common::hash_index::{HashIndex, default_location};
 use earthcatalog_common::ids::RunId;
 use earthcatalog_common::inventory::{self, Filter, InventoryRecord, InventoryStream, OpenOptions};
 use earthcatalog_common::json_lines;
-use earthcatalog_common::known_ids::KnownIds;
+use earthcatalog_common::known_ids::{KnownIds, Skipped};
 use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::{GridSpec, open_partitioner};
 use earthcatalog_common::pipeline::{
@@ -178,16 +178,10 @@ impl<'a> Run<'a> {
                 chunk_index += 1;
                 let keys = std::mem::take(&mut chunk);
                 let span = tracing::info_span!("chunk", index = chunk_index, items = keys.len());
-                let files = self
-                    .chunk(chunk_index, keys, &data_path, &mut known, &namer)
-                    .instrument(span.clone())
+                let place = Batches { writer, table: &mut table, pending: &mut pending };
+                self.chunk(chunk_index, keys, &data_path, &mut known, &namer, place)
+                    .instrument(span)
                     .await?;
-                writer.wrote(files.iter().map(|f| f.location.clone()));
-                if cfg.batch_add_files {
-                    pending.extend(files);
-                } else {
-                    table = self.register(writer, &table, files).instrument(span).await?;
-                }
             }
             let c = counters.snapshot();
             self.summary.inventory_rows = c.rows_read;
@@ -226,7 +220,9 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Ingests one chunk and returns the files written (not yet registered).
+    /// Ingests one chunk, a batch within the budget at a time: each batch's files are reported to
+    /// the writer as soon as they exist, then registered in one snapshot (or kept for the run's
+    /// one snapshot with `--batch-add-files`). A chunk within the budget is one batch.
     async fn chunk(
         &mut self,
         index: usize,
@@ -234,20 +230,37 @@ impl<'a> Run<'a> {
         data_path: &DataPath,
         known: &mut KnownIds,
         namer: &Arc<FileNamer>,
-    ) -> anyhow::Result<Vec<WrittenFile>> {
-        let mut collected = data_path.collect(keys).await;
-        if let Some(index) = &mut self.index {
-            // Every id of the chunk is in the table after it commits, including the ones
-            // already there: the index then matches the table even after a rerun.
-            collected.groups.retain(|_, row| {
-                index.index.insert_id(row.item.id());
-                true
-            });
+        place: Batches<'_>,
+    ) -> anyhow::Result<()> {
+        let Batches { writer, table, pending } = place;
+        let mut collected = data_path.load(keys).await;
+        let (mut skipped, mut ingested, mut rows, mut files) = (Skipped::default(), 0, 0, 0);
+        while let Some(mut groups) = collected.next_groups(self.cfg.budget.rows) {
+            if let Some(index) = &mut self.index {
+                // Every id of the batch is in the table after it commits, including the ones
+                // already there: the index then matches the table even after a rerun.
+                groups.retain(|_, row| {
+                    index.index.insert_id(row.item.id());
+                    true
+                });
+            }
+            // Whole items per batch: an item is counted (ingested or skipped) in one batch only.
+            let s = known.drop_known(&mut groups).await?;
+            skipped.items += s.items;
+            skipped.rows += s.rows;
+            ingested += items_in(&mut groups);
+            rows += groups.row_count();
+            for part in groups.split(self.cfg.budget.files) {
+                let written = data_path.write(part, &self.cfg.place.warehouse, namer).await?;
+                writer.wrote(written.iter().map(|f| f.location.clone()));
+                files += written.len();
+                if self.cfg.batch_add_files {
+                    pending.extend(written);
+                } else {
+                    *table = self.register(writer, table, written).await?;
+                }
+            }
         }
-        let skipped = known.drop_known(&mut collected.groups).await?;
-        let ingested = items_in(&mut collected.groups);
-        let rows = collected.groups.row_count();
-        let files = data_path.write(collected.groups, &self.cfg.place.warehouse, namer).await?;
         for f in &collected.failures {
             *self.summary.failures_by_kind.entry(f.kind).or_insert(0) += 1;
         }
@@ -260,14 +273,13 @@ impl<'a> Run<'a> {
         let failed = collected.failures.len();
         self.failures.extend(collected.failures);
         tracing::info!(
-            "chunk {index}: {} items read, {ingested} -> {rows} rows in {} files ({failed} failed, {} skipped, {} older duplicates dropped)",
+            "chunk {index}: {} items read, {ingested} -> {rows} rows in {files} files ({failed} failed, {} skipped, {} older duplicates dropped)",
             collected.items,
-            files.len(),
             skipped.items,
             collected.duplicates_dropped
         );
         self.progress.update(&self.summary);
-        Ok(files)
+        Ok(())
     }
 
     /// Registers files in one snapshot (a failed run deletes them: see [`CatalogWriter`]).
@@ -322,6 +334,14 @@ impl<'a> Run<'a> {
     }
 }
 
+/// Where a chunk's batches go: the writer that deletes them if the run fails, the table they
+/// are registered in, or the files kept for the run's one snapshot.
+struct Batches<'a> {
+    writer: &'a mut CatalogWriter,
+    table: &'a mut Table,
+    pending: &'a mut Vec<WrittenFile>,
+}
+
 /// Distinct items that still have a row in `groups` (the ones this chunk ingests).
 /// The table's hash index (where its property says, else beside the warehouse), read to be
 /// extended.
@@ -339,10 +359,10 @@ async fn read_index(
 }
 
 fn items_in(groups: &mut Groups) -> usize {
-    let mut ids = HashSet::new();
+    let mut items = HashSet::new();
     groups.retain(|_, row| {
-        ids.insert(row.item.id().to_string());
+        items.insert(row.item.key().digest());
         true
     });
-    ids.len()
+    items.len()
 }

@@ -183,7 +183,7 @@ async fn compact_under_lock(
         }
     }
     drop(rewrites);
-    let add = writer.catalog().describe_written(&table, &written)?;
+    let add = writer.catalog().describe_written(&table, &written).await?;
     let remove: BTreeSet<String> = chosen.iter().flat_map(|p| p.files.iter().cloned()).collect();
     let replacement = Replacement { kind: ReplaceKind::Rewrite, remove, add, ..Default::default() };
     let (after, committed) = writer.replace(&replacement).await?;
