@@ -373,6 +373,14 @@ impl Scheduler {
         lease: LeaseRef,
         report: TaskReport,
     ) -> Result<(), ReportError> {
+        if self.already_accepted(worker, lease) {
+            tracing::info!(
+                task = lease.task_id,
+                worker,
+                "a result accepted before was reported again (its reply was lost); accepted again"
+            );
+            return Ok(());
+        }
         self.check_outputs(worker, lease, &report).await?;
         let _serial = self.reports.lock().await;
         // Renewing first both checks the token and gives the persist a full lease to finish in.
@@ -409,6 +417,14 @@ impl Scheduler {
             self.changed.notify_waiters();
         }
         Ok(())
+    }
+
+    /// Whether this grant's result was accepted already.
+    fn already_accepted(&self, worker: &str, lease: LeaseRef) -> bool {
+        let inner = self.lock();
+        inner.running.as_ref().is_some_and(|run| {
+            run.kind == lease.phase && run.table.accepted_from(lease.task_id, lease.token, worker)
+        })
     }
 
     /// Checks the outputs `report` names against the task as granted to `worker`; a result that
@@ -649,6 +665,25 @@ mod tests {
         assert_eq!(s.status().compact.leased, 1, "still leased to its holder");
         assert!(s.renew(&holder, &[lease]).0.is_empty(), "the holder keeps it");
         s.complete(&holder, lease, report()).await.unwrap();
+        let outcome = s.phase_finished(Duration::from_millis(10)).await;
+        assert_eq!((outcome.accepted.len(), outcome.failed.len()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn an_accepted_result_reported_again_by_its_holder_is_accepted_again_and_recorded_once() {
+        let (s, recorded) = setup(Duration::from_secs(60), 1);
+        let holder = s.register("holder");
+        let other = s.register("other");
+        let (held, _) = s.acquire(&holder, 1).unwrap();
+        let lease = held[0].lease;
+        s.complete(&holder, lease, report()).await.unwrap();
+        let saved = recorded.0.lock().unwrap().len();
+        // The reply was lost and the worker asks again: without this it would be refused and
+        // the worker would delete outputs that Phase 4 registers.
+        s.complete(&holder, lease, report()).await.unwrap();
+        assert_eq!(recorded.0.lock().unwrap().len(), saved, "recorded once");
+        let refused = s.complete(&other, lease, report()).await;
+        assert!(matches!(refused, Err(ReportError::Refused(Refusal::Finished(_)))), "{refused:?}");
         let outcome = s.phase_finished(Duration::from_millis(10)).await;
         assert_eq!((outcome.accepted.len(), outcome.failed.len()), (1, 0));
     }

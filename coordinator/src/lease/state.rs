@@ -59,10 +59,20 @@ pub enum TaskState {
     Pending(Pending),
     /// Held by a worker.
     Leased(Leased),
-    /// Result accepted.
-    Done,
+    /// Result accepted: from which worker and grant, when this coordinator accepted it (a task
+    /// restored from an earlier run's results does not know).
+    Done(Option<AcceptedFrom>),
     /// Given up.
     Failed(Failed),
+}
+
+/// The grant whose result was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedFrom {
+    /// The worker that held it.
+    pub worker: String,
+    /// Its fencing token.
+    pub token: u64,
 }
 
 /// What a failed or expired attempt turns into.
@@ -136,7 +146,7 @@ impl Leased {
     /// The holder's result was accepted.
     pub fn complete(self) -> TaskState {
         tracing::debug!(attempt = self.attempt, worker = %self.worker, "result accepted");
-        TaskState::Done
+        TaskState::Done(Some(AcceptedFrom { worker: self.worker, token: self.token }))
     }
 
     /// The holder handed the task back without failing it (drain, spot notice): no attempt is

@@ -118,7 +118,7 @@ impl<T: Clone> LeaseTable<T> {
     /// Adds a task whose result was accepted before (a resumed run).
     pub fn add_done(&mut self, spec: T) -> TaskId {
         let id = self.tasks.len() as TaskId;
-        let state = TaskState::Done;
+        let state = TaskState::Done(None);
         self.tasks.push(Entry { spec, state });
         self.counts.done += 1;
         id
@@ -207,6 +207,15 @@ impl<T: Clone> LeaseTable<T> {
         self.counts.leased -= 1;
         self.counts.done += 1;
         Ok(())
+    }
+
+    /// Whether `task` was finished by this very grant of `worker`: a repeated report of an
+    /// accepted result (its reply was lost) is answered as accepted again, so the worker keeps
+    /// the outputs the run will register.
+    pub fn accepted_from(&self, task: TaskId, token: u64, worker: &str) -> bool {
+        self.tasks.get(task as usize).is_some_and(|e| {
+            matches!(&e.state, TaskState::Done(Some(a)) if a.token == token && a.worker == worker)
+        })
     }
 
     /// Records a failed attempt; the task is retried after a backoff or given up.
@@ -336,7 +345,7 @@ fn refusal(state: &TaskState, task: TaskId, token: u64, worker: &str) -> Option<
             Some(Refusal::NotHolder { task, worker: worker.to_string() })
         }
         TaskState::Leased(_) => None,
-        TaskState::Done | TaskState::Failed(_) => Some(Refusal::Finished(task)),
+        TaskState::Done(_) | TaskState::Failed(_) => Some(Refusal::Finished(task)),
         TaskState::Pending(_) => Some(Refusal::StaleLease { task, token }),
     }
 }
@@ -477,5 +486,21 @@ mod tests {
         t.complete(held.task, held.token, "holder", now).unwrap();
         t.complete(own.task, own.token, "intruder", now).unwrap();
         assert!(t.is_finished() && t.failures().is_empty());
+    }
+
+    #[test]
+    fn an_accepted_result_is_recognised_from_its_own_grant_only() {
+        let (mut t, now) = table(1);
+        let held = t.acquire("holder", 1, now).remove(0);
+        assert!(!t.accepted_from(held.task, held.token, "holder"), "not accepted yet");
+        t.complete(held.task, held.token, "holder", now).unwrap();
+        assert!(t.accepted_from(held.task, held.token, "holder"));
+        assert!(!t.accepted_from(held.task, held.token, "intruder"));
+        assert!(!t.accepted_from(held.task, held.token.wrapping_add(1), "holder"));
+        // The table itself still refuses a second completion: the scheduler answers it.
+        assert_eq!(
+            t.complete(held.task, held.token, "holder", now),
+            Err(Refusal::Finished(held.task))
+        );
     }
 }
