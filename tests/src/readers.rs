@@ -8,7 +8,9 @@ use anyhow::Context;
 use crate::python::Python;
 use crate::s3::S3Server;
 
-const READ_TABLE: &str = r#"
+/// Python that opens the table as `t` from the catalog at argv[1] and the warehouse at argv[2]
+/// (the S3 test server's endpoint and keys from the environment, when set).
+const OPEN_TABLE: &str = r#"
 import json, os, sys
 from pyiceberg.catalog.sql import SqlCatalog
 db, warehouse = sys.argv[1], sys.argv[2]
@@ -20,8 +22,10 @@ if os.environ.get("AWS_ENDPOINT_URL"):
         "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
         "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
     })
-cat = SqlCatalog("earthcatalog", **props)
-t = cat.load_table("earthcatalog.stac_items")
+t = SqlCatalog("earthcatalog", **props).load_table("earthcatalog.stac_items")
+"#;
+
+const READ_TABLE: &str = r#"
 snapshots = len(t.snapshots())
 if t.current_snapshot() is None:
     rows, files = [], []
@@ -67,7 +71,7 @@ pub fn read_table_with_env(
 ) -> anyhow::Result<TableView> {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let db = db.to_string_lossy();
-    let out = py.run_with_env(READ_TABLE, &[&db, warehouse], &env)?;
+    let out = py.run_with_env(&format!("{OPEN_TABLE}{READ_TABLE}"), &[&db, warehouse], &env)?;
     let last = out.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
     let v: serde_json::Value =
         serde_json::from_str(last).with_context(|| format!("PyIceberg output: {out}"))?;
@@ -94,18 +98,6 @@ pub fn read_table_with_env(
 }
 
 const READ_HISTORY: &str = r#"
-import json, os, sys
-from pyiceberg.catalog.sql import SqlCatalog
-db, warehouse = sys.argv[1], sys.argv[2]
-props = {"uri": f"sqlite:///{db}", "warehouse": warehouse}
-if os.environ.get("AWS_ENDPOINT_URL"):
-    props.update({
-        "s3.endpoint": os.environ["AWS_ENDPOINT_URL"],
-        "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
-        "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"],
-        "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
-    })
-t = SqlCatalog("earthcatalog", **props).load_table("earthcatalog.stac_items")
 out = []
 for entry in t.history():
     s = t.snapshot_by_id(entry.snapshot_id)
@@ -144,7 +136,7 @@ pub fn read_history(
     let env: Vec<(String, String)> = s3.map(|s| s.env()).unwrap_or_default();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let db = db.to_string_lossy();
-    let out = py.run_with_env(READ_HISTORY, &[&db, warehouse], &env)?;
+    let out = py.run_with_env(&format!("{OPEN_TABLE}{READ_HISTORY}"), &[&db, warehouse], &env)?;
     let last = out.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
     let v: Vec<serde_json::Value> =
         serde_json::from_str(last).with_context(|| format!("PyIceberg output: {out}"))?;
