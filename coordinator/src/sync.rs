@@ -123,7 +123,7 @@ async fn sync_under_lock(
     writer: &mut CatalogWriter,
     listed: &HashSet<[u8; 16]>,
     max: f64,
-) -> anyhow::Result<SyncSummary> {
+) -> anyhow::Result<(SyncSummary, Option<IndexUpdate>)> {
     let catalog = writer.catalog();
     let stores = catalog.stores().clone();
     let table = catalog.load_table().await?.context("the catalog has no table")?;
@@ -131,7 +131,7 @@ async fn sync_under_lock(
     check_fraction(&found, max)?;
     let mut summary = planned(&found, listed.len(), false);
     if found.files.is_empty() {
-        return Ok(summary);
+        return Ok((summary, None));
     }
     let namer = FileNamer::new(RunId::new(), "sync");
     let written: Vec<Option<Location>> = futures::stream::iter(&found.files)
@@ -151,10 +151,10 @@ async fn sync_under_lock(
         Some(p) => Location::parse(p).context("table property earthcatalog.hash_index_path")?,
         None => default_location(writer.catalog().warehouse())?,
     };
-    if stores.head(&index_at).await?.is_some() {
-        let mut index = HashIndex::read(&stores, &index_at).await?;
-        summary.index_removed = found.removed_ids.iter().filter(|h| index.remove_hash(h)).count();
-        writer.publish(Some(&IndexUpdate { location: index_at, index })).await?;
+    if stores.head(&index_at).await?.is_none() {
+        return Ok((summary, None));
     }
-    Ok(summary)
+    let mut index = HashIndex::read(&stores, &index_at).await?;
+    summary.index_removed = found.removed_ids.iter().filter(|h| index.remove_hash(h)).count();
+    Ok((summary, Some(IndexUpdate { location: index_at, index })))
 }

@@ -136,7 +136,8 @@ async fn compact(
 ) -> anyhow::Result<CompactSummary> {
     let writer = open_locked(&args.catalog, &args.lock, stores, "earthcatalog compact").await?;
     let concurrency = args.concurrency.max(1);
-    under_lock(writer, async |w| compact_under_lock(w, policy, concurrency).await).await
+    under_lock(writer, async |w| Ok((compact_under_lock(w, policy, concurrency).await?, None)))
+        .await
 }
 
 async fn compact_under_lock(

@@ -25,8 +25,10 @@ pub async fn run(args: ExpireArgs, stores: &Stores) -> anyhow::Result<()> {
     } else {
         let writer =
             open_locked(&args.catalog, &args.lock, stores, "earthcatalog expire-snapshots").await?;
-        under_lock(writer, async |w| Ok(expire_snapshots(w.catalog(), &policy, false).await?))
-            .await?
+        under_lock(writer, async |w| {
+            Ok((expire_snapshots(w.catalog(), &policy, false).await?, None))
+        })
+        .await?
     };
     report(&outcome, args.json)
 }

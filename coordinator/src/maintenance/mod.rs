@@ -10,7 +10,7 @@ pub mod orphans;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use earthcatalog_common::publish::CatalogWriter;
+use earthcatalog_common::publish::{CatalogWriter, IndexUpdate};
 use earthcatalog_common::stores::Stores;
 
 use crate::cli::{CatalogArgs, LockArgs};
@@ -38,17 +38,18 @@ pub async fn open_locked(
     Ok(CatalogWriter::open(stores, place, guard).await?)
 }
 
-/// Runs `step` with the writer, then publishes and releases; on failure the run's files go
-/// and the lock is released.
+/// Runs `step` with the writer, then publishes (with the hash index the step changed, if any)
+/// and releases; on failure the run's files go and the lock is released.
 pub async fn under_lock<T, F>(mut writer: CatalogWriter, step: F) -> anyhow::Result<T>
 where
-    F: AsyncFnOnce(&mut CatalogWriter) -> anyhow::Result<T>,
+    F: AsyncFnOnce(&mut CatalogWriter) -> anyhow::Result<(T, Option<IndexUpdate>)>,
 {
     let outcome = step(&mut writer).await;
     let published = match &outcome {
-        Ok(_) => writer.publish(None).await.map(|_| ()),
+        Ok((_, index)) => writer.publish(index.as_ref()).await.map(|_| ()),
         Err(_) => Ok(()),
     };
+    let outcome = outcome.map(|(value, _)| value);
     match (outcome, published) {
         (Ok(v), Ok(())) => {
             writer.finish().await;

@@ -17,7 +17,8 @@ pub async fn run(args: OrphansArgs, stores: &Stores) -> anyhow::Result<()> {
     } else {
         let writer =
             open_locked(&args.catalog, &args.lock, stores, "earthcatalog remove-orphans").await?;
-        under_lock(writer, async |w| Ok(remove_orphans(w.catalog(), before, false).await?)).await?
+        under_lock(writer, async |w| Ok((remove_orphans(w.catalog(), before, false).await?, None)))
+            .await?
     };
     report(&outcome, args.json)
 }
