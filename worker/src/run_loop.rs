@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use earthcatalog_common::rpc::client::{self as connect, Client, ConnectError};
-use earthcatalog_common::rpc::{LeaseGrant, LeaseRef, TaskReport, pb};
+use earthcatalog_common::rpc::{LeaseGrant, LeaseRef, RefusalKind, TaskReport, pb};
 use earthcatalog_common::stores::Stores;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -373,17 +373,24 @@ async fn complete(
         match client.complete(request).await.map(|r| r.into_inner().outcome) {
             Ok(Some(pb::report_response::Outcome::Accepted(_))) => return Outcome::Completed,
             Ok(other) => {
-                let why = match other {
-                    Some(pb::report_response::Outcome::Refused(r)) => r.reason,
-                    _ => "no outcome".into(),
+                let (why, kind) = match other {
+                    Some(pb::report_response::Outcome::Refused(r)) => {
+                        (r.reason, RefusalKind::from(r.kind))
+                    }
+                    _ => ("no outcome".into(), RefusalKind::Unspecified),
                 };
-                tracing::warn!(reason = %why, "result refused; deleting its outputs");
-                ctx.discard(&report).await;
+                if kind.outputs_are_dead() {
+                    tracing::warn!(reason = %why, "result refused; deleting its outputs");
+                    ctx.discard(&report).await;
+                } else {
+                    tracing::warn!(reason = %why, "result refused; its outputs are kept, as the run may register them");
+                }
                 return Outcome::Refused;
             }
             Err(status) if cancel.is_cancelled() || started.elapsed() > connect_for => {
-                tracing::warn!(error = %status.message(), "result not delivered; deleting its outputs");
-                ctx.discard(&report).await;
+                // The coordinator may have recorded it with the reply lost: the outputs stay,
+                // and the run deletes them if it never accepted them.
+                tracing::warn!(error = %status.message(), "result not delivered; its outputs are kept for the coordinator to register or delete");
                 return Outcome::Abandoned;
             }
             Err(status) => {

@@ -139,6 +139,65 @@ impl TryFrom<i32> for PhaseKind {
     }
 }
 
+/// What a refused result means for the attempt's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// Another attempt holds the task, or the result does not fit it: the outputs will never be
+    /// registered, so the worker deletes them.
+    Superseded,
+    /// The task is finished, maybe by this attempt (its reply was lost, or the coordinator
+    /// restarted knowing the task done but not by whom): the outputs may be registered, so the
+    /// worker keeps them (the run deletes what it does not register).
+    Finished,
+    /// The coordinator did not say: kept, as for [`RefusalKind::Finished`].
+    Unspecified,
+}
+
+impl RefusalKind {
+    /// Whether the attempt's outputs can be deleted safely.
+    pub fn outputs_are_dead(self) -> bool {
+        self == RefusalKind::Superseded
+    }
+}
+
+impl From<RefusalKind> for pb::RefusalKind {
+    fn from(k: RefusalKind) -> Self {
+        match k {
+            RefusalKind::Superseded => pb::RefusalKind::Superseded,
+            RefusalKind::Finished => pb::RefusalKind::Finished,
+            RefusalKind::Unspecified => pb::RefusalKind::Unspecified,
+        }
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::{RefusalKind, pb};
+
+    #[test]
+    fn only_a_superseded_attempt_deletes_its_outputs_and_unknown_kinds_keep_them() {
+        for kind in [RefusalKind::Superseded, RefusalKind::Finished, RefusalKind::Unspecified] {
+            let wire: i32 = pb::RefusalKind::from(kind).into();
+            assert_eq!(RefusalKind::from(wire), kind);
+        }
+        assert!(RefusalKind::Superseded.outputs_are_dead());
+        assert!(!RefusalKind::Finished.outputs_are_dead());
+        assert!(!RefusalKind::from(0).outputs_are_dead(), "an older coordinator: kept");
+        assert!(!RefusalKind::from(99).outputs_are_dead(), "a newer coordinator's kind: kept");
+    }
+}
+
+impl From<i32> for RefusalKind {
+    /// Unknown values (a newer coordinator) read as [`RefusalKind::Unspecified`]: keep.
+    fn from(v: i32) -> Self {
+        match pb::RefusalKind::try_from(v) {
+            Ok(pb::RefusalKind::Superseded) => RefusalKind::Superseded,
+            Ok(pb::RefusalKind::Finished) => RefusalKind::Finished,
+            _ => RefusalKind::Unspecified,
+        }
+    }
+}
+
 /// Names one grant of one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LeaseRef {

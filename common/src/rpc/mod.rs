@@ -7,7 +7,7 @@ pub mod convert;
 
 pub use convert::{
     CompactReport, CompactTask, ConvertError, IngestReport, IngestTask, LeaseGrant, LeaseRef,
-    PhaseKind, ReportedFile, Stage, TaskReport, TaskSpec,
+    PhaseKind, RefusalKind, ReportedFile, Stage, TaskReport, TaskSpec,
 };
 
 /// Code generated from `proto/earthcatalog/v1/coordinator.proto`.

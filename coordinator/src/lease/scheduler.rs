@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use earthcatalog_common::rpc::{LeaseGrant, LeaseRef, PhaseKind, Stage, TaskReport, TaskSpec};
+use earthcatalog_common::rpc::{
+    LeaseGrant, LeaseRef, PhaseKind, RefusalKind, Stage, TaskReport, TaskSpec,
+};
 use tokio::sync::Notify;
 
 use super::check::{InvalidResult, ResultCheck};
@@ -99,6 +101,24 @@ pub enum ReportError {
         /// Why.
         reason: String,
     },
+}
+
+impl ReportError {
+    /// What the refusal means for the attempt's outputs: only an attempt another one replaced,
+    /// or a result that does not fit its task, can have its outputs deleted by the worker.
+    pub fn refusal_kind(&self) -> RefusalKind {
+        match self {
+            ReportError::Refused(Refusal::StaleLease { .. } | Refusal::NotHolder { .. })
+            | ReportError::Invalid { .. } => RefusalKind::Superseded,
+            // The phase is over or the task done: perhaps by this attempt, its reply lost.
+            ReportError::Refused(Refusal::Finished(_)) | ReportError::WrongPhase(_) => {
+                RefusalKind::Finished
+            }
+            ReportError::Refused(Refusal::UnknownTask(_)) | ReportError::Persist { .. } => {
+                RefusalKind::Unspecified
+            }
+        }
+    }
 }
 
 /// Lease settings.
@@ -566,6 +586,15 @@ mod tests {
     }
 
     fn setup(lease: Duration, max_attempts: u32) -> (Scheduler, Arc<Recorded>) {
+        setup_with(lease, max_attempts, Vec::new())
+    }
+
+    /// A scheduler leasing one compact task; `done` as a restarted coordinator knows it.
+    fn setup_with(
+        lease: Duration,
+        max_attempts: u32,
+        done: Vec<bool>,
+    ) -> (Scheduler, Arc<Recorded>) {
         let recorded = Arc::new(Recorded::default());
         let settings = LeaseSettings {
             lease,
@@ -586,7 +615,7 @@ mod tests {
         s.start_phase(PhasePlan {
             kind: PhaseKind::Compact,
             tasks: 1,
-            done: Vec::new(),
+            done,
             subjects: vec!["grid_partition=x/year=2020".into()],
             make: Arc::new(|_, _| {
                 TaskSpec::Compact(CompactTask {
@@ -612,7 +641,8 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(80)).await;
         let (second, _) = s.acquire("healthy", 1).unwrap();
         assert_eq!(second.len(), 1, "the expired task is granted again");
-        assert!(s.complete("paused", first[0].lease, report()).await.is_err());
+        let late = s.complete("paused", first[0].lease, report()).await.unwrap_err();
+        assert_eq!(late.refusal_kind(), RefusalKind::Superseded, "its outputs can go: {late}");
         assert!(recorded.0.lock().unwrap().is_empty(), "the late result is not on record");
         s.complete("healthy", second[0].lease, report()).await.unwrap();
         let outcome = s.phase_finished(Duration::from_millis(10)).await;
@@ -652,6 +682,8 @@ mod tests {
         );
         // With the holder's very token, it is still not the intruder's lease.
         let refused = s.complete(&intruder, lease, report()).await;
+        let kind = refused.as_ref().err().map(ReportError::refusal_kind);
+        assert_eq!(kind, Some(RefusalKind::Superseded), "the intruder's outputs never count");
         match refused {
             Err(ReportError::Refused(Refusal::NotHolder { task, worker })) => {
                 assert_eq!((task, worker.as_str()), (lease.task_id, intruder.as_str()));
@@ -686,6 +718,25 @@ mod tests {
         assert!(matches!(refused, Err(ReportError::Refused(Refusal::Finished(_)))), "{refused:?}");
         let outcome = s.phase_finished(Duration::from_millis(10)).await;
         assert_eq!((outcome.accepted.len(), outcome.failed.len()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_result_reported_to_a_restarted_coordinator_that_knows_the_task_done_keeps_its_outputs()
+     {
+        // The first coordinator accepted the result and saved it; its reply was lost.
+        let (first, _) = setup(Duration::from_secs(60), 3);
+        let holder = first.register("holder");
+        let (held, _) = first.acquire(&holder, 1).unwrap();
+        first.complete(&holder, held[0].lease, report()).await.unwrap();
+        // Its successor resumes the run with the task done, not knowing by whom.
+        let (restarted, recorded) = setup_with(Duration::from_secs(60), 3, vec![true]);
+        let again = restarted.complete(&holder, held[0].lease, report()).await.unwrap_err();
+        assert_eq!(
+            again.refusal_kind(),
+            RefusalKind::Finished,
+            "the worker must keep outputs the run registers: {again}"
+        );
+        assert!(recorded.0.lock().unwrap().is_empty(), "recorded once, by the first");
     }
 
     #[test]

@@ -41,9 +41,10 @@ fn report_response(
                 "cannot record the result of task {task}: {reason}"
             )));
         }
-        Err(refused) => {
-            pb::report_response::Outcome::Refused(pb::Refused { reason: refused.to_string() })
-        }
+        Err(refused) => pb::report_response::Outcome::Refused(pb::Refused {
+            reason: refused.to_string(),
+            kind: pb::RefusalKind::from(refused.refusal_kind()).into(),
+        }),
     };
     Ok(Response::new(pb::ReportResponse { outcome: Some(outcome) }))
 }
