@@ -42,6 +42,9 @@ pub struct DeltaSettings {
     pub inventory: Location,
     /// Only inventory rows last modified at or after this.
     pub since: Option<DateTime<Utc>>,
+    /// Also list keys whose ids are indexed when their object was modified at or after this
+    /// (re-processed items: the ingest replaces the ones whose `updated` is newer).
+    pub changed_since: Option<DateTime<Utc>>,
     /// The hash index of the table.
     pub index: Location,
     /// Where deltas live (`pending/` under it).
@@ -61,6 +64,9 @@ pub struct DeltaOutcome {
     pub indexed_ids: usize,
     /// Keys of the inventory not in the index (each id once).
     pub new_keys: u64,
+    /// Keys whose ids are indexed, listed because their object changed at or after
+    /// `changed_since`.
+    pub changed_keys: u64,
     /// Rows carried over from earlier pending deltas (not ingested yet).
     pub carried_keys: u64,
     /// Rows of earlier deltas dropped because their ids are in the index now (ingested).
@@ -297,8 +303,16 @@ async fn read_inventory(
             InventoryRecord::Entry(e) => {
                 outcome.inventory_keys += 1;
                 let hash = hash_id(id_of_key(&e.key));
-                if !index.contains_hash(&hash) && out.add(&e.bucket, &e.key, hash).await? {
-                    outcome.new_keys += 1;
+                let indexed = index.contains_hash(&hash);
+                let changed = settings
+                    .changed_since
+                    .is_some_and(|t| e.last_modified.is_some_and(|modified| modified >= t));
+                if (!indexed || changed) && out.add(&e.bucket, &e.key, hash).await? {
+                    if indexed {
+                        outcome.changed_keys += 1;
+                    } else {
+                        outcome.new_keys += 1;
+                    }
                 }
             }
             InventoryRecord::Malformed(m) => {

@@ -23,10 +23,10 @@ pub mod hash_index;
 pub mod ids;
 /// Streaming S3 Inventory readers (CSV, CSV.gz, Parquet, manifest.json) and their filter.
 pub mod inventory;
+/// Each item's version and partitions in the table, kept beside the hash index for updates.
+pub mod item_index;
 /// Lists kept as JSON lines (failures files, pending lists, malformed rows): one writer and reader.
 pub mod json_lines;
-/// Item ids already registered per (cell, year), so re-runs never register an item twice.
-pub mod known_ids;
 /// Locations: `s3://`, `file://`/paths and `memory://` as one type.
 pub mod location;
 /// The catalog lock: conditional-put lock object with renewal, release and stale takeover.
@@ -44,6 +44,8 @@ pub mod prometheus;
 /// The one publish sequence (commit under the lock, upload, hash index) and what a failed run
 /// cleans.
 pub mod publish;
+/// A data file rewritten without some of its rows (copy-on-write for updates and deletions).
+pub mod rewrite;
 /// The coordinator ⇄ worker gRPC contract and its proto ⇄ domain conversions.
 pub mod rpc;
 /// The `--s3-bucket` flag group both binaries take.
@@ -70,3 +72,5 @@ pub mod staging;
 pub mod stores;
 /// Removing the items the archive no longer lists, by rewriting the files that hold them.
 pub mod sync;
+/// New, updated or unchanged: how a batch of items meets the table.
+pub mod updates;

@@ -6,8 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray};
-use arrow::compute::filter_record_batch;
+use arrow::array::{Array, AsArray};
 use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
@@ -16,12 +15,12 @@ use serde::Serialize;
 
 use crate::catalog::DataFileInfo;
 use crate::delta::id_of_key;
-use crate::geoparquet::{FileNamer, GeoSummary, WriterOptions, write_batches};
+use crate::geoparquet::FileNamer;
 use crate::hash_index::hash_id;
 use crate::inventory::filter::{Filter, filter};
 use crate::inventory::{InventoryError, InventoryRecord, OpenOptions};
 use crate::location::Location;
-use crate::staging::read_staged;
+use crate::rewrite::{Rewritten, RowOf, without_rows};
 use crate::stores::Stores;
 
 /// Files scanned at once.
@@ -169,26 +168,12 @@ pub async fn rewrite(
     if edit.removed_rows == edit.rows {
         return Ok(None);
     }
-    let path = &edit.path;
-    let location = Location::parse(path).map_err(|e| file_err(path, e))?;
-    let batches = read_staged(stores, &location).await.map_err(|e| file_err(path, e))?;
-    let mut kept = Vec::with_capacity(batches.len());
-    for b in batches {
-        let ids = b
-            .column_by_name(crate::schema::ID)
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(|| file_err(path, "no id column"))?;
-        let keep: BooleanArray = (0..ids.len())
-            .map(|i| Some(!ids.is_valid(i) || listed.contains(&hash_id(ids.value(i)))))
-            .collect();
-        kept.push(filter_record_batch(&b, &keep).map_err(|e| file_err(path, e))?);
+    let unlisted = |row: RowOf<'_>| !listed.contains(&hash_id(row.item.id));
+    match without_rows(stores, &edit.path, unlisted, namer).await {
+        Ok(Rewritten::Into { file, .. }) => Ok(Some(file)),
+        Ok(Rewritten::Emptied { .. }) => Ok(None),
+        // The scan found rows to remove: a file that now has none changed under the sync.
+        Ok(Rewritten::Untouched) => Err(file_err(&edit.path, "changed since it was scanned")),
+        Err(e) => Err(SyncError::File { path: e.path, reason: e.reason }),
     }
-    let folder = path.rsplit_once('/').map(|(f, _)| f).unwrap_or(path);
-    let out = Location::parse(&format!("{folder}/{}", namer.next_name()))
-        .map_err(|e| file_err(path, e))?;
-    let geo = GeoSummary::of_batches(&kept).to_json();
-    write_batches(stores, &out, &kept, &geo, &WriterOptions::default())
-        .await
-        .map_err(|e| file_err(&out.uri(), e))?;
-    Ok(Some(out))
 }

@@ -430,6 +430,10 @@ pub struct DeltaArgs {
     /// Only inventory rows last modified at or after this date or ISO timestamp.
     #[arg(long, env = "EARTHCATALOG_SINCE")]
     pub since: Option<String>,
+    /// Also list keys of items already indexed whose object was modified at or after this date
+    /// or ISO timestamp (re-processed items; the ingest replaces those with a newer `updated`).
+    #[arg(long, env = "EARTHCATALOG_CHANGED_SINCE")]
+    pub changed_since: Option<String>,
     /// Print a machine-readable JSON summary on stdout.
     #[arg(long, env = "EARTHCATALOG_JSON")]
     pub json: bool,

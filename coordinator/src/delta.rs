@@ -23,6 +23,7 @@ pub async fn run(args: DeltaArgs, stores: &Stores) -> anyhow::Result<()> {
     let settings = DeltaSettings {
         inventory: Location::parse(&args.inventory).context("--inventory")?,
         since: args.since.as_deref().map(parse_since).transpose()?,
+        changed_since: args.changed_since.as_deref().map(parse_since).transpose()?,
         index,
         prefix: Location::parse(&args.delta_prefix).context("--delta-prefix")?,
         date: args.date.unwrap_or_else(|| chrono::Utc::now().date_naive()),
@@ -36,11 +37,12 @@ fn report(o: &DeltaOutcome, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(o)?);
     }
     tracing::info!(
-        "delta {}: {} inventory keys against {} indexed ids: {} new, {} carried from {} pending deltas ({} ingested since), {} in total -> {}",
+        "delta {}: {} inventory keys against {} indexed ids: {} new, {} changed, {} carried from {} pending deltas ({} ingested since), {} in total -> {}",
         o.date,
         o.inventory_keys,
         o.indexed_ids,
         o.new_keys,
+        o.changed_keys,
         o.carried_keys,
         o.merged_deltas.len(),
         o.consumed_keys,

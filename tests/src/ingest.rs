@@ -29,6 +29,49 @@ pub struct SampleItem {
     pub modified: String,
 }
 
+impl SampleItem {
+    /// The item's id.
+    pub fn id(&self) -> String {
+        self.json["id"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Its `updated` as PyIceberg spells a timestamp (`2025-06-01T00:00:00+00:00`).
+    pub fn updated_iso(&self) -> String {
+        let at = self.json["properties"]["updated"].as_str().unwrap_or_default();
+        chrono::DateTime::parse_from_rfc3339(at).map(|t| t.to_rfc3339()).unwrap_or_default()
+    }
+}
+
+/// `item` as the archive re-processed it: `updated` set to `when`, then `change` applied.
+pub fn reprocessed(item: &SampleItem, when: &str, change: impl Fn(&mut Value)) -> SampleItem {
+    let mut json = item.json.clone();
+    json["properties"]["updated"] = when.into();
+    change(&mut json);
+    SampleItem { json, ..item.clone() }
+}
+
+/// Moves a polygon footprint (and its bbox) by `dlon` degrees of longitude, away from the
+/// antimeridian.
+pub fn moved(json: &mut Value, dlon: f64) {
+    let east = json["bbox"][2].as_f64().unwrap_or_default();
+    let dlon = if east + dlon > 179.0 { -dlon } else { dlon };
+    let shift = |v: &mut Value| *v = (v.as_f64().unwrap_or_default() + dlon).into();
+    if let Some(rings) = json["geometry"]["coordinates"].as_array_mut() {
+        for point in rings.iter_mut().filter_map(Value::as_array_mut).flatten() {
+            shift(&mut point[0]);
+        }
+    }
+    shift(&mut json["bbox"][0]);
+    shift(&mut json["bbox"][2]);
+}
+
+/// Moves an item's acquisition to 2001 (another year partition).
+pub fn in_2001(json: &mut Value) {
+    for field in ["datetime", "start_datetime", "mid_datetime", "end_datetime"] {
+        json["properties"][field] = "2001-06-01T00:00:00Z".into();
+    }
+}
+
 /// A set of sample items.
 #[derive(Debug, Clone)]
 pub struct Samples {

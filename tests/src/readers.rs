@@ -1,6 +1,6 @@
 //! Reading a finished table back with PyIceberg, as a user would.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::Context;
@@ -30,8 +30,9 @@ snapshots = len(t.snapshots())
 if t.current_snapshot() is None:
     rows, files = [], []
 else:
-    tbl = t.scan(selected_fields=("id", "grid_partition")).to_arrow()
-    rows = list(zip(tbl.column("id").to_pylist(), tbl.column("grid_partition").to_pylist()))
+    tbl = t.scan(selected_fields=("id", "grid_partition", "updated")).to_arrow()
+    updated = [u.isoformat() if u is not None else None for u in tbl.column("updated").to_pylist()]
+    rows = list(zip(tbl.column("id").to_pylist(), tbl.column("grid_partition").to_pylist(), updated))
     files = t.inspect.files().column("file_path").to_pylist()
 print(json.dumps({"rows": rows, "snapshots": snapshots, "properties": dict(t.properties),
                   "files": files}))
@@ -46,6 +47,9 @@ pub struct TableView {
     pub row_count: usize,
     /// Snapshots in the table's history.
     pub snapshots: usize,
+    /// The `updated` values (ISO 8601) of each id's rows: one per id unless two versions of an
+    /// item are in the table.
+    pub updated: BTreeMap<String, BTreeSet<String>>,
     /// Table properties.
     pub properties: serde_json::Value,
     /// The `file_path` of every data file in the current snapshot.
@@ -85,8 +89,15 @@ pub fn read_table_with_env(
             )
         })
         .collect();
+    let mut updated: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in &list {
+        if let (Some(id), Some(u)) = (r[0].as_str(), r[2].as_str()) {
+            updated.entry(id.to_string()).or_default().insert(u.to_string());
+        }
+    }
     Ok(TableView {
         rows,
+        updated,
         row_count: list.len(),
         snapshots: v["snapshots"].as_u64().unwrap_or(0) as usize,
         properties: v["properties"].clone(),

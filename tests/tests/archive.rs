@@ -5,16 +5,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use earthcatalog_common::hash_index::{HashIndex, default_location};
 use earthcatalog_common::location::Location;
-use earthcatalog_tests::ingest::Samples;
+use earthcatalog_tests::ingest::{SampleItem, Samples, in_2001, moved, reprocessed};
 use earthcatalog_tests::on_both_backends;
 use earthcatalog_tests::python::Python;
 use earthcatalog_tests::site::{Backend, Site, run, stderr, strings, summary};
 
 on_both_backends!(
+    a_newer_copy_replaces_every_old_row_even_across_chunks_and_partitions_and_an_older_one_is_skipped,
     a_delta_lists_the_new_keys_carries_the_pending_ones_and_drops_them_once_ingested,
     sync_removes_exactly_the_items_the_full_inventory_no_longer_lists_and_refuses_a_mass_delete,
 );
@@ -194,4 +195,206 @@ async fn sync_removes_exactly_the_items_the_full_inventory_no_longer_lists_and_r
     let unchanged = site.table(&py).await;
     assert_eq!(unchanged.rows, after.rows);
     assert_eq!(unchanged.snapshots, after.snapshots);
+}
+
+async fn a_newer_copy_replaces_every_old_row_even_across_chunks_and_partitions_and_an_older_one_is_skipped(
+    backend: Backend,
+    py: Python,
+) {
+    let all = Samples::itslive(0, 40);
+    let site = backend.site(&all).await;
+    let chunked = ["--h3-resolution", "1", "--chunk-size", "10"];
+    let day1 = site.put("day1.csv", all.first(30).csv().into_bytes()).await;
+    let out = site.run(&day1, &chunked);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The archive re-processes items: a new `updated` only (3), a moved footprint (5), another
+    // year (7); an older copy with a moved footprint (9) and the same `updated` with a moved
+    // footprint (11) must not win. A new copy of 20 and of the new item 35 sits under another key,
+    // listed last, in another chunk than the first copy.
+    let it = &all.items;
+    let newer = "2025-06-01T00:00:00Z";
+    let changed = vec![
+        reprocessed(&it[3], newer, |j| j["properties"]["version"] = "2".into()),
+        reprocessed(&it[5], newer, |j| moved(j, 40.0)),
+        reprocessed(&it[7], newer, in_2001),
+        reprocessed(&it[9], "2001-01-01T00:00:00Z", |j| moved(j, 40.0)),
+        reprocessed(&it[11], it[11].json["properties"]["updated"].as_str().unwrap(), |j| {
+            moved(j, 40.0)
+        }),
+    ];
+    let copies: Vec<SampleItem> = [20, 35]
+        .iter()
+        .map(|i| {
+            let copy = reprocessed(&it[*i], newer, |j| moved(j, 60.0));
+            SampleItem { key: format!("reprocessed/{}", it[*i].key), ..copy }
+        })
+        .collect();
+    let uploaded = Samples { items: changed.iter().chain(&copies).cloned().collect() };
+    uploaded.upload(&site.stores, &site.items()).await.unwrap();
+    let listed = Samples { items: all.items.iter().chain(&copies).cloned().collect() };
+    let day2 = site.put("day2.csv", listed.csv().into_bytes()).await;
+    let out = site.run(&day2, &chunked);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(
+        (s["items_ingested"].as_u64(), s["items_updated"].as_u64()),
+        (Some(10), Some(5)),
+        "30..40 are new; 3, 5, 7 and the copies of 20 and 35 are newer: {s}"
+    );
+    assert_eq!(s["items_skipped"], 27, "0..30 but 3, 5 and 7: {s}");
+
+    // What the archive holds now: the newest copy of each item.
+    let mut current: BTreeMap<String, SampleItem> =
+        all.items.iter().map(|i| (i.id(), i.clone())).collect();
+    for newest in changed[..3].iter().chain(&copies) {
+        current.insert(newest.id(), newest.clone());
+    }
+    let current = Samples { items: current.into_values().collect() };
+    let table = site.table(&py).await;
+    assert_eq!(table.rows, current.expected_rows(1), "exactly the rows of the newest copies");
+    assert_eq!(table.row_count, table.rows.len(), "no row twice");
+    for item in &current.items {
+        let versions = &table.updated[&item.id()];
+        assert_eq!(versions, &BTreeSet::from([item.updated_iso()]), "one version of {}", item.id());
+    }
+
+    // Again, after a compaction rewrote the table's files: nothing changes, nothing is new.
+    let compacted = site.maintain("compact", &["--min-input-files", "2"]);
+    assert!(compacted.status.success(), "{}", stderr(&compacted));
+    let again = site.run(&day2, &chunked);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let s = summary(&again);
+    assert_eq!(
+        (s["items_ingested"].as_u64(), s["items_updated"].as_u64()),
+        (Some(0), Some(0)),
+        "{s}"
+    );
+    assert_eq!(site.table(&py).await.rows, table.rows);
+
+    // And a newer copy still replaces the rows the compaction moved.
+    let third = reprocessed(&changed[1], "2026-01-01T00:00:00Z", |j| moved(j, -40.0));
+    Samples { items: vec![third.clone()] }.upload(&site.stores, &site.items()).await.unwrap();
+    let out = site.run(&day2, &chunked);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out)["items_updated"], 1);
+    let mut latest = current.items.clone();
+    latest.iter_mut().filter(|i| i.id() == third.id()).for_each(|i| *i = third.clone());
+    let after = site.table(&py).await;
+    assert_eq!(after.rows, Samples { items: latest }.expected_rows(1));
+    assert_eq!(after.row_count, after.rows.len());
+    assert_eq!(after.updated[&third.id()], BTreeSet::from([third.updated_iso()]));
+}
+
+#[tokio::test]
+async fn thirty_days_of_an_archive_leave_the_table_equal_to_it_every_day() {
+    earthcatalog_tests::site::on_s3("thirty_days", thirty_days).await;
+}
+
+/// Thirty days of an archive on the S3 test server: each day three items are added, two
+/// re-processed (a newer `updated`; a moved footprint or another year), one deleted. Each day
+/// runs `delta --changed-since` → `incremental`, every 7th day also `sync` and `compact`, and on
+/// days 10 and 20 an incremental run is killed with SIGKILL before it is rerun. After every day
+/// the table holds exactly the rows of each item's current version (deleted items until the
+/// next sync) and the hash index holds exactly the table's ids.
+async fn thirty_days(backend: Backend, py: Python) {
+    let pool = Samples::itslive(0, 40 + 30 * 3);
+    let site = backend.site(&pool.first(40)).await;
+    let mut archive: BTreeMap<String, SampleItem> =
+        pool.items[..40].iter().map(|i| (i.id(), i.clone())).collect();
+    let day0 = site
+        .put("day00.csv", Samples { items: archive.values().cloned().collect() }.csv().into_bytes())
+        .await;
+    let out = site.run(&day0, &["--update-hash-index", "--h3-resolution", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut deleted: BTreeMap<String, SampleItem> = BTreeMap::new();
+
+    for day in 1..=30usize {
+        let date = format!("2026-11-{day:02}");
+        let modified = format!("{date}T00:00:00Z");
+        let mut changed: Vec<SampleItem> = Vec::new();
+        for fresh in &pool.items[40 + (day - 1) * 3..40 + day * 3] {
+            changed.push(SampleItem { modified: modified.clone(), ..fresh.clone() });
+        }
+        let ids: Vec<String> = archive.keys().cloned().collect();
+        let when = format!("{date}T12:00:00Z");
+        let first = &archive[&ids[(day * 7) % ids.len()]];
+        let second = &archive[&ids[(day * 13 + 5) % ids.len()]];
+        if first.id() != second.id() {
+            let other = if day % 2 == 0 {
+                reprocessed(second, &when, in_2001)
+            } else {
+                reprocessed(second, &when, |j| j["properties"]["note"] = "reprocessed".into())
+            };
+            changed.push(SampleItem { modified: modified.clone(), ..other });
+        }
+        changed.push(SampleItem {
+            modified: modified.clone(),
+            ..reprocessed(first, &when, |j| moved(j, if day % 2 == 0 { 30.0 } else { -30.0 }))
+        });
+        Samples { items: changed.clone() }.upload(&site.stores, &site.items()).await.unwrap();
+        for item in changed {
+            archive.insert(item.id(), item);
+        }
+        let gone = ids[(day * 17 + 3) % ids.len()].clone();
+        if let Some(item) = archive.remove(&gone) {
+            deleted.insert(gone, item);
+        }
+
+        let listing = Samples { items: archive.values().cloned().collect() };
+        let inventory = site.put(&format!("day{day:02}.csv"), listing.csv().into_bytes()).await;
+        let mut args = strings(&["delta", "--inventory", &inventory.to_string()]);
+        args.extend(strings(&["--delta-prefix", &site.root().join("deltas").to_string()]));
+        args.extend(strings(&["--warehouse", &site.warehouse().to_string(), "--date", &date]));
+        args.extend(strings(&["--changed-since", &date, "--json"]));
+        let out = run(&args, &site.env());
+        assert!(out.status.success(), "day {day}: {}", stderr(&out));
+        let d = summary(&out);
+        if let Some(file) = d["delta"].as_str() {
+            let file = Location::parse(file).unwrap();
+            let flags = ["--update-hash-index", "--chunk-size", "2", "--publish-every", "0"];
+            if day % 10 == 0 {
+                let mut child =
+                    earthcatalog_tests::site::command(&site.args(&file, &flags), &site.env())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(400 + 60 * day as u64));
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let out = site.run(&file, &flags);
+            assert!(out.status.success(), "day {day}: {}", stderr(&out));
+        }
+        if day % 7 == 0 {
+            let out = sync(&site, &inventory, &["--max-delete-fraction", "1"]);
+            assert!(out.status.success(), "day {day}: {}", stderr(&out));
+            deleted.clear();
+            let out = site.maintain("compact", &["--min-input-files", "2"]);
+            assert!(out.status.success(), "day {day}: {}", stderr(&out));
+        }
+
+        let held = Samples { items: archive.values().chain(deleted.values()).cloned().collect() };
+        let table = site.table(&py).await;
+        assert_eq!(
+            table.rows,
+            held.expected_rows(1),
+            "day {day}: the rows of the current versions"
+        );
+        assert_eq!(table.row_count, table.rows.len(), "day {day}: no row twice");
+        for item in &held.items {
+            assert_eq!(
+                table.updated.get(&item.id()),
+                Some(&BTreeSet::from([item.updated_iso()])),
+                "day {day}: the version of {}",
+                item.id()
+            );
+        }
+        let index = HashIndex::read(&site.stores, &default_location(&site.warehouse()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(index.len(), held.items.len(), "day {day}: the index holds the table's ids");
+        assert!(held.items.iter().all(|i| index.contains_id(&i.id())), "day {day}");
+    }
 }

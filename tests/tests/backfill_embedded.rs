@@ -11,7 +11,7 @@ use earthcatalog_common::hash_index::HashIndex;
 use earthcatalog_common::location::Location;
 use earthcatalog_common::stores::{S3Settings, Stores};
 use earthcatalog_tests::binaries;
-use earthcatalog_tests::ingest::{BUCKET, Samples};
+use earthcatalog_tests::ingest::{BUCKET, SampleItem, Samples, moved, reprocessed};
 use earthcatalog_tests::python::Python;
 use earthcatalog_tests::readers::{read_history, read_table};
 
@@ -200,6 +200,50 @@ fn a_delta_run_after_a_full_run_appends_its_items_and_extends_the_hash_index() {
     let ids: Vec<String> = first.ids().into_iter().chain(second.ids()).collect();
     assert_eq!(index.len(), ids.len());
     assert!(ids.iter().all(|id| index.contains_id(id)));
+}
+
+#[test]
+fn a_delta_run_replaces_the_old_rows_of_items_it_brings_newer_and_adds_none_it_already_holds() {
+    let Some(t) = Local::new("backfill_delta_updates") else { return };
+    let first = Samples::itslive(0, 40);
+    t.inputs(&first, "full.csv");
+    let full = t.backfill("full.csv", &["--h3-resolution", "1"]);
+    assert!(full.status.success(), "{}", text(&full));
+
+    // The delta: ten new items; 3 re-processed with a moved footprint; 5 as it is; 7 older and
+    // moved; and a newer copy of the new item 45 under another key, whose moved footprint puts
+    // it in other partitions than the older copy (so Phase 3 cannot tell them apart).
+    let it = &first.items;
+    let new = Samples::itslive(40, 10);
+    let newer = "2025-06-01T00:00:00Z";
+    let three = reprocessed(&it[3], newer, |j| moved(j, 40.0));
+    let seven = reprocessed(&it[7], "2001-01-01T00:00:00Z", |j| moved(j, 40.0));
+    let copy = reprocessed(&new.items[5], newer, |j| moved(j, 60.0));
+    let copy = SampleItem { key: format!("reprocessed/{}", copy.key), ..copy };
+    let mut listed = new.items.clone();
+    listed.extend([three.clone(), it[5].clone(), seven, copy.clone()]);
+    t.inputs(&Samples { items: listed }, "delta.csv");
+    let delta = t.backfill("delta.csv", &["--delta"]);
+    assert!(delta.status.success(), "{}", text(&delta));
+
+    let mut current: Vec<SampleItem> = first.items.clone();
+    current[3] = three.clone();
+    current.extend(new.items.iter().cloned());
+    current[45] = copy.clone();
+    let current = Samples { items: current };
+    let wh = Location::local(t.path("wh")).unwrap().uri();
+    let table = read_table(&t.py, &t.path("catalog.db"), &wh, None).unwrap();
+    assert_eq!(table.rows, current.expected_rows(1), "exactly the newest copies' rows");
+    assert_eq!(table.row_count, table.rows.len(), "no row twice");
+    for item in &current.items {
+        assert_eq!(
+            table.updated[&item.id()],
+            BTreeSet::from([item.updated_iso()]),
+            "{}",
+            item.id()
+        );
+    }
+    assert_eq!(table.snapshots, 2, "the delta is one snapshot");
 }
 
 #[test]

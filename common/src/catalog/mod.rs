@@ -33,7 +33,8 @@ pub use commit::{CommitError, Swap, commit_metadata};
 pub use datafile::{DataFileError, data_file_from_footer, footer_cell_year};
 pub use migrate::{MigrateError, Migration, migrate_catalog};
 pub use query::{
-    DataFileInfo, PartitionTotals, SnapshotInfo, data_files, partition_totals, refs, snapshots,
+    DataFileInfo, PartitionTotals, SnapshotInfo, data_files, data_files_at, partition_of,
+    partition_totals, refs, snapshots,
 };
 pub use reachable::{Entries, Reachable, reachable};
 pub use register::{RegisterError, RegisterSummary};

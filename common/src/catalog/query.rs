@@ -71,9 +71,33 @@ fn partition_value<'a>(
     }
 }
 
+/// The (cell, year) of a data file described for `table` (the null partition's cell is empty).
+pub fn partition_of(table: &Table, file: &iceberg::spec::DataFile) -> crate::ids::CellYear {
+    let spec = table.metadata().default_partition_spec();
+    let values = file.partition().fields();
+    let cell = match partition_value(spec, GRID_PARTITION, values) {
+        Some(PrimitiveLiteral::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let year = match partition_value(spec, YEAR_PARTITION, values) {
+        Some(PrimitiveLiteral::Int(y)) => Some(1970 + *y),
+        _ => None,
+    };
+    crate::ids::CellYear::new(cell, year)
+}
+
 /// The live data files of the current snapshot, sorted by path.
 pub async fn data_files(table: &Table) -> iceberg::Result<Vec<DataFileInfo>> {
-    let Some(snapshot) = table.metadata().current_snapshot() else {
+    match table.metadata().current_snapshot_id() {
+        Some(id) => data_files_at(table, id).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The live data files of snapshot `snapshot_id` (none when the table no longer has it), sorted
+/// by path.
+pub async fn data_files_at(table: &Table, snapshot_id: i64) -> iceberg::Result<Vec<DataFileInfo>> {
+    let Some(snapshot) = table.metadata().snapshot_by_id(snapshot_id) else {
         return Ok(Vec::new());
     };
     let list = table.manifest_list_reader(snapshot).load().await?;

@@ -79,6 +79,10 @@ pub struct BackfillSummary {
     pub rows: u64,
     /// Snapshots committed.
     pub snapshots: u64,
+    /// Items (`--delta`) the table held at an older `updated`: their old rows were replaced.
+    pub items_updated: u64,
+    /// Items (`--delta`) the table already held at that `updated` or a newer one: not added.
+    pub items_skipped: u64,
     /// Abandoned attempt files deleted.
     pub orphans_deleted: u64,
     /// Whether the catalog was uploaded.
@@ -277,6 +281,8 @@ impl Driver<'_> {
         summary.files = registered.files;
         summary.rows = registered.rows;
         summary.snapshots = registered.snapshots;
+        summary.items_updated = registered.items_updated;
+        summary.items_skipped = registered.items_skipped;
         summary.catalog_uploaded = registered.uploaded;
         summary.hash_index = registered.hash_index.map(|(l, _)| l);
         summary.pending_file = self.keep_failures(&ingested, &inputs).await?;
@@ -458,8 +464,9 @@ impl Driver<'_> {
         if !self.cfg.upload {
             writer = writer.without_upload();
         }
+        let run = RunId::from_string(self.scheduler.run_id());
         let result =
-            register::register(self.cfg, &mut writer, &self.grid, files, self.resumed).await;
+            register::register(self.cfg, &mut writer, &self.grid, files, self.resumed, &run).await;
         // Accepted results are never deleted on failure: a rerun registers them.
         writer.finish().await;
         result

@@ -1,7 +1,9 @@
 //! Phase 4: exactly the files of accepted compact results become the table's contents (full
 //! mode: one `overwrite` snapshot removes every file the table held and adds the run's, so
 //! readers see the old table or the new one, never an empty or half-registered one; delta mode:
-//! appended), the catalog is uploaded under the lock, and then the hash index is written.
+//! appended, or, when items the table holds at an older version are among them, one `overwrite`
+//! that also rewrites the files holding their old rows), the catalog is uploaded under the lock,
+//! and then the hash index and the item index are written.
 //!
 //! Before registering, data files that attempts of this run left in the touched partitions but
 //! that no accepted result names (an expired attempt that kept writing) are deleted.
@@ -12,16 +14,20 @@ use anyhow::Context;
 use arrow::array::{Array, AsArray};
 use earthcatalog_common::backfill::layout::compact_output_token;
 use earthcatalog_common::catalog::{
-    ReplaceKind, ReplaceSummary, Replacement, TableSettings, data_files,
+    ReplaceKind, ReplaceSummary, Replacement, TableSettings, data_files, partition_of,
 };
+use earthcatalog_common::geoparquet::FileNamer;
 use earthcatalog_common::hash_index::HashIndex;
 use earthcatalog_common::ids::{CellYear, RunId};
+use earthcatalog_common::item_index::ItemIndex;
 use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::GridSpec;
 use earthcatalog_common::publish::{CatalogWriter, Files, IndexUpdate};
+use earthcatalog_common::rewrite::{Rewritten, RowOf, without_rows};
 use earthcatalog_common::rpc::ReportedFile;
 use earthcatalog_common::staging::read_staged;
 use earthcatalog_common::stores::Stores;
+use earthcatalog_common::updates;
 
 use super::config::BackfillConfig;
 
@@ -37,6 +43,10 @@ pub struct Registered {
     pub rows: u64,
     /// Snapshots committed.
     pub snapshots: u64,
+    /// Items (delta mode) the table held at an older version: their old rows were replaced.
+    pub items_updated: u64,
+    /// Items (delta mode) the table already held at that version or a newer one: not added.
+    pub items_skipped: u64,
     /// Whether the catalog was uploaded.
     pub uploaded: bool,
     /// The hash index written, and its size.
@@ -93,6 +103,7 @@ pub async fn register(
     grid: &GridSpec,
     files: &[ReportedFile],
     resumed: bool,
+    run: &RunId,
 ) -> anyhow::Result<Registered> {
     let mut out = Registered::default();
     let catalog = writer.catalog();
@@ -104,9 +115,15 @@ pub async fn register(
     let index_at = hash_index_location(cfg, property.as_deref())?;
     let mut settings = TableSettings::from_grid(grid);
     settings.hash_index_path = Some(index_at.uri());
+    let mut items = None;
     if cfg.delta {
         let table = catalog.open_table(&settings).await?;
-        append(writer, table, files, resumed, &mut out).await?;
+        let items_at = ItemIndex::location(&cfg.place.warehouse)?;
+        let (mut index, _) = ItemIndex::load(&stores, &table, &items_at).await?;
+        let locations = unregistered(&table, files, resumed).await?;
+        let table = apply_delta(writer, table, &locations, &mut index, run, &mut out).await?;
+        index.set_snapshot(table.metadata().current_snapshot_id());
+        items = Some((index, items_at));
     } else {
         let (table, grid_change) = catalog.open_for_rebuild(&settings).await?;
         let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
@@ -121,18 +138,84 @@ pub async fn register(
     };
     out.uploaded = writer.publish(index.as_ref()).await?;
     out.hash_index = index.map(|u| (u.location.uri(), u.index.len()));
+    // After the catalog it describes is published (an index ahead of it would be rebuilt).
+    if let Some((index, at)) = items {
+        index.write(&stores, &at).await?;
+    }
     Ok(out)
 }
 
-/// Appends this delta run's files in batches. A resumed run may have appended its files (and
-/// uploaded the catalog) before it stopped; appending them again would be refused as duplicates.
-async fn append(
+/// Commits a delta run's files: appended when every item is new; otherwise in one `overwrite`
+/// snapshot where the files holding old rows of updated items are rewritten without them, and
+/// new files holding rows the table must not take (items it holds at that version or a newer
+/// one, older copies of an item) are rewritten without those.
+async fn apply_delta(
     writer: &mut CatalogWriter,
-    mut table: iceberg::table::Table,
+    table: iceberg::table::Table,
+    locations: &[Location],
+    index: &mut ItemIndex,
+    run: &RunId,
+    out: &mut Registered,
+) -> anyhow::Result<iceberg::table::Table> {
+    let stores = writer.catalog().stores().clone();
+    let described = writer.catalog().describe_files(&table, locations).await?;
+    let files: Vec<(CellYear, String, Option<u64>)> = described
+        .iter()
+        .map(|d| (partition_of(&table, d), d.file_path().to_string(), Some(d.file_size_in_bytes())))
+        .collect();
+    let sorted = updates::sort_out_files(&stores, index, &files).await?;
+    sorted.record(index);
+    out.items_updated = sorted.updated.len() as u64;
+    out.items_skipped = sorted.skipped_items as u64;
+    if sorted.updated.is_empty() && !sorted.stale.contains(&true) {
+        return append(writer, table, locations, out).await;
+    }
+    let namer = FileNamer::new(run.clone(), "update");
+    let mut add = Vec::new();
+    let mut superseded = Vec::new();
+    for (file, stale) in described.into_iter().zip(&sorted.stale) {
+        if !stale {
+            add.push(file);
+            continue;
+        }
+        let path = file.file_path().to_string();
+        superseded.push(Location::parse(&path)?);
+        let drops = |row: RowOf<'_>| sorted.drops(row);
+        if let Rewritten::Into { file, .. } = without_rows(&stores, &path, drops, &namer).await? {
+            writer.wrote([file.clone()]);
+            add.extend(writer.catalog().describe_files(&table, &[file]).await?);
+        }
+    }
+    let live = updates::live_files(&data_files(&table).await?);
+    let old = updates::drop_old_rows(&stores, &live, &sorted.updated, &namer).await?;
+    let rewritten: Vec<Location> = old.rewritten.iter().map(|(_, f)| f.clone()).collect();
+    writer.wrote(rewritten.iter().cloned());
+    add.extend(writer.catalog().describe_files(&table, &rewritten).await?);
+    tracing::info!(
+        updated = sorted.updated.len(),
+        skipped = sorted.skipped_items,
+        old_files = old.remove.len(),
+        "registering the delta with its updates in one snapshot"
+    );
+    let replacement =
+        Replacement { kind: ReplaceKind::Overwrite, remove: old.remove, add, ..Default::default() };
+    let (table, summary) = writer.replace(&replacement).await?;
+    out.files += summary.added_files as u64;
+    out.rows += summary.added_records;
+    out.snapshots += u64::from(summary.snapshot_id.is_some());
+    // The run's own files that were rewritten are registered nowhere.
+    stores.delete_all(&superseded, "a delta file rewritten without superseded rows").await;
+    Ok(table)
+}
+
+/// This delta run's files not registered yet. A resumed run may have registered its files (and
+/// uploaded the catalog) before it stopped; registering them again would be refused as
+/// duplicates.
+async fn unregistered(
+    table: &iceberg::table::Table,
     files: &[ReportedFile],
     resumed: bool,
-    out: &mut Registered,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Location>> {
     let mut locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
     if resumed {
         let registered: HashSet<String> = data_files(&table)
@@ -150,6 +233,16 @@ async fn append(
             );
         }
     }
+    Ok(locations)
+}
+
+/// Appends files in batches.
+async fn append(
+    writer: &mut CatalogWriter,
+    mut table: iceberg::table::Table,
+    locations: &[Location],
+    out: &mut Registered,
+) -> anyhow::Result<iceberg::table::Table> {
     for batch in locations.chunks(REGISTER_BATCH) {
         let (t, summary) = writer.commit(&table, Files::At(batch)).await?;
         table = t;
@@ -158,7 +251,7 @@ async fn append(
         out.snapshots += u64::from(summary.snapshot_id.is_some());
         tracing::info!("registered {} files", out.files);
     }
-    Ok(())
+    Ok(table)
 }
 
 /// Makes `files` the table's whole contents in one `overwrite` snapshot, setting the grid

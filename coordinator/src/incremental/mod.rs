@@ -2,8 +2,9 @@
 //! registers the files in the Iceberg table, under the catalog lock.
 //!
 //! Order of a run: take the lock → download the catalog (when it lives in a store) → open the
-//! table → for each chunk: fetch, fan out, drop rows already in their partition, write, register
-//! → upload the catalog (conditional on the version downloaded) → release the lock, through the
+//! table and its item index → for each chunk: fetch, fan out, skip the items the table holds at
+//! that version, write, register (an item held at an older version leaves its old rows in the
+//! same snapshot: [`earthcatalog_common::updates`]) → upload the catalog (conditional on the version downloaded) → release the lock, through the
 //! one publish sequence of [`earthcatalog_common::publish`], which also decides what a failed
 //! run deletes. The inventory's first record is read before the lock is taken, so a run that
 //! cannot read its input leaves nothing behind (no catalog, no table, no lock).
@@ -15,14 +16,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use earthcatalog_common::catalog::{Catalog, PROP_HASH_INDEX_PATH, TableSettings, data_files};
-use earthcatalog_common::fanout::Groups;
+use earthcatalog_common::catalog::{
+    Catalog, PROP_HASH_INDEX_PATH, ReplaceKind, Replacement, TableSettings, data_files,
+};
 use earthcatalog_common::geoparquet::{FileNamer, WrittenFile, incremental_namer};
 use earthcatalog_common::hash_index::{HashIndex, default_location};
 use earthcatalog_common::ids::RunId;
 use earthcatalog_common::inventory::{self, Filter, InventoryRecord, InventoryStream, OpenOptions};
+use earthcatalog_common::item_index::{Freshness, ItemIndex};
 use earthcatalog_common::json_lines;
-use earthcatalog_common::known_ids::{KnownIds, Skipped};
 use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::{GridSpec, open_partitioner};
 use earthcatalog_common::pipeline::{
@@ -30,6 +32,7 @@ use earthcatalog_common::pipeline::{
 };
 use earthcatalog_common::publish::{CatalogWriter, Files, IndexUpdate};
 use earthcatalog_common::stores::Stores;
+use earthcatalog_common::updates::{self, LiveFiles, Sorted};
 use futures::StreamExt;
 use iceberg::table::Table;
 use tracing::Instrument;
@@ -80,6 +83,11 @@ struct Run<'a> {
     progress: Progress,
     /// The hash index being extended, with `--update-hash-index`.
     index: Option<IndexUpdate>,
+    /// What the table holds of each item, kept as batches are written.
+    items: ItemIndex,
+    /// The table's live files by partition, kept as snapshots are committed: the files an
+    /// update rewrites are found here.
+    live: LiveFiles,
 }
 
 impl<'a> Run<'a> {
@@ -91,6 +99,8 @@ impl<'a> Run<'a> {
             failures: Vec::new(),
             progress: Progress::new(cfg.progress),
             index: None,
+            items: ItemIndex::default(),
+            live: LiveFiles::new(),
         }
     }
 
@@ -149,7 +159,19 @@ impl<'a> Run<'a> {
         let registered = data_files(&table).await?;
         let referenced: HashSet<String> = registered.iter().map(|f| f.path.clone()).collect();
         self.summary.orphans_deleted = writer.delete_orphans(&referenced).await? as u64;
-        let mut known = KnownIds::new(self.stores.clone(), &registered);
+        self.live = updates::live_files(&registered);
+        let items_at = ItemIndex::location(&cfg.place.warehouse).context("item index location")?;
+        let (items, freshness) = ItemIndex::load(&self.stores, &table, &items_at).await?;
+        match freshness {
+            Freshness::Current => {}
+            Freshness::CaughtUp { files } => {
+                tracing::info!("item index {items_at} brought up to date from {files} files")
+            }
+            Freshness::Rebuilt { files } => {
+                tracing::info!("item index {items_at} built from the table's {files} files")
+            }
+        }
+        self.items = items;
         let namer = Arc::new(incremental_namer(RunId::from_string(&self.summary.run_id)));
         let mut pending: Vec<WrittenFile> = Vec::new();
 
@@ -179,9 +201,7 @@ impl<'a> Run<'a> {
                 let keys = std::mem::take(&mut chunk);
                 let span = tracing::info_span!("chunk", index = chunk_index, items = keys.len());
                 let place = Batches { writer, table: &mut table, pending: &mut pending };
-                self.chunk(chunk_index, keys, &data_path, &mut known, &namer, place)
-                    .instrument(span)
-                    .await?;
+                self.chunk(chunk_index, keys, &data_path, &namer, place).instrument(span).await?;
             }
             let c = counters.snapshot();
             self.summary.inventory_rows = c.rows_read;
@@ -200,12 +220,15 @@ impl<'a> Run<'a> {
         if let Some(why) = self.summary.why_nothing_ingested() {
             tracing::warn!("{why} ({})", cfg.inventory);
         }
-        drop(table);
         let index = self.index.take();
         self.summary.catalog_uploaded = writer.publish(index.as_ref()).await?;
         if let Some(i) = index {
             self.summary.hash_index = Some(i.location.uri());
         }
+        // After the catalog it describes is published: an index ahead of the stored catalog
+        // would name a snapshot the next run cannot find (it would then rebuild it).
+        self.items.set_snapshot(table.metadata().current_snapshot_id());
+        self.items.write(&self.stores, &items_at).await?;
         Ok(())
     }
 
@@ -228,13 +251,12 @@ impl<'a> Run<'a> {
         index: usize,
         keys: Vec<ObjectKey>,
         data_path: &DataPath,
-        known: &mut KnownIds,
         namer: &Arc<FileNamer>,
         place: Batches<'_>,
     ) -> anyhow::Result<()> {
         let Batches { writer, table, pending } = place;
         let mut collected = data_path.load(keys).await;
-        let (mut skipped, mut ingested, mut rows, mut files) = (Skipped::default(), 0, 0, 0);
+        let (mut skipped, mut updated, mut ingested, mut rows, mut files) = (0, 0, 0, 0, 0);
         while let Some(mut groups) = collected.next_groups(self.cfg.budget.rows) {
             if let Some(index) = &mut self.index {
                 // Every id of the batch is in the table after it commits, including the ones
@@ -244,21 +266,33 @@ impl<'a> Run<'a> {
                     true
                 });
             }
-            // Whole items per batch: an item is counted (ingested or skipped) in one batch only.
-            let s = known.drop_known(&mut groups).await?;
-            skipped.items += s.items;
-            skipped.rows += s.rows;
-            ingested += items_in(&mut groups);
+            // Whole items per batch: an item is counted (new, updated or skipped) in one batch.
+            let sorted = updates::sort_out(&self.items, &mut groups);
+            skipped += sorted.skipped_items;
+            self.summary.rows_skipped += sorted.skipped_rows as u64;
+            updated += sorted.updated.len();
+            ingested += sorted.new_items;
             rows += groups.row_count();
+            // Known before the batch is registered, so that a later copy in this run finds it.
+            updates::record(&mut self.items, &mut groups);
+            let mut replacing = Vec::new();
             for part in groups.split(self.cfg.budget.files) {
                 let written = data_path.write(part, &self.cfg.place.warehouse, namer).await?;
                 writer.wrote(written.iter().map(|f| f.location.clone()));
                 files += written.len();
-                if self.cfg.batch_add_files {
+                if !sorted.updated.is_empty() {
+                    replacing.extend(written);
+                } else if self.cfg.batch_add_files {
                     pending.extend(written);
                 } else {
                     *table = self.register(writer, table, written).await?;
                 }
+            }
+            if !sorted.updated.is_empty() {
+                // Old rows may be in files written earlier in this run: registered first, so
+                // that the update finds and rewrites them.
+                *table = self.register(writer, table, std::mem::take(pending)).await?;
+                *table = self.replace(writer, table, &sorted, replacing, namer).await?;
             }
         }
         for f in &collected.failures {
@@ -266,16 +300,15 @@ impl<'a> Run<'a> {
         }
         self.summary.items_failed += collected.failures.len() as u64;
         self.summary.items_ingested += ingested as u64;
-        self.summary.items_skipped += skipped.items as u64;
-        self.summary.rows_skipped += skipped.rows as u64;
+        self.summary.items_updated += updated as u64;
+        self.summary.items_skipped += skipped as u64;
         self.summary.duplicates_dropped += collected.duplicates_dropped as u64;
         self.summary.rows += rows as u64;
         let failed = collected.failures.len();
         self.failures.extend(collected.failures);
         tracing::info!(
-            "chunk {index}: {} items read, {ingested} -> {rows} rows in {files} files ({failed} failed, {} skipped, {} older duplicates dropped)",
+            "chunk {index}: {} items read, {ingested} new and {updated} updated -> {rows} rows in {files} files ({failed} failed, {skipped} skipped, {} older duplicates dropped)",
             collected.items,
-            skipped.items,
             collected.duplicates_dropped
         );
         self.progress.update(&self.summary);
@@ -293,13 +326,56 @@ impl<'a> Run<'a> {
             return Ok(table.clone());
         }
         let (table, summary) = writer.commit(table, Files::Written(&files)).await?;
-        if writer.publish_due(self.cfg.publish_every) {
-            self.summary.catalog_uploaded = writer.publish(None).await?;
+        for f in &files {
+            self.live.entry(f.partition.clone()).or_default().push(f.location.uri());
         }
         self.summary.files += summary.files as u64;
         self.summary.snapshots += u64::from(summary.snapshot_id.is_some());
-        self.progress.update(&self.summary);
+        self.committed(writer).await?;
         Ok(table)
+    }
+
+    /// Commits `written` (the new rows of a batch with updates) and, in the same `overwrite`
+    /// snapshot, every live file holding old rows of the updated items, rewritten without them.
+    async fn replace(
+        &mut self,
+        writer: &mut CatalogWriter,
+        table: &Table,
+        sorted: &Sorted,
+        written: Vec<WrittenFile>,
+        namer: &Arc<FileNamer>,
+    ) -> anyhow::Result<Table> {
+        let old = updates::drop_old_rows(&self.stores, &self.live, &sorted.updated, namer).await?;
+        writer.wrote(old.rewritten.iter().map(|(_, f)| f.clone()));
+        let catalog = writer.catalog();
+        let mut add = catalog.describe_written(table, &written).await?;
+        let files: Vec<_> = old.rewritten.iter().map(|(_, f)| f.clone()).collect();
+        add.extend(catalog.describe_files(table, &files).await?);
+        let replacement = Replacement {
+            kind: ReplaceKind::Overwrite,
+            remove: old.remove.clone(),
+            add,
+            ..Default::default()
+        };
+        let (table, summary) = writer.replace(&replacement).await?;
+        old.apply_to(&mut self.live);
+        for f in &written {
+            self.live.entry(f.partition.clone()).or_default().push(f.location.uri());
+        }
+        self.summary.rows_replaced += old.removed_rows;
+        self.summary.files += summary.added_files as u64;
+        self.summary.snapshots += u64::from(summary.snapshot_id.is_some());
+        self.committed(writer).await?;
+        Ok(table)
+    }
+
+    /// After a commit: publishes when due, shows progress.
+    async fn committed(&mut self, writer: &mut CatalogWriter) -> anyhow::Result<()> {
+        if writer.publish_due(self.cfg.publish_every) {
+            self.summary.catalog_uploaded = writer.publish(None).await?;
+        }
+        self.progress.update(&self.summary);
+        Ok(())
     }
 
     /// Whether this run's inventory is the failures file it writes (a retry of the list).
@@ -342,7 +418,6 @@ struct Batches<'a> {
     pending: &'a mut Vec<WrittenFile>,
 }
 
-/// Distinct items that still have a row in `groups` (the ones this chunk ingests).
 /// The table's hash index (where its property says, else beside the warehouse), read to be
 /// extended.
 async fn read_index(
@@ -356,13 +431,4 @@ async fn read_index(
     };
     let index = HashIndex::read(stores, &location).await?;
     Ok(IndexUpdate { location, index })
-}
-
-fn items_in(groups: &mut Groups) -> usize {
-    let mut items = HashSet::new();
-    groups.retain(|_, row| {
-        items.insert(row.item.key().digest());
-        true
-    });
-    items.len()
 }

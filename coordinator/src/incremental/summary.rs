@@ -22,14 +22,17 @@ pub struct RunSummary {
     pub without_date: u64,
     /// Malformed inventory rows (listed in the failures file).
     pub malformed_rows: u64,
-    /// Items that became at least one new row (an item whose every row is already registered
-    /// counts in `items_skipped` instead).
+    /// Items the table did not hold, now in it.
     pub items_ingested: u64,
+    /// Items the table held at an older `updated`: their old rows were replaced by the new ones.
+    pub items_updated: u64,
+    /// Old rows those updates removed.
+    pub rows_replaced: u64,
     /// Items that failed (listed in the failures file with their reason).
     pub items_failed: u64,
-    /// Items already in the table for a partition they were to be written to.
+    /// Items the table already holds at the same `updated` or a newer one.
     pub items_skipped: u64,
-    /// Rows skipped for that reason.
+    /// Their rows, not written.
     pub rows_skipped: u64,
     /// Copies of an item id dropped because a chunk listed a newer copy of it (the newest
     /// `updated` wins; on a tie the later listed).
@@ -62,7 +65,7 @@ impl RunSummary {
     /// Why a run ingested no item, when it ingested none: how many inventory rows it read and
     /// where each went, so a run that did nothing never looks like a run that had nothing to do.
     pub fn why_nothing_ingested(&self) -> Option<String> {
-        if self.items_ingested > 0 {
+        if self.items_ingested > 0 || self.items_updated > 0 {
             return None;
         }
         if self.inventory_rows == 0 {
