@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use earthcatalog_common::catalog::{
-    Catalog, PROP_HASH_INDEX_PATH, ReplaceKind, Replacement, TableSettings, data_files,
+    Catalog, Entries, PROP_HASH_INDEX_PATH, ReplaceKind, Replacement, TableSettings, data_files,
+    reachable,
 };
 use earthcatalog_common::geoparquet::{FileNamer, WrittenFile, incremental_namer};
 use earthcatalog_common::hash_index::{HashIndex, default_location};
@@ -157,7 +158,10 @@ impl<'a> Run<'a> {
             self.index = Some(read_index(&self.stores, &table, &cfg.place.warehouse).await?);
         }
         let registered = data_files(&table).await?;
-        let referenced: HashSet<String> = registered.iter().map(|f| f.path.clone()).collect();
+        // Every snapshot's files, not only the current one's: a compaction or an update
+        // replaces files that time travel to earlier snapshots still reads.
+        let snapshots: Vec<i64> = table.metadata().snapshots().map(|s| s.snapshot_id()).collect();
+        let referenced = reachable(&table, snapshots, Entries::All).await?.data_files;
         self.summary.orphans_deleted = writer.delete_orphans(&referenced).await? as u64;
         self.live = updates::live_files(&registered);
         let items_at = ItemIndex::location(&cfg.place.warehouse).context("item index location")?;
