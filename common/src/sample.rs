@@ -69,11 +69,46 @@ fn ring(i: u64) -> (Vec<[f64; 2]>, f64, f64) {
     (pts, wrap_lon(cx), round4(cy))
 }
 
-/// The ITS_LIVE-shaped item number `i` (its id is unique per `i`).
+/// The days (since 1970) item dates are drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateSpan {
+    first_day: i64,
+    days: u64,
+}
+
+impl DateSpan {
+    /// 3,000 days from 2011-01-26 to 2019-04-14: items share (cell, year) partitions.
+    pub const DEFAULT: DateSpan = DateSpan { first_day: 15_000, days: 3_000 };
+
+    /// `years` years ending where [`DateSpan::DEFAULT`] ends; over decades nearly every item
+    /// lands in a (cell, year) of its own, the case that measures the cost per written file.
+    pub fn years(years: u32) -> DateSpan {
+        let days = (u64::from(years) * 36_525 / 100).max(1);
+        let end = DateSpan::DEFAULT.first_day + DateSpan::DEFAULT.days as i64;
+        DateSpan { first_day: end - days as i64, days }
+    }
+
+    fn day(&self, i: u64) -> i64 {
+        self.first_day + (mix(i ^ 7) % self.days) as i64
+    }
+}
+
+impl Default for DateSpan {
+    fn default() -> Self {
+        DateSpan::DEFAULT
+    }
+}
+
+/// The ITS_LIVE-shaped item number `i` (its id is unique per `i`), dated within 2011 .. 2019.
 pub fn itslive_item(i: u64) -> Value {
+    itslive_item_in(i, DateSpan::DEFAULT)
+}
+
+/// The ITS_LIVE-shaped item number `i`, dated within `span`.
+pub fn itslive_item_in(i: u64, span: DateSpan) -> Value {
     let (coords, lon, lat) = ring(i);
     let platform = PLATFORMS[(mix(i ^ 0xABCD) % PLATFORMS.len() as u64) as usize];
-    let day = 15_000 + (mix(i ^ 7) % 3_000) as i64; // 2011 .. 2019
+    let day = span.day(i);
     let dt_days = 16 * (1 + (mix(i ^ 11) % 20) as i64);
     let date = |d: i64| {
         chrono::DateTime::from_timestamp(d * 86_400 + 43_200, 0)
@@ -148,7 +183,12 @@ pub fn itslive_item(i: u64) -> Value {
 
 /// The S3 key under which item `i` is stored in the sample layout.
 pub fn itslive_key(i: u64) -> String {
-    let item = itslive_item(i);
+    itslive_key_in(i, DateSpan::DEFAULT)
+}
+
+/// The S3 key of item `i` dated within `span` (the id names the day).
+pub fn itslive_key_in(i: u64, span: DateSpan) -> String {
+    let item = itslive_item_in(i, span);
     let id = item["id"].as_str().unwrap_or_default().to_string();
     format!("velocity_image_pair/v02/{id}.stac.json")
 }
@@ -169,5 +209,17 @@ mod tests {
             let ring = item["geometry"]["coordinates"][0].as_array().map(Vec::len);
             assert_eq!(ring, Some(17));
         }
+    }
+
+    #[test]
+    fn items_spread_over_decades_fall_in_as_many_years_and_the_default_span_is_unchanged() {
+        assert_eq!(itslive_item_in(7, DateSpan::DEFAULT), itslive_item(7));
+        let years: std::collections::BTreeSet<String> = (0..2_000)
+            .map(|i| itslive_item_in(i, DateSpan::years(40))["properties"]["datetime"].to_string())
+            .map(|d| d[1..5].to_string())
+            .collect();
+        assert_eq!(years.len(), 41, "{years:?}");
+        assert_eq!(years.first().map(String::as_str), Some("1979"));
+        assert_eq!(years.last().map(String::as_str), Some("2019"));
     }
 }

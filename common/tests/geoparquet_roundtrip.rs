@@ -110,7 +110,7 @@ async fn column_statistics_are_written_for_bounds_but_not_for_geometry_or_json()
         .await
         .unwrap();
     assert!(f.location.as_local_path().unwrap().is_file());
-    let meta = f.footer.metadata().unwrap();
+    let meta = f.footer.metadata();
     let rg = meta.row_group(0);
     let stats = |name: &str| {
         let i = rg.columns().iter().position(|c| c.column_path().string() == name).unwrap();
@@ -133,12 +133,11 @@ async fn large_files_are_split_into_row_groups() {
     let opts = WriterOptions { row_group_rows: 100, ..Default::default() };
     let rows: Vec<_> = rows.into_iter().collect();
     let f = write_partition(&stores, &root, &part, &rows, &namer, &opts).await.unwrap();
-    let sizes: Vec<i64> =
-        f.footer.metadata().unwrap().row_groups().iter().map(|r| r.num_rows()).collect();
+    let sizes: Vec<i64> = f.footer.metadata().row_groups().iter().map(|r| r.num_rows()).collect();
     assert_eq!(sizes.iter().sum::<i64>() as usize, rows.len());
     assert!(sizes.iter().all(|n| *n <= 100));
     // The footer kept for registration has no page indexes (registration does not read them).
-    assert!(f.footer.metadata().unwrap().column_index().is_none());
+    assert!(f.footer.metadata().column_index().is_none());
 }
 
 #[tokio::test]
@@ -152,14 +151,11 @@ async fn small_files_use_snappy_and_large_ones_zstd() {
     let small = write_partition(&stores, &root, &part, &rows, &namer, &WriterOptions::default())
         .await
         .unwrap();
-    assert_eq!(
-        small.footer.metadata().unwrap().row_group(0).column(0).compression(),
-        Compression::SNAPPY
-    );
+    assert_eq!(small.footer.metadata().row_group(0).column(0).compression(), Compression::SNAPPY);
     let opts = WriterOptions { zstd_min_rows: 1, ..Default::default() };
     let large = write_partition(&stores, &root, &part, &rows, &namer, &opts).await.unwrap();
     assert!(matches!(
-        large.footer.metadata().unwrap().row_group(0).column(0).compression(),
+        large.footer.metadata().row_group(0).column(0).compression(),
         Compression::ZSTD(_)
     ));
 }
@@ -172,14 +168,7 @@ async fn the_zstd_threshold_counts_rows_and_zero_means_always_zstd() {
     let namer = FileNamer::new(RunId::new(), "threshold");
     let (part, rows) = groups(100, &["8106fffffffffff"]).into_sorted().remove(0);
     let codecs = |f: &earthcatalog_common::geoparquet::WrittenFile| -> Vec<Compression> {
-        f.footer
-            .metadata()
-            .unwrap()
-            .row_group(0)
-            .columns()
-            .iter()
-            .map(|c| c.compression())
-            .collect()
+        f.footer.metadata().row_group(0).columns().iter().map(|c| c.compression()).collect()
     };
     // A Parquet footer names the codec, not its level.
     let is_zstd = |c: &Compression| matches!(c, Compression::ZSTD(_));
@@ -198,4 +187,43 @@ async fn the_zstd_threshold_counts_rows_and_zero_means_always_zstd() {
     assert_eq!(WriterOptions::default().compression(2_047), Compression::SNAPPY);
     assert_eq!(WriterOptions::default().compression(2_048), zstd3);
     assert_eq!(always.compression(0), Compression::ZSTD(ZstdLevel::try_new(1).unwrap()));
+}
+
+#[tokio::test]
+async fn small_files_have_chunk_statistics_but_no_page_index_or_dictionary_and_large_ones_have_both()
+ {
+    use parquet::basic::Encoding;
+    use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
+    let stores = Stores::new(S3Settings::default());
+    let root = Location::parse("memory://small/wh").unwrap();
+    let namer = FileNamer::new(RunId::new(), "small");
+    let (part, rows) = groups(40, &["8106fffffffffff"]).into_sorted().remove(0);
+    let read = |options: WriterOptions| {
+        let (stores, root, part, rows, namer) = (&stores, &root, &part, &rows, &namer);
+        async move {
+            let f = write_partition(stores, root, part, rows, namer, &options).await.unwrap();
+            let (_, bytes) = read_back(stores, &f.location).await;
+            ParquetMetaDataReader::new()
+                .with_page_index_policy(PageIndexPolicy::Optional)
+                .parse_and_finish(&bytes)
+                .unwrap()
+        }
+    };
+    let column = |meta: &parquet::file::metadata::ParquetMetaData, name: &str| {
+        let rg = meta.row_group(0);
+        let i = rg.columns().iter().position(|c| c.column_path().string() == name).unwrap();
+        (rg.column(i).clone(), i)
+    };
+    let small = read(WriterOptions::default()).await;
+    let (platform, _) = column(&small, "platform");
+    assert!(platform.statistics().is_some_and(|s| s.min_bytes_opt().is_some()));
+    assert!(!platform.encodings().any(|e| e == Encoding::RLE_DICTIONARY));
+    assert!(small.column_index().is_none() && small.offset_index().is_none());
+
+    let large = read(WriterOptions { small_file_rows: 1, ..Default::default() }).await;
+    let (platform, i) = column(&large, "platform");
+    assert!(platform.statistics().is_some_and(|s| s.min_bytes_opt().is_some()));
+    assert!(platform.encodings().any(|e| e == Encoding::RLE_DICTIONARY));
+    assert!(large.offset_index().is_some_and(|o| !o[0][i].page_locations().is_empty()));
+    assert!(large.column_index().is_some());
 }

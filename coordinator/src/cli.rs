@@ -257,6 +257,10 @@ pub struct SampleArgs {
     /// Bucket name the inventory gives the items.
     #[arg(long, env = "EARTHCATALOG_SAMPLE_BUCKET", default_value = "its-live-data")]
     pub bucket: String,
+    /// Spread the item dates over this many years ending in 2019 (default: 2011 to 2019). Over
+    /// decades nearly every item lands in a (cell, year) of its own.
+    #[arg(long, env = "EARTHCATALOG_SAMPLE_YEARS", value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub years: Option<u32>,
 }
 
 /// Where the catalog lives (shared by every command that opens it).

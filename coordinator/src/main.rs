@@ -26,6 +26,11 @@ use earthcatalog_common::stores::Stores;
 
 use cli::{Cli, Command};
 
+/// mimalloc: the process makes and frees many small buffers per written file, where it spends
+/// far less time than the system allocator (`docs/benchmarks.md`, cost per written file).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code of a run that finished but could not ingest some items (they are listed).
 const EXIT_ITEMS_FAILED: u8 = 3;
 /// How long a stopping process waits for its catalog lock to be released (one conditional

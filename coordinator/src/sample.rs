@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use earthcatalog_common::location::Location;
-use earthcatalog_common::sample::{itslive_item, itslive_key};
+use earthcatalog_common::sample::{DateSpan, itslive_item_in, itslive_key_in};
 use earthcatalog_common::stores::Stores;
 use futures::StreamExt;
 
@@ -17,20 +17,21 @@ pub async fn run(args: SampleArgs, stores: &Stores) -> anyhow::Result<()> {
     let stores = Arc::new(stores.clone());
     let root = Location::parse(&args.out).context("--out")?;
     let items_root = root.join("items");
+    let span = args.years.map_or(DateSpan::DEFAULT, DateSpan::years);
     let mut csv = String::from("bucket,key,last_modified_date\n");
     for i in args.first..args.first + args.items {
         csv.push_str(&format!(
             "{},{},2024-01-{:02}T00:00:00Z\n",
             args.bucket,
-            itslive_key(i),
+            itslive_key_in(i, span),
             1 + i % 28
         ));
     }
     let writes = futures::stream::iter(args.first..args.first + args.items).map(|i| {
         let stores = stores.clone();
-        let target = items_root.join(&itslive_key(i));
+        let target = items_root.join(&itslive_key_in(i, span));
         async move {
-            let body = serde_json::to_vec_pretty(&itslive_item(i))?;
+            let body = serde_json::to_vec_pretty(&itslive_item_in(i, span))?;
             stores.put(&target, body).await?;
             anyhow::Ok(())
         }

@@ -9,6 +9,11 @@ use clap::Parser;
 use earthcatalog_common::logging::error_report;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: the process makes and frees many small buffers per written file, where it spends
+/// far less time than the system allocator (`docs/benchmarks.md`, cost per written file).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code of a worker that stopped before the run finished (EX_TEMPFAIL): a supervisor
 /// should count it as neither success nor a crash and let another worker take over.
 const EXIT_DRAINED: u8 = 75;

@@ -160,14 +160,10 @@ impl Catalog {
         let metadata = table.metadata();
         let mut described = Vec::with_capacity(files.len());
         for f in files {
-            let footer = f
-                .footer
-                .metadata()
-                .map_err(|source| RegisterError::Footer { file: f.location.uri(), source })?;
             described.push(data_file_from_footer(
                 &f.location.uri(),
                 f.bytes,
-                &footer,
+                f.footer.metadata(),
                 metadata.current_schema(),
                 metadata.default_partition_spec(),
             )?);

@@ -1,43 +1,39 @@
-//! A written file's footer, kept as compact Thrift bytes until registration reads it.
+//! A written file's footer, kept decoded (without page indexes) until registration reads it.
 //!
-//! Registration needs each file's row groups and column statistics, but a run at a fine H3
-//! resolution writes tens of thousands of files per chunk: their decoded footers, page indexes
-//! included, took ~48 KB each in memory; the encoded footer without page indexes is ~10 KB.
+//! Registration needs each file's row groups and column statistics. The writer returns them
+//! decoded, so they are kept as they are: encoding them for keeping and decoding them again to
+//! register cost more CPU than writing a file of a few rows. Page indexes are dropped (they took
+//! most of a footer's memory, ~48 KB per file, and registration does not read them); what is
+//! left is a few KB per file (`Footer::memory_bytes`), and a chunk keeps at most
+//! `--chunk-files` footers before it registers them.
 
-use bytes::Bytes;
+use std::sync::Arc;
+
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{
-    ParquetMetaData, ParquetMetaDataBuilder, ParquetMetaDataReader, ParquetMetaDataWriter,
-};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataBuilder};
 
 /// The footer of a written file (without page indexes, which registration does not read).
 #[derive(Debug, Clone)]
-pub struct Footer(Bytes);
+pub struct Footer(Arc<ParquetMetaData>);
 
 impl Footer {
-    /// Encodes `metadata` without its page indexes.
+    /// Keeps `metadata` without its page indexes (never fails; a `Result` for callers that
+    /// treat keeping a footer as part of writing a file).
     pub fn keep(metadata: ParquetMetaData) -> Result<Footer, ParquetError> {
         let slim = ParquetMetaDataBuilder::new_from_metadata(metadata)
             .set_column_index(None)
             .set_offset_index(None)
             .build();
-        let mut buf = Vec::new();
-        ParquetMetaDataWriter::new(&mut buf, &slim).finish()?;
-        Ok(Footer(Bytes::from(buf)))
+        Ok(Footer(Arc::new(slim)))
     }
 
-    /// The footer decoded: row groups, column chunks and their statistics.
-    pub fn metadata(&self) -> Result<ParquetMetaData, ParquetError> {
-        ParquetMetaDataReader::new().parse_and_finish(&self.0)
+    /// The footer: row groups, column chunks and their statistics.
+    pub fn metadata(&self) -> &ParquetMetaData {
+        &self.0
     }
 
-    /// Its size in bytes.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether it is empty (never, for a footer that was kept).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    /// Bytes it holds in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.0.memory_size()
     }
 }

@@ -65,11 +65,22 @@ pub struct WriterOptions {
     /// of a few rows costs far more than compressing it (measured: 38% of the incremental
     /// pipeline's CPU went to creating zstd contexts for its small per-chunk files).
     pub zstd_min_rows: usize,
+    /// Files with fewer rows than this have no page index and no dictionaries: such a file has
+    /// one page per column, so page statistics repeat the column chunk's (which Iceberg's
+    /// bounds and readers' row-group pruning use), and a dictionary only adds a page per
+    /// column. Building both for every column of a file of a few rows cost more than encoding
+    /// its values.
+    pub small_file_rows: usize,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { row_group_rows: 65_536, zstd_level: 3, zstd_min_rows: 2_048 }
+        WriterOptions {
+            row_group_rows: 65_536,
+            zstd_level: 3,
+            zstd_min_rows: 2_048,
+            small_file_rows: 2_048,
+        }
     }
 }
 
@@ -103,6 +114,12 @@ impl WriterOptions {
                 KeyValue::new(GEO_KEY.to_string(), geo.to_string()),
                 KeyValue::new(STAC_GEOPARQUET_KEY.to_string(), STAC_GEOPARQUET_VALUE.to_string()),
             ]));
+        if rows < self.small_file_rows {
+            b = b
+                .set_statistics_enabled(EnabledStatistics::Chunk)
+                .set_offset_index_disabled(true)
+                .set_dictionary_enabled(false);
+        }
         for name in NO_STATS {
             let path = ColumnPath::from(*name);
             b = b
