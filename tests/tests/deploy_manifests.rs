@@ -545,7 +545,13 @@ fn the_cloudformation_template_passes_cfn_lint_and_its_user_data_uses_accepted_s
             .as_array()
             .unwrap()
             .iter()
-            .filter(|s| s["actions"].as_array().unwrap().iter().any(|a| a == "autoscaling:SetDesiredCapacity"))
+            .filter(|s| {
+                s["actions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a == "autoscaling:SetDesiredCapacity")
+            })
             .flat_map(|s| strings(&s["resources"]))
             .collect()
     };
@@ -724,7 +730,10 @@ fn the_keda_overlay_scales_the_base_worker_pod_on_the_workers_wanted_and_pods_ar
     assert_eq!(trigger["metadata"]["threshold"], "1", "one Job per worker wanted");
     assert_eq!(scaled["spec"]["scalingStrategy"]["strategy"], "default");
     let scale_max = config_value(&keda, "earthcatalog-coordinator", "EARTHCATALOG_SCALE_MAX");
-    assert_eq!(scaled["spec"]["maxReplicaCount"].as_u64().map(|n| n.to_string()).as_deref(), Some(scale_max));
+    assert_eq!(
+        scaled["spec"]["maxReplicaCount"].as_u64().map(|n| n.to_string()).as_deref(),
+        Some(scale_max)
+    );
     assert_eq!(
         config_value(&keda, "earthcatalog-coordinator", "EARTHCATALOG_SCALE_SLOTS"),
         config_value(&keda, "earthcatalog-worker", "EARTHCATALOG_WORKER_SLOTS"),

@@ -12,8 +12,8 @@ use earthcatalog_common::location::Location;
 use earthcatalog_common::rpc::client::read_token;
 
 use crate::cli::{BackfillArgs, ScalingArgs};
-use crate::scaling::ScalingRule;
 use crate::config::{CatalogPlace, LockPolicy, catalog_place, parse_sources};
+use crate::scaling::ScalingRule;
 
 /// Default address of a standalone coordinator.
 const COORDINATOR_LISTEN: &str = "0.0.0.0:50051";

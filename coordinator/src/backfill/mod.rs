@@ -40,11 +40,11 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::check::OutputCheck;
-use crate::scaling::Fleet;
-use crate::scaling::asg::AutoScalingGroup;
 use crate::lease::scheduler::{FailedTask, LeaseSettings, PhasePlan, Scheduler};
 use crate::lease::state::RetryRules;
 use crate::lease::table::TaskId;
+use crate::scaling::Fleet;
+use crate::scaling::asg::AutoScalingGroup;
 use crate::server::{Endpoint, ServeOptions};
 use config::BackfillConfig;
 use local_workers::LocalWorkers;

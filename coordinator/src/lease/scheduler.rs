@@ -19,10 +19,10 @@ use earthcatalog_common::rpc::{LeaseGrant, LeaseRef, PhaseKind, Stage, TaskRepor
 use tokio::sync::Notify;
 
 use super::check::{InvalidResult, ResultCheck};
-use crate::scaling::{Fleet, Queue, ScalingRule};
 use super::state::RetryRules;
 use super::table::{LeaseTable, Refusal, StateCounts, TaskId};
 use super::tokens::{FencingTokens, random_u64};
+use crate::scaling::{Fleet, Queue, ScalingRule};
 
 /// Builds the description of task `task` for the grant with fencing token `token`.
 pub type TaskMaker = Arc<dyn Fn(TaskId, u64) -> TaskSpec + Send + Sync>;

@@ -159,7 +159,8 @@ impl Coordinator for CoordinatorService {
                 min: s.fleet.rule.min,
                 max: s.fleet.rule.max,
                 slots_per_worker: s.fleet.rule.slots,
-                cooldown_seconds: u32::try_from(s.fleet.rule.cooldown.as_secs()).unwrap_or(u32::MAX),
+                cooldown_seconds: u32::try_from(s.fleet.rule.cooldown.as_secs())
+                    .unwrap_or(u32::MAX),
             }),
             failed: s
                 .failed

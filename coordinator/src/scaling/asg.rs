@@ -176,7 +176,11 @@ impl Follower {
         }
         match self.group.set_desired_capacity(wanted).await {
             Ok(()) => {
-                tracing::info!(group = self.group.name(), desired = wanted, "Auto Scaling group set");
+                tracing::info!(
+                    group = self.group.name(),
+                    desired = wanted,
+                    "Auto Scaling group set"
+                );
                 self.applied = Some(wanted);
                 self.retry_at = None;
                 self.pause = FIRST_RETRY;

@@ -104,11 +104,6 @@ impl Fleet {
         self.rule
     }
 
-    /// The workers wanted as last decided.
-    pub fn wanted(&self) -> u32 {
-        self.wanted
-    }
-
     /// Applies the rule to `queue` at `now`; returns the workers wanted.
     pub fn decide(&mut self, queue: Queue, now: Instant) -> u32 {
         let target = self.rule.target(queue);
@@ -154,10 +149,7 @@ mod tests {
     /// Feeds `steps` of (seconds after the start, queue) and returns the workers wanted after
     /// each.
     fn run(fleet: &mut Fleet, start: Instant, steps: &[(u64, Queue)]) -> Vec<u32> {
-        steps
-            .iter()
-            .map(|(s, q)| fleet.decide(*q, start + Duration::from_secs(*s)))
-            .collect()
+        steps.iter().map(|(s, q)| fleet.decide(*q, start + Duration::from_secs(*s))).collect()
     }
 
     #[test]
@@ -268,7 +260,12 @@ mod tests {
         let curve = run(
             &mut fleet,
             t0,
-            &[(0, Queue::Between), (30, Queue::Between), (60, leasing(40, 0)), (70, leasing(4, 36))],
+            &[
+                (0, Queue::Between),
+                (30, Queue::Between),
+                (60, leasing(40, 0)),
+                (70, leasing(4, 36)),
+            ],
         );
         assert_eq!(curve, [12, 12, 12, 12], "the workers it found are kept");
         // A fresh fleet in the same spot would have sent them all away first.
@@ -280,7 +277,7 @@ mod tests {
         assert_eq!(curve, [12, 12]);
         assert_eq!(idle.decide(Queue::Between, t0 + COOLDOWN), 1);
         // A group larger than the maximum is brought within bounds.
-        assert_eq!(Fleet::resume(rule(), 99, t0).wanted(), 20);
+        assert_eq!(Fleet::resume(rule(), 99, t0).decide(Queue::Between, t0), 20);
     }
 
     #[test]
