@@ -53,7 +53,7 @@ fn the_worker_group_rises_with_the_queue_falls_in_the_compaction_tail_and_ends_a
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let asg = AutoScaling::on(env.s3);
     let group = unique_name("ec-workers");
-    let args = env.coordinator_args(&[
+    let mut args = env.coordinator_args(&[
         "--scale-asg",
         &group,
         "--scale-max",
@@ -64,7 +64,6 @@ fn the_worker_group_rises_with_the_queue_falls_in_the_compaction_tail_and_ends_a
         "1",
     ]);
     // Leases long enough to outlast the stalled tail below.
-    let mut args = args;
     let lease = args.iter().position(|a| a == "--lease-seconds").unwrap();
     args[lease + 1] = "10".into();
     let mut c = Cluster::new(env.process_env(), args).unwrap();
