@@ -11,6 +11,8 @@ mod lease;
 mod metrics;
 #[path = "../src/backfill/results.rs"]
 mod results;
+#[path = "../src/scaling/mod.rs"]
+mod scaling;
 #[path = "../src/server.rs"]
 mod server;
 

@@ -240,6 +240,30 @@ pub struct BackfillArgs {
     /// Print a machine-readable JSON summary on stdout at the end.
     #[arg(long, env = "EARTHCATALOG_JSON")]
     pub json: bool,
+    /// How many workers the run wants, and who is told.
+    #[command(flatten)]
+    pub scaling: ScalingArgs,
+}
+
+/// The scaling rule's settings (see docs/deploy.md, "The fleet scales itself").
+#[derive(Debug, Clone, Args)]
+pub struct ScalingArgs {
+    /// Fewest workers wanted while the run is not over (0 lets the fleet go between phases).
+    #[arg(long, env = "EARTHCATALOG_SCALE_MIN", default_value_t = 0)]
+    pub scale_min: u32,
+    /// Most workers ever wanted.
+    #[arg(long, env = "EARTHCATALOG_SCALE_MAX", default_value_t = 50)]
+    pub scale_max: u32,
+    /// Tasks one fleet worker runs at once (its --slots) [default: --worker-slots].
+    #[arg(long, env = "EARTHCATALOG_SCALE_SLOTS")]
+    pub scale_slots: Option<u32>,
+    /// Seconds a lower number must be wanted, with no task pending, before workers are let go.
+    #[arg(long, env = "EARTHCATALOG_SCALE_COOLDOWN_SECONDS", default_value_t = 120)]
+    pub scale_cooldown_seconds: u64,
+    /// EC2 Auto Scaling group whose desired capacity follows the workers wanted (set at start,
+    /// on every change, 0 at the end), with the standard AWS credential chain and region.
+    #[arg(long, env = "EARTHCATALOG_SCALE_ASG")]
+    pub scale_asg: Option<String>,
 }
 
 /// `earthcatalog sample`.

@@ -12,6 +12,7 @@ mod maintenance;
 mod metrics;
 mod read_table;
 mod sample;
+mod scaling;
 mod search;
 mod server;
 mod status;

@@ -1,6 +1,7 @@
 //! The coordinator's Prometheus metrics (`--metrics-listen`): lease traffic counted where it
 //! happens (granted, renewed, expired; results accepted or fenced off), and the run's tasks by
-//! phase and state, items, rows and live workers sampled from the scheduler's status.
+//! phase and state, items, rows, live workers and the workers the scaling rule wants (what KEDA
+//! follows) sampled from the scheduler's status.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ fn record_status(s: &StatusView) {
         }
     }
     metrics::gauge!("earthcatalog_workers_alive").set(f64::from(s.workers_alive));
+    metrics::gauge!("earthcatalog_workers_wanted").set(f64::from(s.fleet.wanted));
     metrics::counter!("earthcatalog_items_ingested_total").absolute(s.items);
     metrics::counter!("earthcatalog_rows_staged_total").absolute(s.rows);
 }

@@ -1,5 +1,5 @@
 //! `earthcatalog status`: where a running backfill stands, from its coordinator's status call
-//! (phase, tasks by state, items and rows so far, workers alive, tasks given up).
+//! (phase, tasks by state, items and rows so far, workers alive and wanted, tasks given up).
 
 use std::fmt::Write as _;
 
@@ -43,6 +43,13 @@ fn as_json(s: &pb::StatusResponse) -> serde_json::Value {
         "phase": s.phase,
         "finished": s.finished,
         "workers_alive": s.workers_alive,
+        "workers_wanted": s.fleet.map(|f| f.workers_wanted),
+        "scaling": s.fleet.map(|f| json!({
+            "min": f.min,
+            "max": f.max,
+            "slots_per_worker": f.slots_per_worker,
+            "cooldown_seconds": f.cooldown_seconds,
+        })),
         "items": s.items,
         "rows": s.rows,
         "ingest": tasks(counts(s.ingest.as_ref())),
@@ -62,6 +69,13 @@ fn as_text(s: &pb::StatusResponse) -> String {
     let finished = if s.finished { ", finished" } else { "" };
     let _ = writeln!(out, "run {}: phase {}{finished}", s.run_id, s.phase);
     let _ = writeln!(out, "workers alive: {}", s.workers_alive);
+    if let Some(f) = s.fleet {
+        let _ = writeln!(
+            out,
+            "workers wanted: {} (between {} and {}, {} tasks each, fewer after {} s with none pending)",
+            f.workers_wanted, f.min, f.max, f.slots_per_worker, f.cooldown_seconds
+        );
+    }
     for (name, c) in [("ingest", s.ingest.as_ref()), ("compact", s.compact.as_ref())] {
         let c = counts(c);
         let total = c.pending + c.leased + c.done + c.failed;
@@ -104,6 +118,13 @@ mod tests {
             rows: 157,
             workers_alive: 4,
             finished: false,
+            fleet: Some(pb::Fleet {
+                workers_wanted: 25,
+                min: 0,
+                max: 40,
+                slots_per_worker: 4,
+                cooldown_seconds: 120,
+            }),
             failed: vec![pb::FailedTask {
                 phase: pb::Phase::Ingest as i32,
                 task_id: 2,
@@ -116,11 +137,15 @@ mod tests {
             as_text(&s),
             "run 20260101T000000Z-abc: phase compact\n\
              workers alive: 4\n\
+             workers wanted: 25 (between 0 and 40, 4 tasks each, fewer after 120 s with none pending)\n\
              ingest   5/6 done, 0 leased, 0 pending, 1 failed\n\
              compact  20/118 done, 8 leased, 90 pending, 0 failed\n\
              items so far: 100, rows so far: 157\n\
              gave up: ingest task 2 (s3://b/staging/chunks/chunk_000002.parquet) after 3 attempt(s): bad chunk"
         );
-        assert_eq!(as_json(&s)["failed"][0]["phase"], "ingest");
+        let json = as_json(&s);
+        assert_eq!(json["failed"][0]["phase"], "ingest");
+        assert_eq!(json["workers_wanted"], 25);
+        assert_eq!(json["scaling"]["slots_per_worker"], 4);
     }
 }

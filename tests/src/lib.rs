@@ -1,6 +1,8 @@
 //! Test support for the workspace-level integration tests: third-party checkers, the S3
-//! server, the process harness and test certificates.
+//! server (and moto's Auto Scaling API on it), the process harness and test certificates.
 
+/// EC2 Auto Scaling groups on the moto server (create one, read its desired capacity).
+pub mod autoscaling;
 /// Paths of the workspace binaries, built once per test process.
 pub mod binaries;
 /// A coordinator and worker processes under test: ports, logs, kill/pause/restart, reaping.

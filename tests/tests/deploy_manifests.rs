@@ -530,7 +530,73 @@ fn the_cloudformation_template_passes_cfn_lint_and_its_user_data_uses_accepted_s
         "workers on spot instances must watch for interruption notices"
     );
     Checker::new().assert_clean(&usages);
+
+    // The coordinator sizes the worker group: it is told the group's name, may set that
+    // group's desired capacity and nothing else's, and the workers may not.
+    let scaling = py.run_json(CFN_SCALING, &[&t]).unwrap();
+    let group = scaling["group"].as_str().unwrap();
+    let coordinator = user_data["coordinator"].as_str().unwrap();
+    let start = coordinator.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+    let tokens: Vec<&str> = start.split_whitespace().collect();
+    let at = tokens.iter().position(|t| *t == "--scale-asg").expect("--scale-asg on ExecStart");
+    assert_eq!(tokens.get(at + 1).copied(), Some(group), "the flag names the worker group");
+    let set = |role: &str| -> Vec<String> {
+        scaling[role]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["actions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a == "autoscaling:SetDesiredCapacity")
+            })
+            .flat_map(|s| strings(&s["resources"]))
+            .collect()
+    };
+    let granted = set("CoordinatorRole");
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    assert!(granted[0].ends_with(&format!(":autoScalingGroupName/{group}")), "{granted:?}");
+    assert!(set("WorkerRole").is_empty(), "workers must not size their own group");
+    for s in scaling["CoordinatorRole"].as_array().unwrap() {
+        let actions = strings(&s["actions"]);
+        assert!(
+            actions.iter().all(|a| !a.starts_with("autoscaling:")
+                || ["autoscaling:SetDesiredCapacity", "autoscaling:DescribeAutoScalingGroups"]
+                    .contains(&a.as_str())),
+            "the coordinator gets no other Auto Scaling right: {actions:?}"
+        );
+    }
 }
+
+/// The worker group's name and, per role, the Auto Scaling statements of its inline policies
+/// (`Fn::Sub` strings as written).
+const CFN_SCALING: &str = r#"
+import json, sys
+from cfnlint.decode import decode
+template, errors = decode(sys.argv[1])
+if errors:
+    raise SystemExit("\n".join(str(e) for e in errors))
+res = template["Resources"]
+def text(v):
+    if isinstance(v, dict) and "Fn::Sub" in v:
+        v = v["Fn::Sub"]
+        return v if isinstance(v, str) else v[0]
+    return v if isinstance(v, str) else json.dumps(v)
+def listed(v):
+    return v if isinstance(v, list) else [v]
+out = {"group": text(res["WorkerGroup"]["Properties"]["AutoScalingGroupName"])}
+for role in ["CoordinatorRole", "WorkerRole"]:
+    statements = []
+    for policy in res[role]["Properties"].get("Policies", []):
+        for st in policy["PolicyDocument"]["Statement"]:
+            actions = [str(a) for a in listed(st["Action"])]
+            if any(a.startswith("autoscaling:") for a in actions):
+                statements.append({"actions": actions, "resources": [text(r) for r in listed(st["Resource"])]})
+    out[role] = statements
+print(json.dumps(out))
+"#;
 
 #[test]
 fn the_dockerfile_builds_and_ships_both_binaries_and_runs_one_of_them() {
@@ -609,7 +675,7 @@ fn validate_k8s(py: &Python, work: &Path, name: &str, docs: &[Value]) {
 }
 
 #[test]
-fn the_keda_overlay_scales_the_base_worker_pod_on_pending_tasks_and_pods_are_scraped() {
+fn the_keda_overlay_scales_the_base_worker_pod_on_the_workers_wanted_and_pods_are_scraped() {
     let Some(py) = python_with("deploy_manifests keda", "kubernetes_validate") else { return };
     let work = tempfile::tempdir().unwrap();
     let Some((_, base)) = render_k8s(&py, work.path(), ".") else { return };
@@ -655,15 +721,24 @@ fn the_keda_overlay_scales_the_base_worker_pod_on_pending_tasks_and_pods_are_scr
         "the ScaledJob runs the base worker pod"
     );
     assert_eq!(target["podFailurePolicy"], base_worker["podFailurePolicy"]);
+    // KEDA follows the coordinator's scaling rule: one Job per worker wanted, the whole fleet
+    // (not a backlog beside the running Jobs), within the rule's maximum, at its slots.
     let trigger = &scaled["spec"]["triggers"][0];
     assert_eq!(trigger["type"], "prometheus");
     let query = trigger["metadata"]["query"].as_str().unwrap();
-    assert!(
-        query.contains("earthcatalog_tasks") && query.contains(r#"state="pending""#),
-        "{query}"
+    assert!(query.contains("earthcatalog_workers_wanted{"), "{query}");
+    assert_eq!(trigger["metadata"]["threshold"], "1", "one Job per worker wanted");
+    assert_eq!(scaled["spec"]["scalingStrategy"]["strategy"], "default");
+    let scale_max = config_value(&keda, "earthcatalog-coordinator", "EARTHCATALOG_SCALE_MAX");
+    assert_eq!(
+        scaled["spec"]["maxReplicaCount"].as_u64().map(|n| n.to_string()).as_deref(),
+        Some(scale_max)
     );
-    let threshold: u64 = trigger["metadata"]["threshold"].as_str().unwrap().parse().unwrap();
-    assert!(threshold >= 1);
+    assert_eq!(
+        config_value(&keda, "earthcatalog-coordinator", "EARTHCATALOG_SCALE_SLOTS"),
+        config_value(&keda, "earthcatalog-worker", "EARTHCATALOG_WORKER_SLOTS"),
+        "the rule counts the slots each worker pod has"
+    );
 
     // Everything else validates as Kubernetes, and so does the Job each scale step creates.
     let builtin: Vec<Value> = keda.iter().filter(|d| d["kind"] != "ScaledJob").cloned().collect();

@@ -11,8 +11,9 @@ use earthcatalog_common::location::Location;
 
 use earthcatalog_common::rpc::client::read_token;
 
-use crate::cli::BackfillArgs;
+use crate::cli::{BackfillArgs, ScalingArgs};
 use crate::config::{CatalogPlace, LockPolicy, catalog_place, parse_sources};
+use crate::scaling::ScalingRule;
 
 /// Default address of a standalone coordinator.
 const COORDINATOR_LISTEN: &str = "0.0.0.0:50051";
@@ -89,6 +90,10 @@ pub struct BackfillConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Print a JSON summary.
     pub json: bool,
+    /// How many workers the run wants.
+    pub scaling: ScalingRule,
+    /// The Auto Scaling group that follows it.
+    pub scale_asg: Option<String>,
 }
 
 impl BackfillConfig {
@@ -114,6 +119,7 @@ impl BackfillConfig {
             Some(s) => bail!("--renew-seconds {s} must be above 0 and below --lease-seconds"),
             None => lease / 4,
         };
+        let scaling = scaling_rule(&a.scaling, a.worker_slots)?;
         let token = read_token(a.token, a.token_file.as_deref())?;
         let (default_listen, default_workers) = match mode {
             Mode::Backfill => (EMBEDDED_LISTEN, 2),
@@ -158,6 +164,26 @@ impl BackfillConfig {
             token,
             tls: a.tls_cert.zip(a.tls_key),
             json: a.json,
+            scaling,
+            scale_asg: a.scaling.scale_asg.filter(|g| !g.is_empty()),
         })
     }
+}
+
+/// The scaling rule from its flags; fleet workers run `--worker-slots` tasks unless told.
+fn scaling_rule(a: &ScalingArgs, worker_slots: usize) -> anyhow::Result<ScalingRule> {
+    if a.scale_min > a.scale_max {
+        bail!("--scale-min {} is above --scale-max {}", a.scale_min, a.scale_max);
+    }
+    let slots = match a.scale_slots {
+        Some(0) => bail!("--scale-slots must be at least 1"),
+        Some(s) => s,
+        None => u32::try_from(worker_slots.max(1)).unwrap_or(u32::MAX),
+    };
+    Ok(ScalingRule {
+        min: a.scale_min,
+        max: a.scale_max,
+        slots,
+        cooldown: Duration::from_secs(a.scale_cooldown_seconds),
+    })
 }

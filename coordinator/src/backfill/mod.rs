@@ -28,6 +28,7 @@ use earthcatalog_common::catalog_sync::CatalogCopy;
 use earthcatalog_common::ids::{CellYear, RunId};
 use earthcatalog_common::json_lines;
 use earthcatalog_common::location::Location;
+use earthcatalog_common::logging::error_report;
 use earthcatalog_common::partition::GridSpec;
 use earthcatalog_common::pipeline::ItemFailure;
 use earthcatalog_common::publish::CatalogWriter;
@@ -42,6 +43,8 @@ use crate::lease::check::OutputCheck;
 use crate::lease::scheduler::{FailedTask, LeaseSettings, PhasePlan, Scheduler};
 use crate::lease::state::RetryRules;
 use crate::lease::table::TaskId;
+use crate::scaling::Fleet;
+use crate::scaling::asg::AutoScalingGroup;
 use crate::server::{Endpoint, ServeOptions};
 use config::BackfillConfig;
 use local_workers::LocalWorkers;
@@ -154,6 +157,8 @@ pub async fn run(cfg: BackfillConfig, stores: &Stores) -> anyhow::Result<Backfil
         Arc::new(check),
     ));
 
+    let scale_stop = CancellationToken::new();
+    let scaler = start_scaling(&cfg, &scheduler, scale_stop.clone()).await;
     if let Some(addr) = cfg.metrics_listen {
         crate::metrics::serve(addr, scheduler.clone())?;
     }
@@ -197,6 +202,13 @@ pub async fn run(cfg: BackfillConfig, stores: &Stores) -> anyhow::Result<Backfil
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     workers.stop(FAREWELL).await;
+    // The group's last change (to 0) is made before the coordinator goes.
+    scale_stop.cancel();
+    if let Some(scaler) = scaler
+        && let Err(e) = scaler.await
+    {
+        tracing::warn!("Auto Scaling follower: {e}");
+    }
     serve_stop.cancel();
     // Graceful shutdown waits for clients to hang up; one that never does must not hold the run.
     match tokio::time::timeout(FAREWELL, server).await {
@@ -208,6 +220,33 @@ pub async fn run(cfg: BackfillConfig, stores: &Stores) -> anyhow::Result<Backfil
     outcome?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Sizes the scheduler's fleet and, with `--scale-asg`, starts the group following it. A group
+/// that already runs workers (a restarted coordinator) keeps them through the cooldown; a group
+/// that cannot be read is logged and the fleet starts from the minimum.
+async fn start_scaling(
+    cfg: &BackfillConfig,
+    scheduler: &Arc<Scheduler>,
+    stop: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let Some(name) = cfg.scale_asg.clone() else {
+        scheduler.set_fleet(Fleet::new(cfg.scaling));
+        return None;
+    };
+    let group = AutoScalingGroup::connect(name).await;
+    let fleet = match group.desired_capacity().await {
+        Ok(running) => {
+            tracing::info!(group = group.name(), running, "Auto Scaling group found");
+            Fleet::resume(cfg.scaling, running, Instant::now())
+        }
+        Err(e) => {
+            tracing::warn!("{}; starting from --scale-min", error_report(&e));
+            Fleet::new(cfg.scaling)
+        }
+    };
+    scheduler.set_fleet(fleet);
+    Some(tokio::spawn(crate::scaling::asg::follow(group, scheduler.clone(), stop)))
 }
 
 /// The grid: asked for, else the table's; a first full run must say which.

@@ -24,6 +24,7 @@ use super::check::{InvalidResult, ResultCheck};
 use super::state::RetryRules;
 use super::table::{LeaseTable, Refusal, StateCounts, TaskId};
 use super::tokens::{FencingTokens, random_u64};
+use crate::scaling::{Fleet, Queue, ScalingRule};
 
 /// Builds the description of task `task` for the grant with fencing token `token`.
 pub type TaskMaker = Arc<dyn Fn(TaskId, u64) -> TaskSpec + Send + Sync>;
@@ -151,6 +152,17 @@ pub struct StatusView {
     pub finished: bool,
     /// Tasks given up.
     pub failed: Vec<FailedTask>,
+    /// The fleet the scaling rule wants now.
+    pub fleet: FleetView,
+}
+
+/// The scaling rule's decision and its settings, for status and metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FleetView {
+    /// Workers wanted now.
+    pub wanted: u32,
+    /// The rule deciding it.
+    pub rule: ScalingRule,
 }
 
 struct Running {
@@ -185,6 +197,7 @@ pub struct Scheduler {
     settings: LeaseSettings,
     run_id: String,
     changed: Notify,
+    fleet: Mutex<Fleet>,
 }
 
 impl Scheduler {
@@ -217,7 +230,13 @@ impl Scheduler {
             settings,
             run_id,
             changed: Notify::new(),
+            fleet: Mutex::new(Fleet::new(ScalingRule::default())),
         }
+    }
+
+    /// Sizes the fleet with `fleet` (its rule, and the workers already running).
+    pub fn set_fleet(&self, fleet: Fleet) {
+        *self.fleet.lock().unwrap_or_else(|p| p.into_inner()) = fleet;
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -541,7 +560,20 @@ impl Scheduler {
             .values()
             .filter(|seen| now.duration_since(**seen) <= self.settings.lease)
             .count();
+        let queue = match (inner.finished, inner.running.as_ref()) {
+            (true, _) => Queue::Done,
+            (false, Some(run)) => {
+                let c = run.table.counts();
+                Queue::Leasing { pending: c.pending as u64, leased: c.leased as u64 }
+            }
+            (false, None) => Queue::Between,
+        };
+        let fleet = {
+            let mut fleet = self.fleet.lock().unwrap_or_else(|p| p.into_inner());
+            FleetView { wanted: fleet.decide(queue, now), rule: fleet.rule() }
+        };
         StatusView {
+            fleet,
             stage: inner.stage,
             ingest: counts(PhaseKind::Ingest),
             compact: counts(PhaseKind::Compact),

@@ -155,6 +155,14 @@ impl Coordinator for CoordinatorService {
             rows: s.rows,
             workers_alive: s.workers_alive,
             finished: s.finished,
+            fleet: Some(pb::Fleet {
+                workers_wanted: s.fleet.wanted,
+                min: s.fleet.rule.min,
+                max: s.fleet.rule.max,
+                slots_per_worker: s.fleet.rule.slots,
+                cooldown_seconds: u32::try_from(s.fleet.rule.cooldown.as_secs())
+                    .unwrap_or(u32::MAX),
+            }),
             failed: s
                 .failed
                 .into_iter()
