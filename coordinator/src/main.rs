@@ -13,6 +13,7 @@ mod metrics;
 mod read_table;
 mod sample;
 mod search;
+mod serve;
 mod server;
 mod status;
 mod sync;
@@ -152,6 +153,10 @@ async fn dispatch(
         }
         Command::Search(args) => {
             search::run(args, stores).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(args) => {
+            serve::run(args, stores).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
