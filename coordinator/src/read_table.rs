@@ -72,6 +72,7 @@ pub async fn catalog_version(
 ) -> anyhow::Result<Option<String>> {
     let head = stores.head(location).await.with_context(|| format!("reading {location}"))?;
     Ok(head.map(|(_, meta)| {
-        meta.e_tag.unwrap_or_else(|| format!("{}-{}", meta.last_modified.timestamp_micros(), meta.size))
+        meta.e_tag
+            .unwrap_or_else(|| format!("{}-{}", meta.last_modified.timestamp_micros(), meta.size))
     }))
 }

@@ -17,9 +17,9 @@ pub mod python;
 pub mod readers;
 /// A local moto S3 server (requests serialized so conditional writes are atomic).
 pub mod s3;
-/// A running `earthcatalog serve` and the HTTP calls tests make to it.
-pub mod stac_api;
 /// Where an end-to-end case runs (local files or S3), one catalog over uploaded items, the CLI.
 pub mod site;
+/// A running `earthcatalog serve` and the HTTP calls tests make to it.
+pub mod stac_api;
 /// Throwaway certificates for TLS tests.
 pub mod tls;

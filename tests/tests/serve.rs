@@ -33,8 +33,13 @@ fn items(first: usize, n: usize) -> Samples {
                 props["start_datetime"] = json!(format!("{}-03-01T00:00:00Z", year - 2));
                 props["end_datetime"] = json!(format!("{year}-01-01T00:00:00Z"));
             }
-            let ring = json!([[[lon, lat], [lon + 2.0, lat], [lon + 2.0, lat + 1.5],
-                [lon, lat + 1.5], [lon, lat]]]);
+            let ring = json!([[
+                [lon, lat],
+                [lon + 2.0, lat],
+                [lon + 2.0, lat + 1.5],
+                [lon, lat + 1.5],
+                [lon, lat]
+            ]]);
             let json = json!({
                 "type": "Feature", "stac_version": "1.1.0", "id": format!("item-{i:04}"),
                 "collection": if i % 3 == 0 { "alpha" } else { "beta" },
@@ -125,9 +130,8 @@ async fn served_tables_pass_the_stac_api_checks(backend: Backend, py: Python) {
     let site = backend.site(&all).await;
     let inv1 = site.put("day1.csv", first.csv().into_bytes()).await;
     assert!(site.run(&inv1, &[]).status.success(), "first ingest");
-    let served = Served::start(&site.catalog_args(), &["--refresh-secs", "1"], &site.env())
-        .await
-        .unwrap();
+    let served =
+        Served::start(&site.catalog_args(), &["--refresh-secs", "1"], &site.env()).await.unwrap();
 
     validator_passes_every_advertised_class(&served, &py).await;
     pystac_client_finds_what_search_finds(&served, &site, &py);
@@ -199,7 +203,12 @@ fn pystac_client_finds_what_search_finds(served: &Served, site: &Site, py: &Pyth
             json!({"datetime": "2016-01-01T00:00:00Z/2016-12-31T23:59:59Z", "method": "GET"}),
         ),
         (
-            strings(&["--collections", "alpha", "--filter", "platform = 'LC08' OR percent_valid_pixels >= 50"]),
+            strings(&[
+                "--collections",
+                "alpha",
+                "--filter",
+                "platform = 'LC08' OR percent_valid_pixels >= 50",
+            ]),
             json!({"collections": ["alpha"], "filter": "platform = 'LC08' OR percent_valid_pixels >= 50", "filter_lang": "cql2-text"}),
         ),
         (
@@ -207,7 +216,10 @@ fn pystac_client_finds_what_search_finds(served: &Served, site: &Site, py: &Pyth
             json!({"filter": cql_json, "bbox": [0, -90, 180, 90]}),
         ),
         (vec![format!("--intersects={polygon}")], json!({"intersects": polygon})),
-        (strings(&["--ids", "item-0003,item-0040,nope"]), json!({"ids": ["item-0003", "item-0040", "nope"]})),
+        (
+            strings(&["--ids", "item-0003,item-0040,nope"]),
+            json!({"ids": ["item-0003", "item-0040", "nope"]}),
+        ),
     ];
     let kwargs: Vec<&Value> = queries.iter().map(|(_, q)| q).collect();
     let got = py
@@ -244,7 +256,10 @@ async fn bad_requests_get_400_with_an_error_body(served: &Served) {
         assert_eq!(r.body["code"], "BadRequest", "{path}");
         assert!(r.body["description"].as_str().unwrap().contains(says), "{path}: {}", r.body);
     }
-    for body in ["not json", r#"{"bbox": [0, 0, 1, 1], "intersects": {"type": "Point", "coordinates": [0, 0]}}"#] {
+    for body in [
+        "not json",
+        r#"{"bbox": [0, 0, 1, 1], "intersects": {"type": "Point", "coordinates": [0, 0]}}"#,
+    ] {
         let r = served.post("/search", body).await.unwrap();
         assert_eq!((r.status, r.body["code"].clone()), (400, json!("BadRequest")), "{body}");
     }

@@ -47,7 +47,8 @@ pub async fn collections(table: &Table) -> Result<Vec<CollectionSummary>, Search
         };
         let ids = cast(ids, &DataType::Utf8).map_err(|source| column_type(COLLECTION, source))?;
         let times = cast(times, &micros).map_err(|source| column_type(schema::DATETIME, source))?;
-        let (ids, times) = (ids.as_string::<i32>(), times.as_primitive::<TimestampMicrosecondType>());
+        let (ids, times) =
+            (ids.as_string::<i32>(), times.as_primitive::<TimestampMicrosecondType>());
         for row in 0..ids.len() {
             if ids.is_null(row) {
                 continue;

@@ -5,14 +5,15 @@ use serde_json::{Map, Value as Json};
 /// Members to keep and to drop, as dotted paths (`properties.datetime`, `assets`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fields {
-    /// When not empty, only these (plus `type` and `id`) are kept.
+    /// When not empty, only these (plus `type`, `stac_version`, `id`, `collection`) are kept.
     pub include: Vec<String>,
     /// Dropped after the include step.
     pub exclude: Vec<String>,
 }
 
-/// Members every item keeps, whatever `include` says: without them it is no longer an item.
-const ALWAYS: [&str; 2] = ["type", "id"];
+/// Members every item keeps, whatever `include` says: without them it is no longer a STAC
+/// item, nor one this table can name (an item is its collection and id).
+const ALWAYS: [&str; 4] = ["type", "stac_version", "id", "collection"];
 
 /// The members the fields extension names as the default set, kept when a client asks to
 /// include nothing in particular but to exclude some.
@@ -68,9 +69,9 @@ impl Fields {
     /// Whether `path` or a member inside it is included: the more specific include wins
     /// (`-properties,+properties.platform` keeps `properties.platform`).
     fn includes_within(&self, path: &str) -> bool {
-        self.include.iter().any(|i| {
-            i == path || i.strip_prefix(path).is_some_and(|rest| rest.starts_with('.'))
-        })
+        self.include
+            .iter()
+            .any(|i| i == path || i.strip_prefix(path).is_some_and(|rest| rest.starts_with('.')))
     }
 }
 

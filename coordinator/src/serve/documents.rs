@@ -48,11 +48,17 @@ pub fn landing(base: &str, collections: &[CollectionSummary]) -> Json {
         link("conformance", format!("{base}/conformance"), JSON),
         link("service-desc", format!("{base}/api"), OPENAPI),
         link("data", format!("{base}/collections"), JSON),
-        link("http://www.opengis.net/def/rel/ogc/1.0/queryables", format!("{base}/queryables"), SCHEMA_JSON),
+        link(
+            "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+            format!("{base}/queryables"),
+            SCHEMA_JSON,
+        ),
         json!({"rel": "search", "href": format!("{base}/search"), "type": GEOJSON, "method": "GET"}),
         json!({"rel": "search", "href": format!("{base}/search"), "type": GEOJSON, "method": "POST"}),
     ];
-    links.extend(collections.iter().map(|c| link("child", format!("{base}/collections/{}", c.id), JSON)));
+    links.extend(
+        collections.iter().map(|c| link("child", format!("{base}/collections/{}", c.id), JSON)),
+    );
     json!({
         "type": "Catalog",
         "stac_version": STAC_VERSION,
@@ -113,7 +119,8 @@ pub fn queryables(href: &str) -> Json {
     let mut properties = serde_json::Map::new();
     properties.insert("id".into(), json!({"type": "string"}));
     properties.insert("collection".into(), json!({"type": "string"}));
-    properties.insert("geometry".into(), json!({"$ref": "https://geojson.org/schema/Geometry.json"}));
+    properties
+        .insert("geometry".into(), json!({"$ref": "https://geojson.org/schema/Geometry.json"}));
     for (name, kind) in typed_properties() {
         let schema = match kind {
             ColumnKind::String => json!({"type": "string"}),
@@ -158,7 +165,7 @@ pub fn openapi(base: &str) -> Json {
 }
 
 /// Gives an item the API's `self`, `parent`, `collection` and `root` links (replacing any it
-/// had); items whose `links` the `fields` selection dropped stay without.
+/// had).
 pub fn add_item_links(base: &str, item: &mut Json) {
     let (Some(id), Some(collection)) = (
         item.get("id").and_then(Json::as_str).map(String::from),

@@ -18,12 +18,20 @@ pub struct ApiError {
 impl ApiError {
     /// The request is malformed (400).
     pub fn bad_request(description: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "BadRequest", description: description.into() }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "BadRequest",
+            description: description.into(),
+        }
     }
 
     /// What the request names does not exist (404).
     pub fn not_found(description: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::NOT_FOUND, code: "NotFound", description: description.into() }
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "NotFound",
+            description: description.into(),
+        }
     }
 
     /// The server failed (500); the cause is logged, the client gets it too.
@@ -34,6 +42,7 @@ impl ApiError {
     }
 
     /// The HTTP status.
+    #[cfg(test)]
     pub fn status(&self) -> StatusCode {
         self.status
     }

@@ -40,11 +40,22 @@ impl SearchParams {
         let pairs: Vec<(String, String)> =
             url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         let get = |name: &str| {
-            pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+            pairs
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .filter(|v| !v.is_empty())
         };
         let list = |name: &str| -> Vec<String> {
             get(name)
-                .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let bbox = get("bbox")
@@ -68,9 +79,15 @@ impl SearchParams {
         )?;
         Ok(SearchParams {
             request,
-            limit: limit(get("limit").map(|l| {
-                l.trim().parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid limit '{l}'")))
-            }).transpose()?)?,
+            limit: limit(
+                get("limit")
+                    .map(|l| {
+                        l.trim()
+                            .parse::<i64>()
+                            .map_err(|_| ApiError::bad_request(format!("invalid limit '{l}'")))
+                    })
+                    .transpose()?,
+            )?,
             token: get("token").map(String::from),
             origin: Origin::Query(pairs.clone()),
         })
@@ -91,12 +108,18 @@ impl SearchParams {
         let strings = |name: &str| -> Result<Vec<String>, ApiError> {
             match field(name) {
                 None => Ok(Vec::new()),
+                // A lone string is a list of one, as some clients send it.
+                Some(Json::String(x)) => Ok(vec![x.clone()]),
                 Some(Json::Array(xs)) => xs
                     .iter()
                     .map(|x| x.as_str().map(String::from))
                     .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| ApiError::bad_request(format!("'{name}' must be a list of strings"))),
-                Some(_) => Err(ApiError::bad_request(format!("'{name}' must be a list of strings"))),
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("'{name}' must be a list of strings"))
+                    }),
+                Some(_) => {
+                    Err(ApiError::bad_request(format!("'{name}' must be a list of strings")))
+                }
             }
         };
         let bbox = match field("bbox") {
@@ -125,8 +148,13 @@ impl SearchParams {
             None => None,
             Some(Json::String(s)) => Some(SortBy::parse(s)?),
             Some(Json::Array(keys)) => Some(sort_keys(keys)?),
-            Some(_) => return Err(ApiError::bad_request("'sortby' must be a list of {field, direction}")),
+            Some(_) => {
+                return Err(ApiError::bad_request("'sortby' must be a list of {field, direction}"));
+            }
         };
+        if map.get("fields").is_some_and(Json::is_null) {
+            return Err(ApiError::bad_request("'fields' must be {include, exclude}, not null"));
+        }
         let fields = match field("fields") {
             None => Fields::default(),
             Some(Json::String(s)) => Fields::parse(s),
@@ -180,7 +208,8 @@ impl SearchParams {
     pub fn with_token(&self, token: &str) -> Origin {
         match &self.origin {
             Origin::Query(pairs) => {
-                let mut pairs: Vec<_> = pairs.iter().filter(|(k, _)| k != "token").cloned().collect();
+                let mut pairs: Vec<_> =
+                    pairs.iter().filter(|(k, _)| k != "token").cloned().collect();
                 pairs.push(("token".into(), token.into()));
                 Origin::Query(pairs)
             }
@@ -209,7 +238,9 @@ impl Origin {
 fn limit(given: Option<i64>) -> Result<usize, ApiError> {
     match given {
         None => Ok(DEFAULT_LIMIT),
-        Some(n) if n < 1 => Err(ApiError::bad_request(format!("limit must be at least 1, not {n}"))),
+        Some(n) if n < 1 => {
+            Err(ApiError::bad_request(format!("limit must be at least 1, not {n}")))
+        }
         Some(n) => Ok(usize::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT)),
     }
 }
@@ -230,7 +261,8 @@ fn sort_keys(keys: &[Json]) -> Result<SortBy, ApiError> {
     let keys = keys
         .iter()
         .map(|k| {
-            let field = k.get("field").and_then(Json::as_str).filter(|f| !f.is_empty()).ok_or_else(bad)?;
+            let field =
+                k.get("field").and_then(Json::as_str).filter(|f| !f.is_empty()).ok_or_else(bad)?;
             let descending = match k.get("direction").and_then(Json::as_str) {
                 None | Some("asc") => false,
                 Some("desc") => true,
@@ -296,7 +328,10 @@ mod tests {
         for p in [&get, &post] {
             assert_eq!(p.limit, 3);
             assert_eq!(p.request.collections, ["a", "b"]);
-            assert_eq!(p.request.sortby, Some(SortBy(vec![SortKey { field: "id".into(), descending: true }])));
+            assert_eq!(
+                p.request.sortby,
+                Some(SortBy(vec![SortKey { field: "id".into(), descending: true }]))
+            );
             assert_eq!(p.request.fields.exclude, ["assets"]);
             assert!(p.request.area.is_some() && p.request.datetime.is_some());
         }
@@ -312,7 +347,14 @@ mod tests {
 
     #[test]
     fn malformed_parameters_are_bad_requests() {
-        for q in ["bbox=1,2,x,4", "bbox=1,2,3", "datetime=yesterday", "filter=a%20%3D%3D", "intersects={", "bbox=0,0,1,1&intersects={}"] {
+        for q in [
+            "bbox=1,2,x,4",
+            "bbox=1,2,3",
+            "datetime=yesterday",
+            "filter=a%20%3D%3D",
+            "intersects={",
+            "bbox=0,0,1,1&intersects={}",
+        ] {
             assert_eq!(SearchParams::from_query(q).unwrap_err().status(), 400, "{q}");
         }
         assert_eq!(SearchParams::from_body(b"[1]").unwrap_err().status(), 400);

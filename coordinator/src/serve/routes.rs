@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::header::{CONTENT_TYPE, HOST};
 use axum::http::HeaderMap;
+use axum::http::header::{CONTENT_TYPE, HOST};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use earthcatalog_common::search::search;
@@ -15,7 +15,7 @@ use serde_json::{Value as Json, json};
 
 use super::documents::{self, GEOJSON, JSON, OPENAPI, SCHEMA_JSON};
 use super::error::ApiError;
-use super::live::{Loaded, LiveTable};
+use super::live::{LiveTable, Loaded};
 use super::paging::{Token, total_order};
 use super::params::{Origin, SearchParams};
 
@@ -180,14 +180,21 @@ async fn page(
         }
         let mut request = params.request.clone();
         request.sortby = Some(total_order(request.sortby.take()));
+        // Applied here, after the API's links are added, so `fields` can select those too.
+        let fields = std::mem::take(&mut request.fields);
         request.snapshot_id = Some(snapshot);
         request.max_items = Some(offset.saturating_add(params.limit));
         let result = search(&loaded.read.table, loaded.partitioner.as_ref(), &request).await?;
         matched = result.stats.matched;
-        items = result.items.into_iter().skip(offset).collect();
-        for item in &mut items {
-            documents::add_item_links(base, item);
-        }
+        items = result
+            .items
+            .into_iter()
+            .skip(offset)
+            .map(|mut item| {
+                documents::add_item_links(base, &mut item);
+                if fields.is_empty() { item } else { fields.apply(item) }
+            })
+            .collect();
     }
     let href = format!("{base}{path}");
     let mut links = vec![json!({"rel": "root", "href": format!("{base}/"), "type": JSON})];
