@@ -24,9 +24,10 @@ fn items(first: usize, n: usize) -> Samples {
             let lon = -170.0 + (i * 37 % 340) as f64;
             let lat = -60.0 + (i * 17 % 120) as f64;
             let year = 2015 + i % 6;
+            let platform = ["LC08", "LC09", "S2A", "S2B"][i % 4];
             let mut props = json!({
                 "datetime": format!("{year}-{:02}-{:02}T12:00:00Z", 1 + i % 12, 1 + i % 27),
-                "platform": ["LC08", "LC09", "S2A", "S2B"][i % 4],
+                "platform": platform,
                 "percent_valid_pixels": (i * 13) % 100,
             });
             if i % 5 == 0 {
@@ -176,6 +177,7 @@ async fn validator_passes_every_advertised_class(served: &Served, py: &Python) {
     let conformance = served.get("/conformance").await.unwrap().body;
     let mut args = vec!["--root-url".to_string(), format!("{}/", served.url)];
     args.extend(strings(&["--collection", "alpha", "--validate-pagination"]));
+    args.extend(strings(&["--fields-nested-property", "properties.platform"]));
     let geometry = json!({"type": "Polygon", "coordinates": [[[-180, -60], [180, -60], [180, 60], [-180, 60], [-180, -60]]]});
     args.extend(["--geometry".to_string(), geometry.to_string()]);
     for class in conformance["conformsTo"].as_array().unwrap() {
