@@ -56,6 +56,28 @@ pub enum Command {
     RemoveOrphans(OrphansArgs),
     /// Search the table's items (STAC API item search) and print them as GeoJSON or NDJSON.
     Search(SearchArgs),
+    /// Serve the table as a STAC API over HTTP (landing page, collections, items, search);
+    /// new snapshots are picked up without a restart.
+    Serve(ServeArgs),
+}
+
+/// `earthcatalog serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Catalog and warehouse locations.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// Address to listen on.
+    #[arg(long, env = "EARTHCATALOG_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Seconds between checks of the catalog for a new version (a HEAD of the catalog object,
+    /// or of the local file); a changed catalog is reloaded.
+    #[arg(long, env = "EARTHCATALOG_SERVE_REFRESH", default_value_t = 10)]
+    pub refresh_secs: u64,
+    /// The URL clients reach the server at (behind a proxy), used in links; by default
+    /// `http://` and the request's Host header.
+    #[arg(long, env = "EARTHCATALOG_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// How `earthcatalog search` prints items.

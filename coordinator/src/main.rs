@@ -14,6 +14,7 @@ mod read_table;
 mod sample;
 mod scaling;
 mod search;
+mod serve;
 mod server;
 mod status;
 mod sync;
@@ -158,6 +159,10 @@ async fn dispatch(
         }
         Command::Search(args) => {
             search::run(args, stores).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(args) => {
+            serve::run(args, stores).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

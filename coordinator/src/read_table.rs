@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use earthcatalog_common::catalog::Catalog;
 use earthcatalog_common::catalog_sync::CatalogCopy;
+use earthcatalog_common::location::Location;
 use earthcatalog_common::stores::Stores;
 use iceberg::table::Table;
 
@@ -21,6 +22,8 @@ pub struct ReadTable {
     pub catalog: Catalog,
     /// The catalog file read (a temporary copy when the catalog is kept in a store).
     pub path: PathBuf,
+    /// The version of the catalog object it was read at (its ETag), when known.
+    pub version: Option<String>,
     // Keeps the downloaded copy until the table is dropped.
     _copy: Option<tempfile::TempDir>,
 }
@@ -29,14 +32,18 @@ pub struct ReadTable {
 pub async fn open(args: &CatalogArgs, stores: &Stores) -> anyhow::Result<ReadTable> {
     let place = catalog_place(args, None, None)?;
     let stores = Arc::new(stores.clone());
-    let (path, copy) = match &place.remote {
+    let (path, copy, version) = match &place.remote {
         Some(remote) => {
             let tmp = tempfile::tempdir().context("creating a temporary folder")?;
             let local = tmp.path().join("catalog.db");
-            CatalogCopy::download(&stores, remote, &local).await?;
-            (local, Some(tmp))
+            let downloaded = CatalogCopy::download(&stores, remote, &local).await?;
+            (local, Some(tmp), downloaded.version().map(str::to_string))
         }
-        None => (place.path.clone(), None),
+        None => {
+            // Taken before the file is opened: a change in between is seen as a new version.
+            let version = catalog_version(&stores, &catalog_location(args)?).await?;
+            (place.path.clone(), None, version)
+        }
     };
     if !path.is_file() {
         anyhow::bail!("no catalog at {}", path.display());
@@ -45,5 +52,27 @@ pub async fn open(args: &CatalogArgs, stores: &Stores) -> anyhow::Result<ReadTab
     let Some(table) = catalog.load_table().await? else {
         anyhow::bail!("catalog {} has no table earthcatalog.stac_items", path.display());
     };
-    Ok(ReadTable { table, catalog, path, _copy: copy })
+    Ok(ReadTable { table, catalog, path, version, _copy: copy })
+}
+
+/// The catalog object the flags name: the one in `--catalog-store`, else the local file.
+pub fn catalog_location(args: &CatalogArgs) -> anyhow::Result<Location> {
+    let place = catalog_place(args, None, None)?;
+    match place.remote {
+        Some(remote) => Ok(remote),
+        None => Ok(Location::local(&place.path)?),
+    }
+}
+
+/// The current version of the catalog object (its ETag, else its time and size), `None`
+/// when there is none.
+pub async fn catalog_version(
+    stores: &Stores,
+    location: &Location,
+) -> anyhow::Result<Option<String>> {
+    let head = stores.head(location).await.with_context(|| format!("reading {location}"))?;
+    Ok(head.map(|(_, meta)| {
+        meta.e_tag
+            .unwrap_or_else(|| format!("{}-{}", meta.last_modified.timestamp_micros(), meta.size))
+    }))
 }

@@ -65,6 +65,7 @@ fn request(args: &SearchArgs) -> anyhow::Result<SearchRequest> {
         sortby: args.sortby.as_deref().map(SortBy::parse).transpose()?,
         max_items: args.max_items,
         fields: args.fields.as_deref().map(Fields::parse).unwrap_or_default(),
+        snapshot_id: None,
     })
 }
 

@@ -21,5 +21,7 @@ pub mod readers;
 pub mod s3;
 /// Where an end-to-end case runs (local files or S3), one catalog over uploaded items, the CLI.
 pub mod site;
+/// A running `earthcatalog serve` and the HTTP calls tests make to it.
+pub mod stac_api;
 /// Throwaway certificates for TLS tests.
 pub mod tls;

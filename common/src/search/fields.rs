@@ -5,16 +5,29 @@ use serde_json::{Map, Value as Json};
 /// Members to keep and to drop, as dotted paths (`properties.datetime`, `assets`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fields {
-    /// When not empty, only these (plus `type` and `id`) are kept.
+    /// When not empty, only these (plus `type`, `stac_version`, `id`, `collection`) are kept.
     pub include: Vec<String>,
     /// Dropped after the include step.
     pub exclude: Vec<String>,
 }
 
-/// Members every item keeps, whatever `include` says: without them it is no longer an item.
-const ALWAYS: [&str; 2] = ["type", "id"];
+/// Members every item keeps, whatever `include` says: without them it is no longer a STAC
+/// item, nor one this table can name (an item is its collection and id).
+const ALWAYS: [&str; 4] = ["type", "stac_version", "id", "collection"];
+
+/// The members the fields extension names as the default set, kept when a client asks to
+/// include nothing in particular but to exclude some.
+const DEFAULT_SET: [&str; 8] =
+    ["type", "stac_version", "id", "geometry", "bbox", "links", "assets", "properties.datetime"];
 
 impl Fields {
+    /// The default set less `exclude` (a POST body with an empty or null `include`).
+    pub fn default_set_without(exclude: Vec<String>) -> Fields {
+        let include =
+            DEFAULT_SET.iter().filter(|m| !exclude.iter().any(|e| e == *m)).map(|m| m.to_string());
+        Fields { include: include.collect(), exclude }
+    }
+
     /// Parses the GET form: `a,+b,-c` (`-` excludes).
     pub fn parse(text: &str) -> Fields {
         let mut f = Fields::default();
@@ -46,11 +59,19 @@ impl Fields {
             kept
         };
         for path in &self.exclude {
-            if !ALWAYS.contains(&path.as_str()) && !self.include.contains(path) {
+            if !ALWAYS.contains(&path.as_str()) && !self.includes_within(path) {
                 remove(&mut item, path);
             }
         }
         item
+    }
+
+    /// Whether `path` or a member inside it is included: the more specific include wins
+    /// (`-properties,+properties.platform` keeps `properties.platform`).
+    fn includes_within(&self, path: &str) -> bool {
+        self.include
+            .iter()
+            .any(|i| i == path || i.strip_prefix(path).is_some_and(|rest| rest.starts_with('.')))
     }
 }
 
@@ -98,6 +119,11 @@ mod tests {
         let item = json!({"type": "Feature", "id": "a", "assets": {"x": 1},
             "properties": {"datetime": "t", "platform": "p"}});
         let f = Fields::parse("properties.platform,-assets");
+        assert_eq!(
+            f.apply(item.clone()),
+            json!({"type": "Feature", "id": "a", "properties": {"platform": "p"}})
+        );
+        let f = Fields::parse("-properties,+properties.platform");
         assert_eq!(
             f.apply(item.clone()),
             json!({"type": "Feature", "id": "a", "properties": {"platform": "p"}})

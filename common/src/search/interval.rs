@@ -18,6 +18,21 @@ impl Interval {
     /// Parses `instant`, `start/end`, `../end`, `start/..` (an empty side is open too).
     /// Timestamps are RFC 3339; a date alone is midnight UTC.
     pub fn parse(text: &str) -> Result<Interval, SearchError> {
+        Interval::parse_with(text, parse_timestamp)
+    }
+
+    /// Like [`Interval::parse`], but each end must be an RFC 3339 date-time with its offset,
+    /// as the STAC API requires (no date alone, no local time).
+    pub fn parse_rfc3339(text: &str) -> Result<Interval, SearchError> {
+        Interval::parse_with(text, |s| {
+            DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+        })
+    }
+
+    fn parse_with(
+        text: &str,
+        timestamp: impl Fn(&str) -> Option<DateTime<Utc>>,
+    ) -> Result<Interval, SearchError> {
         let bad = |reason: &str| SearchError::BadDatetime {
             datetime: text.to_string(),
             reason: reason.to_string(),
@@ -27,7 +42,7 @@ impl Interval {
             if s.is_empty() || s == ".." {
                 return Ok(None);
             }
-            parse_timestamp(s).map(Some).ok_or_else(|| {
+            timestamp(s).map(Some).ok_or_else(|| {
                 bad(&format!("'{s}' is not an RFC 3339 timestamp (e.g. 2020-01-31T12:00:00Z)"))
             })
         };
@@ -72,6 +87,25 @@ mod tests {
             Interval::parse("2020-01-01T02:00:00+02:00/..").unwrap().start_micros(),
             Some(1_577_836_800_000_000)
         );
+    }
+
+    #[test]
+    fn the_rfc3339_form_refuses_dates_and_local_times() {
+        for ok in [
+            "1985-04-12t23:20:50.000z",
+            "2020-07-23T00:00:00.012345678Z",
+            "/1985-04-12T23:20:50.52Z",
+        ] {
+            assert!(Interval::parse_rfc3339(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "1985-04-12",
+            "1985-12-12T23:20:50.52",
+            "1937-01-01T12:00:27.87+0100",
+            "1990-12-31T23:59:61Z",
+        ] {
+            assert!(Interval::parse_rfc3339(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! keeps each item once (items are fanned out to one row per cell), sorts and cuts.
 
 mod area;
+mod collections;
 mod fields;
 mod interval;
 mod order;
@@ -21,6 +22,7 @@ use iceberg::table::Table;
 use serde_json::Value as Json;
 
 pub use area::Area;
+pub use collections::{CollectionSummary, collections};
 pub use fields::Fields;
 pub use interval::Interval;
 pub use order::{SortBy, SortKey};
@@ -146,6 +148,9 @@ pub struct SearchRequest {
     pub max_items: Option<usize>,
     /// Members to keep in each item.
     pub fields: Fields,
+    /// Search this snapshot instead of the current one (a page of a paged search reads the
+    /// snapshot its first page read).
+    pub snapshot_id: Option<i64>,
 }
 
 /// What a search scanned, for logs and benchmarks.
@@ -191,6 +196,9 @@ pub async fn search(
         &request.collections,
     );
     let mut scan = table.scan().select_all().with_row_group_filtering_enabled(true);
+    if let Some(id) = request.snapshot_id {
+        scan = scan.snapshot_id(id);
+    }
     if let Some(f) = filters.plan {
         scan = scan.with_filter(f);
     }

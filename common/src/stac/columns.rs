@@ -65,6 +65,12 @@ pub(crate) fn top_level_json_columns() -> &'static [(usize, &'static str, Column
     CACHE.get_or_init(|| by_source(Source::TopLevelJson))
 }
 
+/// The item properties that have a typed column, with the column's kind (what a STAC API
+/// lists as queryables).
+pub fn typed_properties() -> impl Iterator<Item = (&'static str, ColumnKind)> {
+    property_columns().iter().map(|(_, name, kind)| (*name, *kind))
+}
+
 /// Whether `properties.<name>` has its own column (so it is not an extra property).
 pub(crate) fn is_typed_property(name: &str) -> bool {
     property_columns().iter().any(|(_, n, _)| *n == name)

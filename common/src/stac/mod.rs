@@ -12,6 +12,7 @@ mod rebuild;
 mod row;
 mod spelling;
 
+pub use columns::typed_properties;
 pub use item::{ParsedItem, parse_item, parse_item_value};
 pub use rebuild::{ItemColumns, RebuildError, format_timestamp};
 pub use row::{ItemRow, Value};
