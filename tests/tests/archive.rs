@@ -215,7 +215,7 @@ async fn a_newer_copy_replaces_every_old_row_even_across_chunks_and_partitions_a
     // listed last, in another chunk than the first copy.
     let it = &all.items;
     let newer = "2025-06-01T00:00:00Z";
-    let changed = vec![
+    let changed = [
         reprocessed(&it[3], newer, |j| j["properties"]["version"] = "2".into()),
         reprocessed(&it[5], newer, |j| moved(j, 40.0)),
         reprocessed(&it[7], newer, in_2001),

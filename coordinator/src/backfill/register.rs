@@ -218,7 +218,7 @@ async fn unregistered(
 ) -> anyhow::Result<Vec<Location>> {
     let mut locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
     if resumed {
-        let registered: HashSet<String> = data_files(&table)
+        let registered: HashSet<String> = data_files(table)
             .await
             .context("listing the table's files")?
             .into_iter()
