@@ -358,7 +358,10 @@ mod tests {
             assert_eq!(SearchParams::from_query(q).unwrap_err().status(), 400, "{q}");
         }
         assert_eq!(SearchParams::from_body(b"[1]").unwrap_err().status(), 400);
-        assert_eq!(SearchParams::from_body(br#"{"ids":"a"}"#).unwrap_err().status(), 400);
+        assert_eq!(SearchParams::from_body(br#"{"ids":5}"#).unwrap_err().status(), 400);
+        assert_eq!(SearchParams::from_body(br#"{"ids":["a",1]}"#).unwrap_err().status(), 400);
+        // A lone string is taken as a list of one (some clients send it so).
+        assert_eq!(SearchParams::from_body(br#"{"ids":"a"}"#).unwrap().request.ids, ["a"]);
     }
 
     #[test]
