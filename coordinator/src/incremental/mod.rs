@@ -4,9 +4,9 @@
 //! Order of a run: take the lock → download the catalog (when it lives in a store) → open the
 //! table and its item index → for each chunk: fetch, fan out, skip the items the table holds at
 //! that version, write, register (an item held at an older version leaves its old rows in the
-//! same snapshot: [`earthcatalog_common::updates`]) → upload the catalog (conditional on the version downloaded) → release the lock, through the
-//! one publish sequence of [`earthcatalog_common::publish`], which also decides what a failed
-//! run deletes. The inventory's first record is read before the lock is taken, so a run that
+//! same snapshot: [`earthcatalog_common::updates`]) → upload the catalog (conditional on the
+//! version downloaded) → release the lock, through the one publish sequence of
+//! [`earthcatalog_common::publish`], which also decides what a failed run deletes. The inventory's first record is read before the lock is taken, so a run that
 //! cannot read its input leaves nothing behind (no catalog, no table, no lock).
 
 mod progress;
@@ -176,6 +176,7 @@ impl<'a> Run<'a> {
             }
         }
         self.items = items;
+        let index_current = freshness == Freshness::Current;
         let namer = Arc::new(incremental_namer(RunId::from_string(&self.summary.run_id)));
         let mut pending: Vec<WrittenFile> = Vec::new();
 
@@ -230,9 +231,13 @@ impl<'a> Run<'a> {
             self.summary.hash_index = Some(i.location.uri());
         }
         // After the catalog it describes is published: an index ahead of the stored catalog
-        // would name a snapshot the next run cannot find (it would then rebuild it).
-        self.items.set_snapshot(table.metadata().current_snapshot_id());
-        self.items.write(&self.stores, &items_at).await?;
+        // would name a snapshot the next run cannot find (it would then rebuild it). A stored
+        // index that was current and still is (nothing committed) is not written again.
+        let now = table.metadata().current_snapshot_id();
+        if !index_current || self.items.snapshot() != now {
+            self.items.set_snapshot(now);
+            self.items.write(&self.stores, &items_at).await?;
+        }
         Ok(())
     }
 
