@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup-python.sh
+./scripts/setup-chromium.sh
 # The checkers were just installed: a test that cannot find one fails instead of skipping.
 export EARTHCATALOG_REQUIRE_CHECKERS=1
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --workspace --bins
-cargo test --workspace
+cargo test --workspace --no-fail-fast

@@ -47,3 +47,10 @@ pub fn file_written(rows: usize, bytes: u64, took: Duration) {
 pub fn fetch_failed(kind: &'static str) {
     metrics::counter!("earthcatalog_fetch_failures_total", "kind" => kind).increment(1);
 }
+
+/// Records how long one Iceberg commit took (manifests, metadata file and the catalog row), by
+/// snapshot operation (`append`, `replace`, `overwrite`, `delete`).
+pub fn committed(operation: &str, took: Duration) {
+    metrics::histogram!("earthcatalog_commit_duration_seconds", "kind" => operation.to_string())
+        .record(took.as_secs_f64());
+}

@@ -232,6 +232,10 @@ pub struct BackfillArgs {
     /// Serve Prometheus metrics over HTTP on this address (e.g. 0.0.0.0:9100) [default: none].
     #[arg(long, env = "EARTHCATALOG_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Serve the live status page over HTTP on this address (e.g. 0.0.0.0:8080); it asks for
+    /// the shared token when one is set [default: none].
+    #[arg(long, env = "EARTHCATALOG_STATUS_LISTEN")]
+    pub status_listen: Option<std::net::SocketAddr>,
     /// Workers run inside this process [default: 2 for backfill, 0 for coordinator].
     #[arg(long, env = "EARTHCATALOG_LOCAL_WORKERS")]
     pub local_workers: Option<usize>,

@@ -17,6 +17,7 @@ mod search;
 mod serve;
 mod server;
 mod status;
+mod status_page;
 mod sync;
 
 use std::process::ExitCode;

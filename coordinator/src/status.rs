@@ -36,7 +36,8 @@ fn phase_name(phase: i32) -> &'static str {
     }
 }
 
-fn as_json(s: &pb::StatusResponse) -> serde_json::Value {
+/// The status as `--json` prints it and the status page reads it.
+pub(crate) fn as_json(s: &pb::StatusResponse) -> serde_json::Value {
     let tasks = |c: pb::TaskCounts| json!({"pending": c.pending, "leased": c.leased, "done": c.done, "failed": c.failed});
     json!({
         "run_id": s.run_id,
@@ -54,6 +55,19 @@ fn as_json(s: &pb::StatusResponse) -> serde_json::Value {
         "rows": s.rows,
         "ingest": tasks(counts(s.ingest.as_ref())),
         "compact": tasks(counts(s.compact.as_ref())),
+        "uptime_seconds": s.uptime_seconds,
+        "items_per_second": if s.uptime_seconds > 0.0 { s.items as f64 / s.uptime_seconds } else { 0.0 },
+        "workers": s.workers.iter().map(|w| json!({
+            "id": w.worker_id,
+            "last_seen_seconds": w.last_seen_seconds,
+            "leases": w.leases.iter().map(|l| json!({
+                "phase": phase_name(l.phase),
+                "task": l.task_id,
+                "subject": l.subject,
+                "attempt": l.attempt,
+                "expires_in_seconds": l.expires_in_seconds,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "failed": s.failed.iter().map(|f| json!({
             "phase": phase_name(f.phase),
             "task": f.task_id,
@@ -69,6 +83,21 @@ fn as_text(s: &pb::StatusResponse) -> String {
     let finished = if s.finished { ", finished" } else { "" };
     let _ = writeln!(out, "run {}: phase {}{finished}", s.run_id, s.phase);
     let _ = writeln!(out, "workers alive: {}", s.workers_alive);
+    for w in &s.workers {
+        let _ = write!(out, "  {} (seen {:.0} s ago)", w.worker_id, w.last_seen_seconds);
+        for l in &w.leases {
+            let _ = write!(
+                out,
+                "; {} task {} ({}) attempt {}, {:.0} s left",
+                phase_name(l.phase),
+                l.task_id,
+                l.subject,
+                l.attempt,
+                l.expires_in_seconds
+            );
+        }
+        out.push('\n');
+    }
     if let Some(f) = s.fleet {
         let _ = writeln!(
             out,
@@ -132,11 +161,24 @@ mod tests {
                 error: "bad chunk".into(),
                 subject: "s3://b/staging/chunks/chunk_000002.parquet".into(),
             }],
+            workers: vec![pb::WorkerStatus {
+                worker_id: "host-1#1".into(),
+                last_seen_seconds: 1.2,
+                leases: vec![pb::HeldLease {
+                    phase: pb::Phase::Compact as i32,
+                    task_id: 7,
+                    subject: "grid_partition=8105bffffffffff/year=2012".into(),
+                    attempt: 2,
+                    expires_in_seconds: 41.6,
+                }],
+            }],
+            uptime_seconds: 50.0,
         };
         assert_eq!(
             as_text(&s),
             "run 20260101T000000Z-abc: phase compact\n\
              workers alive: 4\n\
+             \x20 host-1#1 (seen 1 s ago); compact task 7 (grid_partition=8105bffffffffff/year=2012) attempt 2, 42 s left\n\
              workers wanted: 25 (between 0 and 40, 4 tasks each, fewer after 120 s with none pending)\n\
              ingest   5/6 done, 0 leased, 0 pending, 1 failed\n\
              compact  20/118 done, 8 leased, 90 pending, 0 failed\n\
@@ -147,5 +189,10 @@ mod tests {
         assert_eq!(json["failed"][0]["phase"], "ingest");
         assert_eq!(json["workers_wanted"], 25);
         assert_eq!(json["scaling"]["slots_per_worker"], 4);
+        assert_eq!(json["items_per_second"], 2.0);
+        assert_eq!(
+            json["workers"][0]["leases"][0]["subject"],
+            "grid_partition=8105bffffffffff/year=2012"
+        );
     }
 }

@@ -5,6 +5,8 @@
 pub mod autoscaling;
 /// Paths of the workspace binaries, built once per test process.
 pub mod binaries;
+/// Headless Chromium: a page's DOM after its scripts ran, and screenshots.
+pub mod chromium;
 /// A coordinator and worker processes under test: ports, logs, kill/pause/restart, reaping.
 pub mod cluster;
 /// A backfill deployed with `deploy/compose` in containers: images, faults, read-back.

@@ -139,13 +139,18 @@ fn a_worker_cut_off_from_the_coordinator_but_not_from_s3_has_its_late_outputs_dr
     d.docker(&["network", "connect", &control, &cut]).unwrap();
     assert_run_completes_exactly(&d, &py, plan.items);
     let log = d.logs(&cut);
-    // What it wrote from behind the cut: deleted by itself (result undeliverable, or its
-    // cancelled attempt) and, had anything stayed, by the coordinator's cleanup (checked above).
+    // Its late result never counted: refused, or undeliverable (then its outputs are left to the
+    // coordinator, whose cleanup removed them: staging was checked empty above), or its attempt
+    // was cancelled and deleted before it finished.
     assert!(
-        ["deleting its outputs", "deleting an abandoned attempt's outputs", "result refused"]
-            .iter()
-            .any(|m| log.contains(m)),
-        "the cut-off worker dropped its late result:\n{log}"
+        [
+            "result refused",
+            "result not delivered; its outputs are kept for the coordinator",
+            "deleting an abandoned attempt's outputs",
+        ]
+        .iter()
+        .any(|m| log.contains(m)),
+        "the cut-off worker's late result was neither refused nor left undelivered:\n{log}"
     );
     // Reconnected, it rejoined the run and heard that it finished.
     assert_eq!(d.wait_exit(&cut, WAIT).unwrap(), 0, "{log}");

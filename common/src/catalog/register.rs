@@ -207,6 +207,7 @@ impl Catalog {
         }
         let records = described.iter().map(DataFile::record_count).sum();
         let count = described.len();
+        let started = std::time::Instant::now();
         let tx = Transaction::new(table);
         let tx = tx
             .fast_append()
@@ -221,6 +222,7 @@ impl Catalog {
             }
             Err(source) => return Err(self.commit_error(source).into()),
         };
+        crate::prometheus::committed("append", started.elapsed());
         let snapshot_id = committed.metadata().current_snapshot_id();
         tracing::info!(files = count, records, snapshot = ?snapshot_id, "registered data files");
         Ok((committed, RegisterSummary { snapshot_id, files: count, records }))

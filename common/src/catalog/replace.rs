@@ -167,6 +167,7 @@ impl Catalog {
             return Ok((table, summary));
         }
         for attempt in 1..=COMMIT_ATTEMPTS {
+            let started = std::time::Instant::now();
             let table = self
                 .load_table()
                 .await?
@@ -185,6 +186,10 @@ impl Catalog {
             .await;
             match swap {
                 Ok(Swap::Committed(metadata)) => {
+                    crate::prometheus::committed(
+                        replacement.kind.operation().as_str(),
+                        started.elapsed(),
+                    );
                     let table = self.load_table().await?.ok_or_else(|| ReplaceError::NoTable {
                         catalog: self.path().to_path_buf(),
                     })?;

@@ -72,6 +72,8 @@ pub struct BackfillConfig {
     pub listen: SocketAddr,
     /// Prometheus metrics address, if any.
     pub metrics_listen: Option<SocketAddr>,
+    /// Status page address, if any.
+    pub status_listen: Option<SocketAddr>,
     /// Worker processes this coordinator starts beside itself.
     pub local_workers: usize,
     /// The `--s3-bucket` entries, passed on to local workers.
@@ -155,6 +157,7 @@ impl BackfillConfig {
             sources: parse_sources(&a.sources)?,
             listen,
             metrics_listen: a.metrics_listen,
+            status_listen: a.status_listen,
             local_workers: a.local_workers.unwrap_or(default_workers),
             s3_buckets: String::new(),
             worker_slots: a.worker_slots.max(1),

@@ -162,6 +162,9 @@ pub async fn run(cfg: BackfillConfig, stores: &Stores) -> anyhow::Result<Backfil
     if let Some(addr) = cfg.metrics_listen {
         crate::metrics::serve(addr, scheduler.clone())?;
     }
+    if let Some(addr) = cfg.status_listen {
+        crate::status_page::serve(addr, scheduler.clone(), cfg.token.clone()).await?;
+    }
     let endpoint = Endpoint::bind(cfg.listen).await?;
     let address = endpoint.address();
     let serve_stop = CancellationToken::new();

@@ -154,6 +154,36 @@ pub struct StatusView {
     pub failed: Vec<FailedTask>,
     /// The fleet the scaling rule wants now.
     pub fleet: FleetView,
+    /// Workers seen within one lease length, with the leases each holds.
+    pub workers: Vec<WorkerView>,
+    /// Time since this coordinator process took the run up (the base of its throughput).
+    pub uptime: Duration,
+}
+
+/// A worker as the status shows it.
+#[derive(Debug, Clone)]
+pub struct WorkerView {
+    /// Its id (as registered).
+    pub id: String,
+    /// Time since its last call.
+    pub last_seen: Duration,
+    /// The leases it holds now.
+    pub leases: Vec<HeldLease>,
+}
+
+/// A lease held by a worker.
+#[derive(Debug, Clone)]
+pub struct HeldLease {
+    /// Its phase.
+    pub phase: PhaseKind,
+    /// Its task.
+    pub task: TaskId,
+    /// What the task is about (a chunk file, or a cell and year).
+    pub subject: String,
+    /// 1-based attempt.
+    pub attempt: u32,
+    /// Time left before it runs out unless renewed.
+    pub expires_in: Duration,
 }
 
 /// The scaling rule's decision and its settings, for status and metrics.
@@ -198,6 +228,7 @@ pub struct Scheduler {
     run_id: String,
     changed: Notify,
     fleet: Mutex<Fleet>,
+    started: Instant,
 }
 
 impl Scheduler {
@@ -231,6 +262,7 @@ impl Scheduler {
             run_id,
             changed: Notify::new(),
             fleet: Mutex::new(Fleet::new(ScalingRule::default())),
+            started: Instant::now(),
         }
     }
 
@@ -572,7 +604,41 @@ impl Scheduler {
             let mut fleet = self.fleet.lock().unwrap_or_else(|p| p.into_inner());
             FleetView { wanted: fleet.decide(queue, now), rule: fleet.rule() }
         };
+        let mut workers: Vec<WorkerView> = inner
+            .workers
+            .iter()
+            .map(|(id, seen)| (id, now.duration_since(*seen)))
+            .filter(|(_, ago)| *ago <= self.settings.lease)
+            .map(|(id, last_seen)| WorkerView { id: id.clone(), last_seen, leases: Vec::new() })
+            .collect();
+        workers.sort_by(|a, b| a.id.cmp(&b.id));
+        if let Some(run) = inner.running.as_ref() {
+            for (task, lease) in run.table.held() {
+                let held = HeldLease {
+                    phase: run.kind,
+                    task,
+                    subject: run.subjects.get(task as usize).cloned().unwrap_or_default(),
+                    attempt: lease.attempt,
+                    expires_in: lease.expires_at.saturating_duration_since(now),
+                };
+                // A holder not seen within a lease length is about to lose it; still shown.
+                match workers.iter_mut().find(|w| w.id == lease.worker) {
+                    Some(w) => w.leases.push(held),
+                    None => workers.push(WorkerView {
+                        id: lease.worker.clone(),
+                        last_seen: inner
+                            .workers
+                            .get(&lease.worker)
+                            .unwrap_or(&self.started)
+                            .elapsed(),
+                        leases: vec![held],
+                    }),
+                }
+            }
+        }
         StatusView {
+            workers,
+            uptime: now.duration_since(self.started),
             fleet,
             stage: inner.stage,
             ingest: counts(PhaseKind::Ingest),

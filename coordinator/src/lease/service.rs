@@ -145,35 +145,59 @@ impl Coordinator for CoordinatorService {
         &self,
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let s = self.scheduler.status();
-        Ok(Response::new(pb::StatusResponse {
-            run_id: self.scheduler.run_id().to_string(),
-            phase: s.stage.to_string(),
-            ingest: Some(counts(s.ingest)),
-            compact: Some(counts(s.compact)),
-            items: s.items,
-            rows: s.rows,
-            workers_alive: s.workers_alive,
-            finished: s.finished,
-            fleet: Some(pb::Fleet {
-                workers_wanted: s.fleet.wanted,
-                min: s.fleet.rule.min,
-                max: s.fleet.rule.max,
-                slots_per_worker: s.fleet.rule.slots,
-                cooldown_seconds: u32::try_from(s.fleet.rule.cooldown.as_secs())
-                    .unwrap_or(u32::MAX),
-            }),
-            failed: s
-                .failed
-                .into_iter()
-                .map(|f| pb::FailedTask {
-                    phase: pb::Phase::from(f.phase) as i32,
-                    task_id: f.task,
-                    attempts: f.attempts,
-                    error: f.error,
-                    subject: f.subject,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(status_message(&self.scheduler)))
+    }
+}
+
+/// The run's status as the status call (and the status page) answer it.
+pub fn status_message(scheduler: &Scheduler) -> pb::StatusResponse {
+    let s = scheduler.status();
+    pb::StatusResponse {
+        run_id: scheduler.run_id().to_string(),
+        phase: s.stage.to_string(),
+        ingest: Some(counts(s.ingest)),
+        compact: Some(counts(s.compact)),
+        items: s.items,
+        rows: s.rows,
+        workers_alive: s.workers_alive,
+        finished: s.finished,
+        fleet: Some(pb::Fleet {
+            workers_wanted: s.fleet.wanted,
+            min: s.fleet.rule.min,
+            max: s.fleet.rule.max,
+            slots_per_worker: s.fleet.rule.slots,
+            cooldown_seconds: u32::try_from(s.fleet.rule.cooldown.as_secs()).unwrap_or(u32::MAX),
+        }),
+        failed: s
+            .failed
+            .into_iter()
+            .map(|f| pb::FailedTask {
+                phase: pb::Phase::from(f.phase) as i32,
+                task_id: f.task,
+                attempts: f.attempts,
+                error: f.error,
+                subject: f.subject,
+            })
+            .collect(),
+        workers: s
+            .workers
+            .into_iter()
+            .map(|w| pb::WorkerStatus {
+                worker_id: w.id,
+                last_seen_seconds: w.last_seen.as_secs_f64(),
+                leases: w
+                    .leases
+                    .into_iter()
+                    .map(|l| pb::HeldLease {
+                        phase: pb::Phase::from(l.phase) as i32,
+                        task_id: l.task,
+                        subject: l.subject,
+                        attempt: l.attempt,
+                        expires_in_seconds: l.expires_in.as_secs_f64(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        uptime_seconds: s.uptime.as_secs_f64(),
     }
 }

@@ -151,6 +151,14 @@ impl<T: Clone> LeaseTable<T> {
             .collect()
     }
 
+    /// The leases held now, by task.
+    pub fn held(&self) -> impl Iterator<Item = (TaskId, &Leased)> + '_ {
+        self.tasks.iter().enumerate().filter_map(|(i, e)| match &e.state {
+            TaskState::Leased(l) => Some((i as TaskId, l)),
+            _ => None,
+        })
+    }
+
     /// Grants up to `max` ready tasks to `worker`.
     pub fn acquire(&mut self, worker: &str, max: usize, now: Instant) -> Vec<Grant<T>> {
         self.sweep(now);
