@@ -19,7 +19,7 @@ cd "$root/deploy/compose"
 export EARTHCATALOG_IMAGE=earthcatalog:bench EARTHCATALOG_S3_IMAGE=earthcatalog-s3:bench
 export EARTHCATALOG_TOKEN=bench-token MINIO_ROOT_USER=bench MINIO_ROOT_PASSWORD=bench
 export SAMPLE_ITEMS=$N CHUNK_SIZE=$CHUNK WORKER_SLOTS=$SLOTS
-export S3_PORT=39000 S3_CONSOLE_PORT=39001 COORDINATOR_PORT=39051 COMPOSE_PROJECT_NAME=ec-bench
+export S3_PORT=39000 S3_CONSOLE_PORT=39001 COORDINATOR_PORT=39051 COORDINATOR_METRICS_PORT=39100 COORDINATOR_STATUS_PORT=39080 COMPOSE_PROJECT_NAME=ec-bench
 compose() {
   if docker compose version >/dev/null 2>&1; then docker compose "$@"; else docker-compose "$@"; fi
 }

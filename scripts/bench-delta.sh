@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 KEYS=${KEYS:-10000000}
 NEW=${NEW:-100000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --quiet --release -p earthcatalog-coordinator
+cargo build --quiet --release --locked --bin earthcatalog --bin earthcatalog-worker
 ./scripts/setup-python.sh > /dev/null
 bin="$CARGO_TARGET_DIR/release/earthcatalog"
 py=.venv/bin/python

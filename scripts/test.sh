@@ -10,4 +10,11 @@ export EARTHCATALOG_REQUIRE_CHECKERS=1
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --workspace --bins
-cargo test --workspace --no-fail-fast
+# cargo-nextest runs the tests of all binaries side by side (.config/nextest.toml); without it,
+# cargo test runs every test too, one binary after another (about twice as long).
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  echo "test.sh: cargo-nextest not found; running the tests with cargo test" >&2
+  cargo test --workspace --no-fail-fast
+fi

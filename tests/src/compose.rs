@@ -125,7 +125,7 @@ impl Deployment {
         let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let (app, s3) = images()?.clone();
         let (s3_port, console_port, coordinator_port) = (free_port()?, free_port()?, free_port()?);
-        let metrics_port = free_port()?;
+        let (metrics_port, status_port) = (free_port()?, free_port()?);
         let vars = [
             ("EARTHCATALOG_IMAGE", app),
             ("EARTHCATALOG_S3_IMAGE", s3),
@@ -140,6 +140,7 @@ impl Deployment {
             ("S3_CONSOLE_PORT", console_port.to_string()),
             ("COORDINATOR_PORT", coordinator_port.to_string()),
             ("COORDINATOR_METRICS_PORT", metrics_port.to_string()),
+            ("COORDINATOR_STATUS_PORT", status_port.to_string()),
             ("RUST_LOG", "info".to_string()),
         ]
         .into_iter()
