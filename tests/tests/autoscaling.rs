@@ -43,6 +43,13 @@ fn counts(c: Option<&pb::TaskCounts>) -> (u64, u64, u64) {
 }
 
 /// The launched workers still running.
+/// Whether the status lists leases held by the worker process `pid` (worker ids are
+/// `<host>-<pid>#…` unless named).
+fn holds_leases(s: &pb::StatusResponse, pid: u32) -> bool {
+    let tag = format!("-{pid}#");
+    s.workers.iter().any(|w| w.worker_id.contains(&tag) && !w.leases.is_empty())
+}
+
 fn running(workers: &mut [Proc]) -> Vec<usize> {
     (0..workers.len()).filter(|&i| workers[i].exited().is_none()).collect()
 }
@@ -101,13 +108,28 @@ fn the_worker_group_rises_with_the_queue_falls_in_the_compaction_tail_and_ends_a
             // leases while the others take what is left, so nothing is pending and a few tasks
             // stay held for longer than the cooldown (a tail of finishing tasks alone lasts a
             // fraction of a second, shorter than this loop's tick).
+            // The stalled worker must hold leases when it stops: one is picked from the status
+            // (which lists each worker's leases; its id carries the process id), and kept only
+            // if the status still shows its leases after the signal (else it finished them in
+            // between, and another is tried on a later tick).
             let (pending, leased, _) = counts(s.compact.as_ref());
             if s.phase == "compact" && pending <= 20 && leased > 0 && !stalled {
-                if let Some(&i) = live.first() {
+                let holder = live
+                    .iter()
+                    .copied()
+                    .filter(|i| !terminated.contains(i))
+                    .find(|&i| holds_leases(s, c.workers[i].pid()));
+                if let Some(i) = holder {
                     let _ = c.workers[i].signal("STOP");
-                    stalled_worker = Some(i);
+                    std::thread::sleep(Duration::from_millis(300));
+                    if c.status(Some(TOKEN)).is_ok_and(|now| holds_leases(&now, c.workers[i].pid()))
+                    {
+                        stalled_worker = Some(i);
+                        stalled = true;
+                    } else {
+                        let _ = c.workers[i].signal("CONT");
+                    }
                 }
-                stalled = true;
             }
         }
         if stalled && !resumed {

@@ -1,6 +1,6 @@
 //! `earthcatalog serve` against tables built by `earthcatalog incremental`, on local files and
 //! on S3 (moto, the catalog kept in a store): `stac-api-validator` passes every conformance
-//! class the server advertises; pystac-client finds the same ids as `earthcatalog search`;
+//! class the server advertises (on local files); pystac-client finds the same ids as `earthcatalog search`;
 //! paging returns every item once, even across a new snapshot; a new incremental run's items
 //! appear without a restart; bad requests get 400 with a STAC API error body.
 
@@ -134,7 +134,13 @@ async fn served_tables_pass_the_stac_api_checks(backend: Backend, py: Python) {
     let served =
         Served::start(&site.catalog_args(), &["--refresh-secs", "1"], &site.env()).await.unwrap();
 
-    validator_passes_every_advertised_class(&served, &py).await;
+    // The validator checks the API's documents, which do not depend on where the table is
+    // stored; it sends hundreds of searches, each a table scan on the one-request-at-a-time S3
+    // test server, so it runs on local files only. On S3, pystac-client, paging and the refresh
+    // below read the table through the same server.
+    if matches!(backend, Backend::Local) {
+        validator_passes_every_advertised_class(&served, &py).await;
+    }
     pystac_client_finds_what_search_finds(&served, &site, &py);
     bad_requests_get_400_with_an_error_body(&served).await;
 
