@@ -65,12 +65,8 @@ if [ ! -f "$work/base/catalog.db" ]; then
   timed compact "$bin" compact --json --catalog "$work/base/catalog.db" \
     --warehouse "$work/base/warehouse"
 fi
-python3 - "$work/base/catalog.db" <<'PY'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-print("table:", db.execute("select metadata_location from iceberg_tables").fetchone()[0])
-PY
-echo "table files: $(find "$work/base/warehouse" -name '*.parquet' -path '*grid_partition=*' | wc -l)"
+"$bin" info --json --catalog "$work/base/catalog.db" --warehouse "$work/base/warehouse" 2>/dev/null |
+  python3 -c "import json, sys; t = json.load(sys.stdin); print(f\"table: {t['rows']} rows in {t['files']} live files\")"
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 for day in updates appends; do

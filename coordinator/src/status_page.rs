@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use earthcatalog_common::rpc::{AUTH_HEADER, bearer};
@@ -43,8 +44,11 @@ pub async fn serve(
         .with_context(|| format!("binding the status page to {addr}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
     let state = Arc::new(PageState { scheduler, token });
-    let app =
-        Router::new().route("/", get(page)).route("/status.json", get(status)).with_state(state);
+    let app = Router::new()
+        .route("/", get(page))
+        .route("/status.json", get(status))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state);
     tracing::info!(addr = %bound, "serving the status page");
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
@@ -54,27 +58,27 @@ pub async fn serve(
     Ok(())
 }
 
-async fn page(
-    State(state): State<Arc<PageState>>,
-    headers: HeaderMap,
-    Query(q): Query<TokenParam>,
-) -> Response {
-    if !authorized(&state, &headers, q.token.as_deref()) {
-        return refused();
-    }
-    Html(PAGE).into_response()
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
 }
 
-async fn status(
-    State(state): State<Arc<PageState>>,
-    headers: HeaderMap,
-    Query(q): Query<TokenParam>,
-) -> Response {
-    if !authorized(&state, &headers, q.token.as_deref()) {
-        return refused();
-    }
+async fn status(State(state): State<Arc<PageState>>) -> Response {
     let json = crate::status::as_json(&status_message(&state.scheduler));
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(json)).into_response()
+}
+
+/// Lets a request through to the page or `status.json` only with the token (when one is set).
+async fn require_token(
+    State(state): State<Arc<PageState>>,
+    Query(q): Query<TokenParam>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if authorized(&state, request.headers(), q.token.as_deref()) {
+        next.run(request).await
+    } else {
+        refused()
+    }
 }
 
 /// Whether no token is set, or the request presents it in the header or the query.
