@@ -31,7 +31,11 @@ mib() { awk '{v=$1; u=v; gsub(/[0-9.]/,"",u); gsub(/[^0-9.]/,"",v); f=(u=="GiB")
 
 for w in $WORKERS; do
   dc down -v --timeout 0 >/dev/null 2>&1 || true
-  dc up -d --scale "worker=$w" >/dev/null 2>&1
+  # A project just taken down may still hold its network for a moment: one retry.
+  dc up -d --scale "worker=$w" >/dev/null 2>"$root/.cache/bench-compose-up.log" || {
+    sleep 5
+    dc up -d --scale "worker=$w" >/dev/null || { cat "$root/.cache/bench-compose-up.log"; exit 1; }
+  }
   coordinator="$(dc ps -q coordinator)"
   max_c=0 max_w=0
   while [ "$(docker inspect -f '{{.State.Running}}' "$coordinator")" = true ]; do
