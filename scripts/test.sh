@@ -11,7 +11,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --workspace --bins
 # cargo-nextest runs the tests of all binaries side by side (.config/nextest.toml); without it,
-# cargo test runs every test too, one binary after another (slower: about 30 minutes against 25 here).
+# cargo test runs every test too, one binary after another (slower: 31 minutes against 23 on this 2-core machine).
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else
