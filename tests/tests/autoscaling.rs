@@ -15,7 +15,7 @@ use earthcatalog_common::rpc::pb;
 use earthcatalog_tests::autoscaling::AutoScaling;
 use earthcatalog_tests::cluster::{Cluster, Proc};
 use earthcatalog_tests::s3::unique_name;
-use support::{Env, TOKEN, WAIT};
+use support::{Env, TOKEN, WAIT, with_lease};
 
 /// Most workers the rule may want.
 const SCALE_MAX: i32 = 6;
@@ -60,7 +60,7 @@ fn the_worker_group_rises_with_the_queue_falls_in_the_compaction_tail_and_ends_a
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let asg = AutoScaling::on(env.s3);
     let group = unique_name("ec-workers");
-    let mut args = env.coordinator_args(&[
+    let args = env.coordinator_args(&[
         "--scale-asg",
         &group,
         "--scale-max",
@@ -71,8 +71,7 @@ fn the_worker_group_rises_with_the_queue_falls_in_the_compaction_tail_and_ends_a
         "1",
     ]);
     // Leases long enough to outlast the stalled tail below.
-    let lease = args.iter().position(|a| a == "--lease-seconds").unwrap();
-    args[lease + 1] = "10".into();
+    let args = with_lease(args, "10");
     let mut c = Cluster::new(env.process_env(), args).unwrap();
     c.start_coordinator().unwrap();
 

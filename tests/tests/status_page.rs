@@ -18,7 +18,7 @@ use earthcatalog_tests::binaries;
 use earthcatalog_tests::chromium::{Chromium, texts_of};
 use earthcatalog_tests::cluster::{Cluster, free_port};
 use serde_json::Value;
-use support::{Env, TOKEN, WAIT};
+use support::{Env, TOKEN, WAIT, with_lease};
 
 /// What the page and the status JSON both say, leaving out what moves with the clock (times,
 /// rates).
@@ -102,13 +102,6 @@ fn shown_on_page(dom: &str) -> Shown {
         workers.insert(id, leases);
     }
     Shown { fields, workers }
-}
-
-/// The coordinator's flags with leases of `seconds` (the shared set-up uses short ones).
-fn with_lease(mut args: Vec<String>, seconds: &str) -> Vec<String> {
-    let at = args.iter().position(|a| a == "--lease-seconds").unwrap();
-    args[at + 1] = seconds.to_string();
-    args
 }
 
 fn status_json(url: &str, token_file: &Path) -> Value {

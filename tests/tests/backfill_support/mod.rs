@@ -33,6 +33,15 @@ t = cat.load_table("earthcatalog.stac_items")
 print(json.dumps(sorted(task.file.file_path for task in t.scan().plan_files())))
 "#;
 
+/// `args` (a coordinator's flags from [`Env::coordinator_args`]) with leases of `seconds`
+/// instead of the short default.
+pub fn with_lease(mut args: Vec<String>, seconds: &str) -> Vec<String> {
+    if let Some(at) = args.iter().position(|a| a == "--lease-seconds") {
+        args[at + 1] = seconds.to_string();
+    }
+    args
+}
+
 /// One test's bucket and inputs.
 pub struct Env {
     /// The S3 server.
