@@ -225,8 +225,22 @@ pub struct BackfillArgs {
     /// Buckets whose items are read from elsewhere.
     #[command(flatten)]
     pub sources: SourceArgs,
-    /// Address the gRPC service listens on [default: 127.0.0.1:0 for backfill, 0.0.0.0:50051
-    /// for coordinator].
+    /// The lease service workers call, and the workers started beside it.
+    #[command(flatten)]
+    pub service: LeaseServiceArgs,
+    /// Print a machine-readable JSON summary on stdout at the end.
+    #[arg(long, env = "EARTHCATALOG_JSON")]
+    pub json: bool,
+    /// How many workers the run wants, and who is told.
+    #[command(flatten)]
+    pub scaling: ScalingArgs,
+}
+
+/// The lease service of a run whose tasks workers do (backfill, coordinator, compact).
+#[derive(Debug, Clone, Args)]
+pub struct LeaseServiceArgs {
+    /// Address the gRPC service listens on [default: 127.0.0.1:0 for backfill and
+    /// compact, 0.0.0.0:50051 for coordinator].
     #[arg(long, env = "EARTHCATALOG_LISTEN")]
     pub listen: Option<std::net::SocketAddr>,
     /// Serve Prometheus metrics over HTTP on this address (e.g. 0.0.0.0:9100) [default: none].
@@ -236,7 +250,8 @@ pub struct BackfillArgs {
     /// the shared token when one is set [default: none].
     #[arg(long, env = "EARTHCATALOG_STATUS_LISTEN")]
     pub status_listen: Option<std::net::SocketAddr>,
-    /// Workers run inside this process [default: 2 for backfill, 0 for coordinator].
+    /// Worker processes started beside this one [default: 2 for backfill, 0 for coordinator
+    /// and compact].
     #[arg(long, env = "EARTHCATALOG_LOCAL_WORKERS")]
     pub local_workers: Option<usize>,
     /// Tasks each local worker runs at once.
@@ -263,12 +278,6 @@ pub struct BackfillArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "EARTHCATALOG_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Print a machine-readable JSON summary on stdout at the end.
-    #[arg(long, env = "EARTHCATALOG_JSON")]
-    pub json: bool,
-    /// How many workers the run wants, and who is told.
-    #[command(flatten)]
-    pub scaling: ScalingArgs,
 }
 
 /// The scaling rule's settings (see docs/deploy.md, "The fleet scales itself").
@@ -452,9 +461,17 @@ pub struct CompactArgs {
         value_delimiter = ','
     )]
     pub partitions: Vec<String>,
-    /// Partitions rewritten at once.
+    /// Partitions rewritten at once in this process (without workers).
     #[arg(long, env = "EARTHCATALOG_COMPACT_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
+    /// With workers (--local-workers or --listen): where the run's accepted rewrites are
+    /// recorded, so that a restarted `compact` resumes them (local path or s3://bucket/prefix).
+    #[arg(long, env = "EARTHCATALOG_STAGING", default_value = "staging")]
+    pub staging: String,
+    /// With --local-workers N or --listen, the partitions are rewritten by workers that lease
+    /// them (as backfill Phase 3), not in this process.
+    #[command(flatten)]
+    pub service: LeaseServiceArgs,
     /// Say what would be rewritten, change nothing (takes no lock).
     #[arg(long, env = "EARTHCATALOG_DRY_RUN")]
     pub dry_run: bool,

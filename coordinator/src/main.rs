@@ -139,7 +139,7 @@ async fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
         Command::Compact(args) => {
-            maintenance::compact::run(args, stores).await?;
+            maintenance::compact::run(args, stores, s3_buckets).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Delta(args) => {
@@ -176,7 +176,7 @@ async fn run_backfill(
     s3_buckets: String,
 ) -> anyhow::Result<ExitCode> {
     let mut cfg = backfill::config::BackfillConfig::from_args(args, mode)?;
-    cfg.s3_buckets = s3_buckets;
+    cfg.service.s3_buckets = s3_buckets;
     let json = cfg.json;
     let summary = backfill::run(cfg, stores).await?;
     if json {

@@ -115,6 +115,7 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     port: u16,
     env: Vec<(String, String)>,
+    command: String,
     coordinator_args: Vec<String>,
     /// The coordinator (the latest one started).
     pub coordinator: Option<Proc>,
@@ -147,11 +148,22 @@ impl Cluster {
         env: Vec<(String, String)>,
         coordinator_args: Vec<String>,
     ) -> anyhow::Result<Cluster> {
+        Cluster::serving("coordinator", env, coordinator_args)
+    }
+
+    /// A cluster whose coordinator is `earthcatalog <command> <args>` (e.g. `compact`, whose
+    /// partitions workers rewrite when it listens); the harness adds `--listen`.
+    pub fn serving(
+        command: &str,
+        env: Vec<(String, String)>,
+        args: Vec<String>,
+    ) -> anyhow::Result<Cluster> {
         Ok(Cluster {
             dir: tempfile::tempdir()?,
             port: free_port()?,
             env,
-            coordinator_args,
+            command: command.to_string(),
+            coordinator_args: args,
             coordinator: None,
             workers: Vec::new(),
             restarts: 0,
@@ -175,7 +187,7 @@ impl Cluster {
 
     /// Starts (or restarts) the coordinator and waits until it listens.
     pub fn start_coordinator(&mut self) -> anyhow::Result<()> {
-        let mut args = vec!["coordinator".to_string()];
+        let mut args = vec![self.command.clone()];
         args.extend(self.coordinator_args.iter().cloned());
         args.extend(["--listen".to_string(), format!("127.0.0.1:{}", self.port)]);
         let name = format!("coordinator-{}", self.restarts);

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 
 use earthcatalog_common::location::Location;
+use earthcatalog_tests::cluster::Cluster;
 use earthcatalog_tests::ingest::{Samples, list, put};
 use earthcatalog_tests::on_both_backends;
 use earthcatalog_tests::python::{DUCKDB_PRELUDE, Python};
@@ -18,6 +19,7 @@ on_both_backends!(
     a_dry_run_says_what_it_would_do_and_changes_nothing,
     expiring_snapshots_leaves_no_file_that_only_expired_snapshots_referenced,
     remove_orphans_deletes_an_old_orphan_but_not_a_fresh_one_nor_a_live_file,
+    compaction_by_local_workers_keeps_every_row_and_leaves_no_attempt_file_or_state_behind,
 );
 
 /// A table of `samples` built by one incremental run in chunks of 4 items: each chunk writes
@@ -336,4 +338,110 @@ async fn a_compaction_killed_midway_leaves_the_table_readable_and_a_rerun_plus_o
     let data: BTreeSet<String> =
         warehouse_objects(&site).await.into_iter().filter(|o| o.ends_with(".parquet")).collect();
     assert_eq!(data, after.files, "only the live files are left");
+}
+
+/// Where a distributed compaction on `site` keeps its state: beside the warehouse.
+fn staging_of(site: &Site) -> Location {
+    site.root().join("compact-staging")
+}
+
+async fn data_objects(site: &Site) -> BTreeSet<String> {
+    warehouse_objects(site).await.into_iter().filter(|o| o.ends_with(".parquet")).collect()
+}
+
+async fn compaction_by_local_workers_keeps_every_row_and_leaves_no_attempt_file_or_state_behind(
+    backend: Backend,
+    py: Python,
+) {
+    let samples = Samples::itslive(0, 60);
+    let site = fragmented(backend, &samples).await;
+    let before = site.table(&py).await;
+    let expected = samples.expected_rows(1);
+    let staging = staging_of(&site).to_string();
+    let out = site.maintain(
+        "compact",
+        &["--min-input-files", "2", "--local-workers", "2", "--staging", &staging],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert!(s["partitions"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["input_rows"], s["output_rows"], "{s}");
+    assert!(stderr(&out).contains("leasing phase"), "the workers did the rewrites");
+
+    let after = site.table(&py).await;
+    assert_eq!(after.rows, expected, "PyIceberg reads the same rows");
+    assert_eq!(after.row_count, expected.len(), "no row twice");
+    assert!(after.files.len() < before.files.len());
+    assert_eq!(after.files.len() as u64, s["table_files_after"].as_u64().unwrap());
+    assert_eq!(after.properties, before.properties, "properties survive");
+    let (duck, _) = duckdb_rows(&site, &py).await;
+    assert_eq!(duck, expected, "DuckDB reads the same rows");
+    let db = site.catalog_copy().await;
+    let history = read_history(&py, &db, &site.warehouse().to_string(), site.server).unwrap();
+    assert_eq!(history.last().unwrap().operation, "replace");
+
+    // The old files stay for time travel; nothing else is there: no output of an attempt that
+    // was not accepted, and no state of the finished run.
+    let referenced: BTreeSet<String> = before.files.union(&after.files).cloned().collect();
+    assert_eq!(data_objects(&site).await, referenced);
+    let left = list(&site.stores, &staging_of(&site)).await.unwrap();
+    assert!(left.is_empty(), "staging left behind: {left:?}");
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_rewrite_and_a_coordinator_killed_mid_compaction_still_end_exact() {
+    let Some(py) = Python::find("compact_distributed_kills") else { return };
+    let samples = Samples::itslive(0, 80);
+    let site = fragmented(Backend::Local, &samples).await;
+    let before = site.table(&py).await;
+    let expected = samples.expected_rows(1);
+    let mut args = site.catalog_args();
+    let staging = staging_of(&site).to_string();
+    args.extend(strings(&["--min-input-files", "2", "--staging", &staging]));
+    args.extend(strings(&["--lease-seconds", "2", "--max-attempts", "10", "--json"]));
+    let env = site.env();
+    let worker = strings(&["--slots", "1", "--connect-seconds", "30"]);
+    let resumed_log = tokio::task::spawn_blocking(move || {
+        let wait = std::time::Duration::from_secs(120);
+        let mut c = Cluster::serving("compact", env, args).unwrap();
+        c.start_coordinator().unwrap();
+        // A worker killed while it holds a rewrite: its lease expires, another attempt redoes it.
+        let first = c.start_worker(&worker).unwrap();
+        c.pause_holding_a_lease(first, None, "compact").unwrap();
+        c.workers[first].kill9();
+        // Then the coordinator is killed once some rewrites are accepted, with a lease out.
+        let second = c.start_worker(&worker).unwrap();
+        c.wait_status(None, wait, "an accepted rewrite", |s| {
+            s.compact.as_ref().is_some_and(|t| t.done >= 1)
+        })
+        .unwrap();
+        c.pause_holding_a_lease(second, None, "compact").unwrap();
+        let done = c.status(None).unwrap().compact.unwrap().done;
+        c.coordinator().kill9();
+        c.workers[second].kill9();
+        // The rerun takes the dead coordinator's lock over and resumes its run.
+        c.start_coordinator().unwrap();
+        c.start_worker(&worker).unwrap();
+        assert!(c.coordinator().wait(wait).unwrap().success(), "{}", c.coordinator().log());
+        (c.coordinator().log(), done)
+    })
+    .await
+    .unwrap();
+    let (log, done) = resumed_log;
+    assert!(log.contains("resuming an unfinished compaction"), "{log}");
+    assert!(
+        log.contains(&format!("already_done={done}")),
+        "the {done} rewrites accepted before the kill were kept:\n{log}"
+    );
+
+    let after = site.table(&py).await;
+    assert_eq!(after.rows, expected);
+    assert_eq!(after.row_count, expected.len(), "no row twice");
+    assert!(after.files.len() < before.files.len());
+    let (duck, _) = duckdb_rows(&site, &py).await;
+    assert_eq!(duck, expected, "DuckDB reads the same rows");
+    let referenced: BTreeSet<String> = before.files.union(&after.files).cloned().collect();
+    assert_eq!(data_objects(&site).await, referenced, "no file of a lost attempt is left");
+    let left = list(&site.stores, &staging_of(&site)).await.unwrap();
+    assert!(left.is_empty(), "staging left behind: {left:?}");
 }

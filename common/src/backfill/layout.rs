@@ -3,6 +3,7 @@
 //! ```text
 //! <staging root>/
 //!   _run.json                                     the unfinished run (coordinator)
+//!   _compact.json                                 the unfinished distributed compaction
 //!   pending/<run id>.jsonl                        items a finished run could not ingest
 //! <staging root>/<run id>/
 //!   chunks/chunk_{id:06}.parquet                  Phase 1: (bucket, key) rows
@@ -31,6 +32,8 @@ const CHUNK_PREFIX: &str = "chunk_";
 const CHUNK_SUFFIX: &str = ".parquet";
 /// File name of the run pointer in the staging root.
 const RUN_POINTER: &str = "_run.json";
+/// File name of the distributed compaction's pointer in the staging root.
+const COMPACT_POINTER: &str = "_compact.json";
 /// Folder of the pending failure lists in the staging root.
 const PENDING_DIR: &str = "pending";
 /// File name suffix of pending failure lists.
@@ -61,6 +64,11 @@ impl StagingRoot {
     /// The pointer naming the unfinished run (its id and what it was started with).
     pub fn run_pointer(&self) -> Location {
         self.root.join(RUN_POINTER)
+    }
+
+    /// The pointer naming the unfinished distributed compaction (its run id and plan).
+    pub fn compact_pointer(&self) -> Location {
+        self.root.join(COMPACT_POINTER)
     }
 
     /// The folder of pending failure lists.
@@ -321,6 +329,7 @@ mod tests {
     fn the_staging_root_holds_the_run_pointer_and_the_pending_lists() {
         let root = StagingRoot::new(Location::parse("s3://bucket/staging").unwrap());
         assert_eq!(root.run_pointer().to_string(), "s3://bucket/staging/_run.json");
+        assert_eq!(root.compact_pointer().to_string(), "s3://bucket/staging/_compact.json");
         let run = RunId::from_string("r1");
         assert_eq!(root.pending_list(&run).to_string(), "s3://bucket/staging/pending/r1.jsonl");
         assert!(StagingRoot::is_pending_list(&root.pending_list(&run)));

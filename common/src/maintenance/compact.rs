@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backfill::compact::{CompactError, CompactOutcome, compact_partition};
 use crate::catalog::DataFileInfo;
@@ -41,10 +41,10 @@ impl Default for CompactPolicy {
 }
 
 /// One partition chosen for rewriting, with its current files.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionPlan {
-    /// The (cell, year).
-    #[serde(serialize_with = "display")]
+    /// The (cell, year), as `CELL/YEAR`.
+    #[serde(serialize_with = "display", deserialize_with = "parse_partition")]
     pub partition: CellYear,
     /// Paths of its live data files.
     pub files: Vec<String>,
@@ -56,8 +56,15 @@ pub struct PartitionPlan {
     pub output_files: u64,
 }
 
+/// As `--partition` takes it (`CELL/YEAR`), so a dry run's output can be passed back.
 fn display<S: serde::Serializer>(p: &CellYear, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(p)
+    let year = p.year.map_or_else(|| NULL_YEAR_DIR.to_string(), |y| y.to_string());
+    s.collect_str(&format_args!("{}/{year}", p.cell))
+}
+
+fn parse_partition<'de, D: serde::Deserializer<'de>>(d: D) -> Result<CellYear, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse::<PartitionArg>().map(|p| p.0).map_err(serde::de::Error::custom)
 }
 
 /// A `--partition` that is not `CELL/YEAR`.
@@ -228,6 +235,16 @@ mod tests {
         let picked = plan(&files, &policy);
         assert_eq!(picked.len(), 1);
         assert_eq!(picked[0].partition, CellYear::new("c", Some(2020)));
+    }
+
+    #[test]
+    fn a_plan_reads_back_as_written() {
+        let policy = CompactPolicy { min_input_files: 2, ..CompactPolicy::default() };
+        let files = vec![file("a", 2020, 1, 1), file("a", 2020, 2, 1)];
+        let planned = plan(&files, &policy);
+        let json = serde_json::to_string(&planned).unwrap();
+        assert!(json.contains(r#""partition":"a/2020""#), "{json}");
+        assert_eq!(serde_json::from_str::<Vec<PartitionPlan>>(&json).unwrap(), planned);
     }
 
     #[test]

@@ -1,7 +1,5 @@
 //! The validated settings of a backfill run, from `earthcatalog backfill|coordinator` flags.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -9,16 +7,13 @@ use chrono::{DateTime, Utc};
 use earthcatalog_common::inventory::parse_since;
 use earthcatalog_common::location::Location;
 
-use earthcatalog_common::rpc::client::read_token;
-
 use crate::cli::{BackfillArgs, ScalingArgs};
 use crate::config::{CatalogPlace, LockPolicy, catalog_place, parse_sources};
+use crate::lease::host::{EMBEDDED_LISTEN, ServiceConfig};
 use crate::scaling::ScalingRule;
 
 /// Default address of a standalone coordinator.
 const COORDINATOR_LISTEN: &str = "0.0.0.0:50051";
-/// Default address in embedded mode: loopback, any free port.
-const EMBEDDED_LISTEN: &str = "127.0.0.1:0";
 
 /// How many workers run inside the coordinator's process by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,28 +63,8 @@ pub struct BackfillConfig {
     pub upload: bool,
     /// Buckets read from elsewhere.
     pub sources: Vec<(String, Location)>,
-    /// gRPC listen address.
-    pub listen: SocketAddr,
-    /// Prometheus metrics address, if any.
-    pub metrics_listen: Option<SocketAddr>,
-    /// Status page address, if any.
-    pub status_listen: Option<SocketAddr>,
-    /// Worker processes this coordinator starts beside itself.
-    pub local_workers: usize,
-    /// The `--s3-bucket` entries, passed on to local workers.
-    pub s3_buckets: String,
-    /// Slots per local worker.
-    pub worker_slots: usize,
-    /// Lease length.
-    pub lease: Duration,
-    /// Renewal interval.
-    pub renew_every: Duration,
-    /// Attempt cap.
-    pub max_attempts: u32,
-    /// Shared token.
-    pub token: Option<String>,
-    /// TLS certificate and key.
-    pub tls: Option<(PathBuf, PathBuf)>,
+    /// The lease service and its local workers.
+    pub service: ServiceConfig,
     /// Print a JSON summary.
     pub json: bool,
     /// How many workers the run wants.
@@ -108,29 +83,12 @@ impl BackfillConfig {
         if a.compact_rows == 0 {
             bail!("--compact-rows must be at least 1");
         }
-        if a.max_attempts == 0 {
-            bail!("--max-attempts must be at least 1");
-        }
-        if a.lease_seconds == 0 {
-            bail!("--lease-seconds must be at least 1");
-        }
-        let lease = Duration::from_secs(a.lease_seconds);
-        // A quarter of the lease leaves three renewals to fail before the lease runs out.
-        let renew_every = match a.renew_seconds {
-            Some(s) if s > 0.0 && s < a.lease_seconds as f64 => Duration::from_secs_f64(s),
-            Some(s) => bail!("--renew-seconds {s} must be above 0 and below --lease-seconds"),
-            None => lease / 4,
-        };
-        let scaling = scaling_rule(&a.scaling, a.worker_slots)?;
-        let token = read_token(a.token, a.token_file.as_deref())?;
+        let scaling = scaling_rule(&a.scaling, a.service.worker_slots)?;
         let (default_listen, default_workers) = match mode {
             Mode::Backfill => (EMBEDDED_LISTEN, 2),
             Mode::Coordinator => (COORDINATOR_LISTEN, 0),
         };
-        let listen = match a.listen {
-            Some(l) => l,
-            None => default_listen.parse().context("default listen address")?,
-        };
+        let service = ServiceConfig::from_args(&a.service, default_listen, default_workers)?;
         Ok(BackfillConfig {
             inventory: Location::parse(&a.inventory).context("--inventory")?,
             place,
@@ -155,17 +113,7 @@ impl BackfillConfig {
             lock: LockPolicy::from_args(&a.lock),
             upload: !a.no_upload,
             sources: parse_sources(&a.sources)?,
-            listen,
-            metrics_listen: a.metrics_listen,
-            status_listen: a.status_listen,
-            local_workers: a.local_workers.unwrap_or(default_workers),
-            s3_buckets: String::new(),
-            worker_slots: a.worker_slots.max(1),
-            lease,
-            renew_every,
-            max_attempts: a.max_attempts,
-            token,
-            tls: a.tls_cert.zip(a.tls_key),
+            service,
             json: a.json,
             scaling,
             scale_asg: a.scaling.scale_asg.filter(|g| !g.is_empty()),

@@ -10,14 +10,13 @@
 //! before Phase 4 with an error naming it; rerunning the command retries just those tasks.
 
 pub mod config;
-mod local_workers;
 pub mod register;
 pub mod results;
 pub mod run_state;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use earthcatalog_common::backfill::{
@@ -40,26 +39,14 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::check::OutputCheck;
-use crate::lease::scheduler::{FailedTask, LeaseSettings, PhasePlan, Scheduler};
-use crate::lease::state::RetryRules;
+use crate::lease::host::{LeaseHost, SWEEP_EVERY};
+use crate::lease::scheduler::{FailedTask, PhasePlan, Scheduler};
 use crate::lease::table::TaskId;
 use crate::scaling::Fleet;
 use crate::scaling::asg::AutoScalingGroup;
-use crate::server::{Endpoint, ServeOptions};
 use config::BackfillConfig;
-use local_workers::LocalWorkers;
 use results::RunResults;
 use run_state::{Committed, RunState};
-
-/// How often the driver expires overdue leases when no worker calls in.
-const SWEEP_EVERY: Duration = Duration::from_millis(500);
-/// First wait before retrying a failed task; doubled per attempt (prior art: 1 s × 2).
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// Longest wait before retrying a failed task.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// After the run, how long workers get to hear "finished" before the service stops (idle
-/// workers ask every 250 ms; busy ones renew at least every lease/4).
-const FAREWELL: Duration = Duration::from_secs(5);
 
 /// What a backfill run did.
 #[derive(Debug, Default, Serialize)]
@@ -139,15 +126,7 @@ pub async fn run(cfg: BackfillConfig, stores: &Stores) -> anyhow::Result<Backfil
     };
     let layout = staging.run(RunId::from_string(&state.run_id));
     let results = RunResults::new(stores.clone(), layout.clone());
-    let settings = LeaseSettings {
-        lease: cfg.lease,
-        renew_every: cfg.renew_every,
-        rules: RetryRules {
-            max_attempts: cfg.max_attempts,
-            first_backoff: FIRST_BACKOFF,
-            max_backoff: MAX_BACKOFF,
-        },
-    };
+    let settings = cfg.service.lease_settings();
     // Every result is checked against its task before it is accepted (nothing is trusted).
     let check = OutputCheck::new(stores.clone(), layout.clone());
     let scheduler = Arc::new(Scheduler::new(
@@ -159,24 +138,7 @@ pub async fn run(cfg: BackfillConfig, stores: &Stores) -> anyhow::Result<Backfil
 
     let scale_stop = CancellationToken::new();
     let scaler = start_scaling(&cfg, &scheduler, scale_stop.clone()).await;
-    if let Some(addr) = cfg.metrics_listen {
-        crate::metrics::serve(addr, scheduler.clone())?;
-    }
-    if let Some(addr) = cfg.status_listen {
-        crate::status_page::serve(addr, scheduler.clone(), cfg.token.clone()).await?;
-    }
-    let endpoint = Endpoint::bind(cfg.listen).await?;
-    let address = endpoint.address();
-    let serve_stop = CancellationToken::new();
-    let serve_options = ServeOptions { token: cfg.token.clone(), tls: cfg.tls.clone() };
-    let server = tokio::spawn(endpoint.serve(scheduler.clone(), serve_options, serve_stop.clone()));
-    let workers = match LocalWorkers::start(&cfg, address) {
-        Ok(w) => w,
-        Err(e) => {
-            serve_stop.cancel();
-            return Err(e);
-        }
-    };
+    let mut host = LeaseHost::start(&cfg.service, scheduler.clone()).await?;
 
     let mut driver = Driver {
         cfg: &cfg,
@@ -192,19 +154,7 @@ pub async fn run(cfg: BackfillConfig, stores: &Stores) -> anyhow::Result<Backfil
     let mut summary =
         BackfillSummary { run_id: state.run_id.clone(), resumed, ..Default::default() };
     let outcome = driver.phases(&mut summary).await;
-    match &outcome {
-        Ok(()) => scheduler.finish(),
-        Err(_) => {
-            scheduler.drain();
-            scheduler.finish();
-        }
-    }
-    // Let workers hear that the run is over before the service goes away.
-    let deadline = Instant::now() + FAREWELL;
-    while scheduler.workers_not_told() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    workers.stop(FAREWELL).await;
+    host.finish(outcome.is_ok()).await;
     // The group's last change (to 0) is made before the coordinator goes.
     scale_stop.cancel();
     if let Some(scaler) = scaler
@@ -212,14 +162,7 @@ pub async fn run(cfg: BackfillConfig, stores: &Stores) -> anyhow::Result<Backfil
     {
         tracing::warn!("Auto Scaling follower: {e}");
     }
-    serve_stop.cancel();
-    // Graceful shutdown waits for clients to hang up; one that never does must not hold the run.
-    match tokio::time::timeout(FAREWELL, server).await {
-        Ok(Ok(Err(e))) => tracing::warn!("gRPC service: {e:#}"),
-        Ok(Err(e)) => tracing::warn!("gRPC service task: {e}"),
-        Ok(Ok(Ok(()))) => {}
-        Err(_) => tracing::info!("clients still connected at exit"),
-    }
+    host.close().await;
     outcome?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -310,12 +253,13 @@ impl Driver<'_> {
         let compacted = self.phase3(&partitions).await?;
         let files: Vec<ReportedFile> = compacted.into_values().flatten().collect();
         let cells: Vec<CellYear> = partitions.keys().cloned().collect();
+        let accepted = files.iter().map(|f| f.location.uri()).collect();
         summary.orphans_deleted = register::delete_orphans(
             &self.stores,
             &self.cfg.place.warehouse,
             self.layout.run(),
             &cells,
-            &files,
+            &accepted,
         )
         .await?;
         self.scheduler.set_stage(Stage::Register);
@@ -650,7 +594,7 @@ fn partitions(ingested: &BTreeMap<TaskId, IngestSummary>) -> BTreeMap<CellYear, 
 }
 
 /// Stops the run when tasks were given up, naming each.
-fn refuse_failed(failed: &[FailedTask], layout: &StagingLayout) -> anyhow::Result<()> {
+pub(crate) fn refuse_failed(failed: &[FailedTask], layout: &StagingLayout) -> anyhow::Result<()> {
     if failed.is_empty() {
         return Ok(());
     }

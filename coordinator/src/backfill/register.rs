@@ -68,15 +68,15 @@ pub fn hash_index_location(
         .context("default hash index location")
 }
 
-/// Deletes this run's data files in `partitions` that no accepted result lists.
+/// Deletes this run's data files in `partitions` whose URI `keep` does not hold (the accepted
+/// results' files, or the table's live files when an abandoned run is cleared).
 pub async fn delete_orphans(
     stores: &Stores,
     warehouse: &Location,
     run: &RunId,
     partitions: &[CellYear],
-    accepted: &[ReportedFile],
+    keep: &HashSet<String>,
 ) -> anyhow::Result<u64> {
-    let keep: HashSet<String> = accepted.iter().map(|f| f.location.uri()).collect();
     let mut orphans = Vec::new();
     for p in partitions {
         for l in stores.list(&warehouse.join(&p.hive_dir())).await? {

@@ -1,15 +1,19 @@
 //! `earthcatalog compact`: the (cell, year) partitions worth it are merged into fewer files and
 //! committed in one replace snapshot, under the catalog lock, through the publish sequence
 //! (a stored catalog is uploaded after). The rows stay the same, so the hash index does too.
-//! A failed compaction deletes the files it wrote; the table is unchanged.
+//! A failed compaction deletes the files it wrote; the table is unchanged. The partitions are
+//! rewritten in this process, or, with `--local-workers N` or `--listen`, by workers that lease
+//! them (`super::compact_leased`).
 
 use std::collections::BTreeSet;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use earthcatalog_common::backfill::StagingRoot;
 use earthcatalog_common::catalog::{ReplaceKind, Replacement, data_files};
 use earthcatalog_common::geoparquet::{FileNamer, WrittenFile};
 use earthcatalog_common::ids::RunId;
+use earthcatalog_common::location::Location;
 use earthcatalog_common::maintenance::compact::{
     CompactPolicy, PartitionArg, PartitionPlan, plan, rewrite,
 };
@@ -18,8 +22,9 @@ use earthcatalog_common::stores::Stores;
 use futures::StreamExt;
 use serde::Serialize;
 
-use super::{open_locked, under_lock};
+use super::{compact_leased, open_locked, under_lock};
 use crate::cli::CompactArgs;
+use crate::lease::host::{EMBEDDED_LISTEN, ServiceConfig};
 use crate::read_table;
 
 /// Writer tag of compaction outputs: `<run>_compact_NNNNNN.parquet`.
@@ -71,12 +76,25 @@ fn policy(args: &CompactArgs) -> anyhow::Result<CompactPolicy> {
     })
 }
 
-/// Runs `earthcatalog compact` and prints its summary.
-pub async fn run(args: CompactArgs, stores: &Stores) -> anyhow::Result<()> {
+/// Runs `earthcatalog compact` and prints its summary; `s3_buckets` (the `--s3-bucket`
+/// entries) is passed on to local workers.
+pub async fn run(args: CompactArgs, stores: &Stores, s3_buckets: String) -> anyhow::Result<()> {
     let started = Instant::now();
     let policy = policy(&args)?;
+    let leased = args.service.listen.is_some() || args.service.local_workers.unwrap_or(0) > 0;
     let mut summary = if args.dry_run {
         dry_run(&args, &policy, stores).await?
+    } else if leased {
+        let mut service = ServiceConfig::from_args(&args.service, EMBEDDED_LISTEN, 0)?;
+        service.s3_buckets = s3_buckets;
+        let staging = StagingRoot::new(Location::parse(&args.staging).context("--staging")?);
+        let writer = open_locked(&args.catalog, &args.lock, stores, "earthcatalog compact").await?;
+        under_lock(writer, async |w| {
+            let summary =
+                compact_leased::compact_under_lock(w, &policy, &service, &staging).await?;
+            Ok((summary, None))
+        })
+        .await?
     } else {
         compact(&args, &policy, stores).await?
     };
@@ -100,7 +118,7 @@ pub async fn run(args: CompactArgs, stores: &Stores) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn planned(files_before: usize, plan: Vec<PartitionPlan>, dry_run: bool) -> CompactSummary {
+pub(super) fn planned(files_before: usize, plan: Vec<PartitionPlan>, dry_run: bool) -> CompactSummary {
     let input_files = plan.iter().map(|p| p.files.len()).sum();
     let output_files = plan.iter().map(|p| p.output_files as usize).sum();
     let rows = plan.iter().map(|p| p.rows).sum();

@@ -4,6 +4,7 @@
 //! (`crate::read_table`) and takes no lock.
 
 pub mod compact;
+mod compact_leased;
 pub mod expire;
 pub mod orphans;
 

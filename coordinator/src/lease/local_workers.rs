@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::process::{Child, Command};
 
-use super::config::BackfillConfig;
+use super::host::ServiceConfig;
 
 /// Name of the worker binary.
 const WORKER_BIN: &str = "earthcatalog-worker";
@@ -19,14 +19,14 @@ const WORKER_BIN: &str = "earthcatalog-worker";
 const CONNECT_SECONDS: &str = "30";
 
 /// The worker processes of one run.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct LocalWorkers {
     children: Vec<Child>,
 }
 
 impl LocalWorkers {
     /// Starts `cfg.local_workers` worker processes leasing from the coordinator at `address`.
-    pub fn start(cfg: &BackfillConfig, address: SocketAddr) -> anyhow::Result<Self> {
+    pub fn start(cfg: &ServiceConfig, address: SocketAddr) -> anyhow::Result<Self> {
         if cfg.local_workers == 0 {
             return Ok(LocalWorkers { children: Vec::new() });
         }
