@@ -3,7 +3,8 @@
 # ITS_LIVE-shaped items each (local files), measured before and after `compact` and
 # `expire-snapshots`: live data files, manifests, snapshots and metadata files; wall time of each
 # command; DuckDB `iceberg_scan` query time (median of QUERIES) for one (cell, year) and for a
-# full count.
+# full count. Compaction throughput (rows/s) is also taken with 1 and 2 local workers
+# (`--local-workers`), each on a copy of the same table, before the in-process compaction.
 #   RUNS=30 ITEMS=2000 ./scripts/bench-maintenance.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ RUNS=${RUNS:-30}
 ITEMS=${ITEMS:-2000}
 QUERIES=${QUERIES:-5}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --quiet --release -p earthcatalog-coordinator
+cargo build --quiet --release -p earthcatalog-coordinator -p earthcatalog-worker
 ./scripts/setup-python.sh > /dev/null
 bin="$CARGO_TARGET_DIR/release/earthcatalog"
 py=.venv/bin/python
@@ -71,9 +72,25 @@ for part in "$work"/part-*; do
 done
 echo "$RUNS incremental runs of $ITEMS items: $(echo "$(date +%s.%N) - $start" | bc) s"
 stats before
+# The same table, compacted by leasing workers: restored from this copy before each run.
+cp -a "$work/catalog.db" "$work/catalog.db.before"
+cp -a "$work/warehouse" "$work/warehouse.before"
+restore() {
+  rm -rf "$work/catalog.db" "$work/warehouse" "$work/staging"
+  cp -a "$work/catalog.db.before" "$work/catalog.db"
+  cp -a "$work/warehouse.before" "$work/warehouse"
+}
+for workers in 1 2; do
+  /usr/bin/time -f "%e s, max RSS %M KB" -o "$work/time" "$bin" compact "${W[@]}" --json \
+    --local-workers "$workers" --worker-slots 2 --staging "$work/staging" > "$work/compact.json" 2> "$work/log" \
+    || { cat "$work/log"; exit 1; }
+  "$py" -c "import json,sys; s=json.load(open('$work/compact.json')); print(f\"compact with $workers local worker(s): {s['partitions']} partitions, {s['input_files']} -> {s['output_files']} files, {s['input_rows']} rows, {s['input_rows']/s['seconds']:.0f} rows/s\")"
+  echo "compact with $workers local worker(s) wall time (coordinator's RSS): $(cat "$work/time")"
+  restore
+done
 /usr/bin/time -f "%e s, max RSS %M KB" -o "$work/time" "$bin" compact "${W[@]}" --json > "$work/compact.json" 2> "$work/log" \
   || { cat "$work/log"; exit 1; }
-"$py" -c "import json,sys; s=json.load(open('$work/compact.json')); print(f\"compact: {s['partitions']} partitions, {s['input_files']} -> {s['output_files']} files, {s['input_rows']} rows, {s['input_rows']/s['seconds']:.0f} rows/s\")"
+"$py" -c "import json,sys; s=json.load(open('$work/compact.json')); print(f\"compact in process: {s['partitions']} partitions, {s['input_files']} -> {s['output_files']} files, {s['input_rows']} rows, {s['input_rows']/s['seconds']:.0f} rows/s\")"
 echo "compact wall time: $(cat "$work/time")"
 /usr/bin/time -f "%e s, max RSS %M KB" -o "$work/time" "$bin" expire-snapshots "${W[@]}" --older-than 0s --json > "$work/expire.json" 2> "$work/log" \
   || { cat "$work/log"; exit 1; }

@@ -8,6 +8,7 @@ mod health;
 mod incremental;
 mod info;
 mod lease;
+mod lease_host;
 mod maintenance;
 mod metrics;
 mod read_table;

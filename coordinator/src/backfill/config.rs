@@ -9,7 +9,7 @@ use earthcatalog_common::location::Location;
 
 use crate::cli::{BackfillArgs, ScalingArgs};
 use crate::config::{CatalogPlace, LockPolicy, catalog_place, parse_sources};
-use crate::lease::host::{EMBEDDED_LISTEN, ServiceConfig};
+use crate::lease_host::{EMBEDDED_LISTEN, ServiceConfig};
 use crate::scaling::ScalingRule;
 
 /// Default address of a standalone coordinator.

@@ -39,9 +39,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::check::OutputCheck;
-use crate::lease::host::{LeaseHost, SWEEP_EVERY};
 use crate::lease::scheduler::{FailedTask, PhasePlan, Scheduler};
 use crate::lease::table::TaskId;
+use crate::lease_host::{LeaseHost, SWEEP_EVERY};
 use crate::scaling::Fleet;
 use crate::scaling::asg::AutoScalingGroup;
 use config::BackfillConfig;

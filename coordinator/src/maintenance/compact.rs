@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::{compact_leased, open_locked, under_lock};
 use crate::cli::CompactArgs;
-use crate::lease::host::{EMBEDDED_LISTEN, ServiceConfig};
+use crate::lease_host::{EMBEDDED_LISTEN, ServiceConfig};
 use crate::read_table;
 
 /// Writer tag of compaction outputs: `<run>_compact_NNNNNN.parquet`.
@@ -118,7 +118,11 @@ pub async fn run(args: CompactArgs, stores: &Stores, s3_buckets: String) -> anyh
     Ok(())
 }
 
-pub(super) fn planned(files_before: usize, plan: Vec<PartitionPlan>, dry_run: bool) -> CompactSummary {
+pub(super) fn planned(
+    files_before: usize,
+    plan: Vec<PartitionPlan>,
+    dry_run: bool,
+) -> CompactSummary {
     let input_files = plan.iter().map(|p| p.files.len()).sum();
     let output_files = plan.iter().map(|p| p.output_files as usize).sum();
     let rows = plan.iter().map(|p| p.rows).sum();

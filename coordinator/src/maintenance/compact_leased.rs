@@ -30,8 +30,8 @@ use crate::backfill::refuse_failed;
 use crate::backfill::register::delete_orphans;
 use crate::backfill::results::RunResults;
 use crate::lease::check::OutputCheck;
-use crate::lease::host::{LeaseHost, SWEEP_EVERY, ServiceConfig};
 use crate::lease::scheduler::{PhasePlan, Scheduler, TaskMaker};
+use crate::lease_host::{LeaseHost, SWEEP_EVERY, ServiceConfig};
 
 /// The distributed compaction a staging folder is in the middle of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

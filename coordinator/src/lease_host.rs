@@ -2,6 +2,8 @@
 //! from `LeaseServiceArgs`, the gRPC endpoint, the optional metrics and status page, the local
 //! workers, and the order in which they stop so that every worker hears that the run is over.
 
+mod local_workers;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,11 +14,11 @@ use earthcatalog_common::rpc::client::read_token;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::local_workers::LocalWorkers;
-use super::scheduler::{LeaseSettings, Scheduler};
-use super::state::RetryRules;
 use crate::cli::LeaseServiceArgs;
+use crate::lease::scheduler::{LeaseSettings, Scheduler};
+use crate::lease::state::RetryRules;
 use crate::server::{Endpoint, ServeOptions};
+use local_workers::LocalWorkers;
 
 /// How often a driver expires overdue leases when no worker calls in.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(500);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::process::{Child, Command};
 
-use super::host::ServiceConfig;
+use super::ServiceConfig;
 
 /// Name of the worker binary.
 const WORKER_BIN: &str = "earthcatalog-worker";
