@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use object_store::ObjectStoreExt;
 
 use crate::pipeline::FailureKind;
@@ -98,13 +99,22 @@ fn classify(e: object_store::Error) -> Class {
     }
 }
 
+/// An object's bytes and when it was last modified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedObject {
+    /// The content.
+    pub bytes: Bytes,
+    /// The store's last-modified time of the object.
+    pub last_modified: DateTime<Utc>,
+}
+
 /// Reads the object `key` of `bucket` (after source mapping), retrying transient failures.
 pub async fn fetch_object(
     stores: &Stores,
     bucket: &str,
     key: &str,
     policy: &RetryPolicy,
-) -> Result<Bytes, FetchError> {
+) -> Result<FetchedObject, FetchError> {
     let result = fetch_with_retries(stores, bucket, key, policy).await;
     if let Err(e) = &result {
         crate::prometheus::fetch_failed(e.kind().as_str());
@@ -117,7 +127,7 @@ async fn fetch_with_retries(
     bucket: &str,
     key: &str,
     policy: &RetryPolicy,
-) -> Result<Bytes, FetchError> {
+) -> Result<FetchedObject, FetchError> {
     let target =
         stores.resolve_source(bucket, key).map_err(|e| FetchError::Location(e.to_string()))?;
     let mut delay = policy.initial_backoff;
@@ -125,11 +135,14 @@ async fn fetch_with_retries(
     let mut last = String::new();
     for attempt in 1..=attempts {
         let result = match target.store.get(&target.path).await {
-            Ok(r) => r.bytes().await,
+            Ok(r) => {
+                let last_modified = r.meta.last_modified;
+                r.bytes().await.map(|bytes| FetchedObject { bytes, last_modified })
+            }
             Err(e) => Err(e),
         };
         match result.map_err(classify) {
-            Ok(bytes) => return Ok(bytes),
+            Ok(object) => return Ok(object),
             Err(Class::Final(e)) => return Err(e),
             Err(Class::Retry(msg)) => {
                 tracing::debug!(bucket, key, attempt, error = %msg, "fetch failed, will retry");
@@ -174,7 +187,10 @@ mod tests {
         o.store.put(&o.path, "{}".into()).await.unwrap();
         let got =
             fetch_object(&stores, "its-live-data", "a/x.stac.json", &RetryPolicy::default()).await;
-        assert_eq!(got.unwrap(), Bytes::from_static(b"{}"));
+        let got = got.unwrap();
+        assert_eq!(got.bytes, Bytes::from_static(b"{}"));
+        let age = Utc::now() - got.last_modified;
+        assert!(age >= chrono::Duration::zero() && age < chrono::Duration::minutes(1), "{age}");
     }
 
     #[tokio::test]

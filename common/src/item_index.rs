@@ -168,14 +168,19 @@ impl ItemIndex {
         }
     }
 
-    /// Takes away one row of a removed file: the item is no longer in `part`.
+    /// Takes away one row of a removed file: the item is no longer in `part`. An item left in
+    /// no partition is dropped by [`Self::drop_unplaced`] once the added files are in, so an
+    /// item whose rows were only moved keeps its version (which its rows may not carry: the
+    /// object's last-modified time of an item without `updated`).
     fn remove_row(&mut self, item: u128, part: u32) {
         if let Some(entry) = self.items.get_mut(&item) {
             entry.partitions.retain(|p| *p != part);
-            if entry.partitions.is_empty() {
-                self.items.remove(&item);
-            }
         }
+    }
+
+    /// Drops the items no partition holds any more.
+    fn drop_unplaced(&mut self) {
+        self.items.retain(|_, entry| !entry.partitions.is_empty());
     }
 
     /// The index for `table`'s current snapshot: the stored one at `location` if it describes
@@ -224,9 +229,15 @@ impl ItemIndex {
         let added: Vec<DataFileInfo> =
             now.iter().filter(|f| !had.contains(f.path.as_str())).cloned().collect();
         if removed.len() + added.len() > now.len() {
-            // A rebuild or a large compaction: reading the live files is less.
-            *self = ItemIndex::default();
+            // A rebuild or a large compaction: reading the live files is less. Versions the
+            // rows do not carry (items without `updated`) are kept from before.
+            let before = std::mem::take(self);
             self.apply(stores, &[], &now).await?;
+            for (item, entry) in &mut self.items {
+                if entry.version.is_none() {
+                    entry.version = before.items.get(item).and_then(|e| e.version);
+                }
+            }
             return Ok(now.len());
         }
         self.apply(stores, &removed, &added).await?;
@@ -260,6 +271,7 @@ impl ItemIndex {
                 }
             }
         }
+        self.drop_unplaced();
         Ok(())
     }
 
@@ -471,6 +483,23 @@ mod tests {
         index.remove_row(7, a);
         assert_eq!(index.get(7).unwrap().partitions, [&CellYear::new("b", None)]);
         index.remove_row(7, b);
+        index.drop_unplaced();
         assert!(index.get(7).is_none());
+    }
+
+    #[test]
+    fn an_item_whose_rows_moved_keeps_a_version_its_rows_do_not_carry() {
+        let mut index = ItemIndex::default();
+        let (a, b) = (CellYear::new("a", None), CellYear::new("b", None));
+        // Versioned by its object's last-modified time: its rows have no `updated`.
+        index.set(7, Some(5), &HashSet::from([a.clone()]));
+        let (pa, pb) = (index.partition_id(&a), index.partition_id(&b));
+        // A compaction (or a copy-on-write) removes the file holding it and adds another.
+        index.remove_row(7, pa);
+        index.add_row(7, None, pb);
+        index.drop_unplaced();
+        let held = index.get(7).unwrap();
+        assert_eq!(held.version, Some(5));
+        assert_eq!(held.partitions, [&b]);
     }
 }

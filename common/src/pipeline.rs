@@ -320,7 +320,7 @@ impl DataPath {
         }
         if self.options.newest_copy_only {
             let (kept, dropped) =
-                keep_newest(loaded, |(row, _)| row.key(), |(row, _)| row.updated_micros());
+                keep_newest(loaded, |(row, _)| row.key(), |(row, _)| row.version_micros());
             loaded = kept;
             out.duplicates_dropped = dropped;
         }
@@ -386,10 +386,12 @@ async fn load_item(
     at: &ObjectKey,
     retry: &RetryPolicy,
 ) -> Result<(ItemRow, Vec<String>), ItemFailure> {
-    let bytes = fetch_object(stores, &at.bucket, &at.key, retry)
+    let object = fetch_object(stores, &at.bucket, &at.key, retry)
         .await
         .map_err(|e| ItemFailure::new(at, e.kind(), e.to_string()))?;
-    let parsed = parse_item(&bytes).map_err(|e| ItemFailure::new(at, e.kind(), e.to_string()))?;
+    let mut parsed =
+        parse_item(&object.bytes).map_err(|e| ItemFailure::new(at, e.kind(), e.to_string()))?;
+    parsed.row.set_object_modified(object.last_modified.timestamp_micros());
     let mut cells = partitioner.cells(&parsed.geometry).map_err(|e| {
         let e = ItemRejection::Partition(e.to_string());
         ItemFailure::new(at, e.kind(), e.to_string())

@@ -1,5 +1,6 @@
 //! How a batch of items meets the table: an item the table lacks is new; one it holds at an older
-//! version (`updated`, a missing one older than any) is an update, whose old rows leave the
+//! version (`ItemRow::version_micros`: `updated`, else the object's last-modified time; a
+//! missing one older than any) is an update, whose old rows leave the
 //! table, wherever they are, in the snapshot that adds its new ones; one it holds at the same or a
 //! newer version is skipped. [`ItemIndex`] says what the table holds.
 
@@ -45,7 +46,7 @@ pub fn sort_out(index: &ItemIndex, groups: &mut Groups) -> Sorted {
         let item = row.item.key().digest();
         let fate = *fates.entry(item).or_insert_with(|| match index.get(item) {
             None => Fate::New,
-            Some(held) if row.item.updated_micros() > held.version => {
+            Some(held) if row.item.version_micros() > held.version => {
                 out.updated.insert(item, held.partitions.into_iter().cloned().collect());
                 Fate::Update
             }
@@ -71,7 +72,7 @@ pub fn record(index: &mut ItemIndex, groups: &mut Groups) {
     groups.retain(|part, row| {
         let entry = items
             .entry(row.item.key().digest())
-            .or_insert_with(|| (row.item.updated_micros(), HashSet::new()));
+            .or_insert_with(|| (row.item.version_micros(), HashSet::new()));
         entry.1.insert(part.clone());
         true
     });

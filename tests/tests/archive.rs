@@ -19,6 +19,7 @@ on_both_backends!(
     a_newer_copy_replaces_every_old_row_even_across_chunks_and_partitions_and_an_older_one_is_skipped,
     a_delta_lists_the_new_keys_carries_the_pending_ones_and_drops_them_once_ingested,
     sync_removes_exactly_the_items_the_full_inventory_no_longer_lists_and_refuses_a_mass_delete,
+    an_item_without_updated_is_versioned_by_its_object_so_a_rewritten_object_replaces_its_rows,
 );
 
 fn delta(site: &Site, inventory: &Location, date: &str) -> serde_json::Value {
@@ -290,6 +291,71 @@ async fn a_newer_copy_replaces_every_old_row_even_across_chunks_and_partitions_a
     assert_eq!(after.rows, Samples { items: latest }.expected_rows(1));
     assert_eq!(after.row_count, after.rows.len());
     assert_eq!(after.updated[&third.id()], BTreeSet::from([third.updated_iso()]));
+}
+
+/// `item` without `updated`, as some catalogs write every item.
+fn unversioned(item: &SampleItem) -> SampleItem {
+    let mut json = item.json.clone();
+    json["properties"].as_object_mut().unwrap().remove("updated");
+    SampleItem { json, ..item.clone() }
+}
+
+async fn an_item_without_updated_is_versioned_by_its_object_so_a_rewritten_object_replaces_its_rows(
+    backend: Backend,
+    py: Python,
+) {
+    let all = Samples { items: Samples::itslive(0, 12).items.iter().map(unversioned).collect() };
+    let site = backend.site(&all).await;
+    let flags = ["--h3-resolution", "1", "--chunk-size", "4"];
+    let inventory = site.put("all.csv", all.csv().into_bytes()).await;
+    let out = site.run(&inventory, &flags);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out)["items_ingested"], 12);
+
+    // The archive writes two objects again (S3 keeps last-modified times to the second).
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let it = &all.items;
+    let rewritten =
+        [moved_copy(&it[2], 40.0), SampleItem { json: year_2001(&it[5]), ..it[5].clone() }];
+    Samples { items: rewritten.to_vec() }.upload(&site.stores, &site.items()).await.unwrap();
+    let out = site.run(&inventory, &flags);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["items_updated"], 2, "the two rewritten objects are newer: {s}");
+    assert_eq!(s["items_skipped"], 10, "the others are the same objects: {s}");
+    let mut current = all.items.clone();
+    current[2] = rewritten[0].clone();
+    current[5] = rewritten[1].clone();
+    let expected = Samples { items: current }.expected_rows(1);
+    let table = site.table(&py).await;
+    assert_eq!(table.rows, expected, "the rewritten items' old rows are gone");
+    assert_eq!(table.row_count, expected.len(), "no row twice");
+
+    // The versions live beside the hash index, not in the rows: a compaction that moves every
+    // row keeps them, so the same objects are still the same afterwards.
+    let compacted = site.maintain("compact", &["--min-input-files", "2"]);
+    assert!(compacted.status.success(), "{}", stderr(&compacted));
+    let again = site.run(&inventory, &flags);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let s = summary(&again);
+    assert_eq!(
+        (s["items_updated"].as_u64(), s["items_skipped"].as_u64()),
+        (Some(0), Some(12)),
+        "{s}"
+    );
+    assert_eq!(site.table(&py).await.rows, expected);
+}
+
+fn moved_copy(item: &SampleItem, dlon: f64) -> SampleItem {
+    let mut json = item.json.clone();
+    moved(&mut json, dlon);
+    SampleItem { json, ..item.clone() }
+}
+
+fn year_2001(item: &SampleItem) -> serde_json::Value {
+    let mut json = item.json.clone();
+    in_2001(&mut json);
+    json
 }
 
 #[tokio::test]

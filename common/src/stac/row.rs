@@ -41,6 +41,9 @@ impl Value {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItemRow {
     values: Vec<Value>,
+    /// When the item's object was last modified (microseconds), if it was read from a store:
+    /// the version of an item without `updated`. Not a column.
+    object_modified: Option<i64>,
 }
 
 /// Column positions used on hot paths, checked against the schema by a test.
@@ -59,7 +62,7 @@ pub(crate) mod idx {
 impl ItemRow {
     /// A row with every column null.
     pub fn empty() -> Self {
-        ItemRow { values: vec![Value::Null; COLUMNS.len()] }
+        ItemRow { values: vec![Value::Null; COLUMNS.len()], object_modified: None }
     }
 
     /// Sets the column at `index` (panics on an index outside the schema: a programming error).
@@ -117,6 +120,18 @@ impl ItemRow {
             Value::Micros(us) => Some(us),
             _ => None,
         }
+    }
+
+    /// Records when the item's object was last modified (microseconds since the epoch).
+    pub fn set_object_modified(&mut self, micros: i64) {
+        self.object_modified = Some(micros);
+    }
+
+    /// The item's version, which decides whether a copy replaces the table's: its `updated`,
+    /// else when its object was last modified (an archive that re-processes items without
+    /// `updated` still writes their objects again), else none (older than any version).
+    pub fn version_micros(&self) -> Option<i64> {
+        self.updated_micros().or(self.object_modified)
     }
 
     /// The item's platform, if any.
