@@ -335,9 +335,7 @@ async fn a_compaction_killed_midway_leaves_the_table_readable_and_a_rerun_plus_o
     let after = site.table(&py).await;
     assert_eq!(after.rows, expected);
     assert_eq!(after.row_count, expected.len());
-    let data: BTreeSet<String> =
-        warehouse_objects(&site).await.into_iter().filter(|o| o.ends_with(".parquet")).collect();
-    assert_eq!(data, after.files, "only the live files are left");
+    assert_eq!(data_objects(&site).await, after.files, "only the live files are left");
 }
 
 /// Where a distributed compaction on `site` keeps its state: beside the warehouse.

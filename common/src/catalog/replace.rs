@@ -3,7 +3,8 @@
 //! files and adds their replacements, so readers see the old files or the new ones and never both
 //! or neither. Every surviving entry is rewritten into a few merged manifests (about
 //! [`TARGET_MANIFEST_BYTES`] each, sorted by partition so scan planning can skip whole
-//! manifests), which keeps planning cost from growing with the table's history.
+//! manifests), which keeps planning cost from growing with the table's history; the removed
+//! files' entries go in small manifests of their own ([`TARGET_DELETED_MANIFEST_BYTES`]).
 //!
 //! Entries keep what Iceberg readers rely on: surviving files are `EXISTING` with their original
 //! snapshot id and sequence numbers, removed files are `DELETED` in the new snapshot with their
@@ -28,6 +29,9 @@ use super::{Catalog, CatalogError};
 
 /// Merged manifests aim at this size (Iceberg's `commit.manifest.target-size-bytes` default).
 pub const TARGET_MANIFEST_BYTES: u64 = 8 * 1024 * 1024;
+/// Manifests of the entries a replace removes aim at this size: scans never need them, and
+/// small ones sorted by partition are skipped by the partition filter.
+pub const TARGET_DELETED_MANIFEST_BYTES: u64 = 512 * 1024;
 
 /// Size assumed per entry when the table's manifests do not tell (no manifest yet).
 const DEFAULT_ENTRY_BYTES: u64 = 2_048;
@@ -333,14 +337,23 @@ async fn stage(table: &Table, replacement: &Replacement) -> Result<Staged, Repla
     let sequence_number = metadata.next_sequence_number();
     let summary_props = summary(metadata, &entries);
     let commit = Uuid::new_v4();
-    let per_manifest = (TARGET_MANIFEST_BYTES / current.bytes_per_entry).max(1) as usize;
+    // Readers decode every entry of a manifest their partition filter keeps, live or not, so
+    // the removed files' entries go in manifests of their own, small enough for that filter to
+    // skip nearly all of them (after a compaction they outnumber the live ones many times).
+    let (deleted, live): (Vec<NewEntry>, Vec<NewEntry>) =
+        entries.into_iter().partition(|e| matches!(e, NewEntry::Deleted(_)));
+    let per = |target: u64| (target / current.bytes_per_entry).max(1) as usize;
+    let chunks = live
+        .chunks(per(TARGET_MANIFEST_BYTES))
+        .chain(deleted.chunks(per(TARGET_DELETED_MANIFEST_BYTES)));
     let mut files = Vec::new();
     let mut manifests = Vec::new();
-    for (n, chunk) in entries.chunks(per_manifest).enumerate() {
+    for (n, chunk) in chunks.enumerate() {
         let path = format!("{}/metadata/{commit}-m{n}.avro", metadata.location());
         files.push(path.clone());
         manifests.push(write_manifest(table, snapshot_id, &path, chunk).await?);
     }
+    let entries: Vec<NewEntry> = live.into_iter().chain(deleted).collect();
     let list_path = format!(
         "{}/metadata/snap-{snapshot_id}-0-{commit}.{}",
         metadata.location(),
