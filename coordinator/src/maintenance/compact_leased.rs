@@ -94,7 +94,7 @@ impl CompactRun {
         let deleted = delete_orphans(stores, warehouse, &run, &self.partitions(), live).await?;
         stores.delete_folder(self.layout(staging).root(), "a compaction result record").await?;
         stores.delete(&staging.compact_pointer()).await?;
-        tracing::info!(run = %self.run_id, files = deleted, "an earlier compaction's state cleared");
+        tracing::info!(run = %self.run_id, files_deleted = deleted, "compaction state cleared");
         Ok(())
     }
 }
@@ -184,6 +184,7 @@ async fn lease_rewrites(
     service: &ServiceConfig,
     staging: &StagingRoot,
 ) -> anyhow::Result<Vec<TaskReport>> {
+    let inputs = task_inputs(&run.plan)?;
     let layout = run.layout(staging);
     let results = RunResults::new(stores.clone(), layout.clone());
     let tasks = run.plan.len() as u64;
@@ -203,7 +204,7 @@ async fn lease_rewrites(
         tasks,
         done,
         subjects,
-        make: task_maker(run, warehouse),
+        make: task_maker(inputs, run, warehouse),
     });
     let outcome = scheduler.phase_finished(SWEEP_EVERY).await;
     host.finish(outcome.failed.is_empty()).await;
@@ -213,21 +214,36 @@ async fn lease_rewrites(
     Ok(all.into_values().collect())
 }
 
-/// Task `i` merges the live files of `plan[i]` into the warehouse, as Phase 3 merges staged rows.
-fn task_maker(run: &CompactRun, warehouse: &Location) -> TaskMaker {
-    let plan: Arc<Vec<(CellYear, Vec<Location>)>> = Arc::new(
-        run.plan
-            .iter()
-            .map(|p| {
-                let inputs = p.files.iter().filter_map(|f| Location::parse(f).ok()).collect();
-                (p.partition.clone(), inputs)
-            })
-            .collect(),
-    );
+/// The inputs of each task: the plan's partitions with their files as locations. A registered
+/// path that is no location stops the compaction before anything is leased (a task that skipped
+/// it would drop its rows, since the commit removes every planned file).
+fn task_inputs(plan: &[PartitionPlan]) -> anyhow::Result<Vec<(CellYear, Vec<Location>)>> {
+    plan.iter()
+        .map(|p| {
+            let files = p
+                .files
+                .iter()
+                .map(|f| {
+                    Location::parse(f).with_context(|| format!("data file {f} of {}", p.partition))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok((p.partition.clone(), files))
+        })
+        .collect()
+}
+
+/// Task `i` merges the live files of partition `i` into the warehouse, as Phase 3 merges staged
+/// rows.
+fn task_maker(
+    inputs: Vec<(CellYear, Vec<Location>)>,
+    run: &CompactRun,
+    warehouse: &Location,
+) -> TaskMaker {
+    let inputs = Arc::new(inputs);
     let (warehouse, run_id) = (warehouse.clone(), RunId::from_string(&run.run_id));
     let compact_rows = usize::try_from(run.target_rows).unwrap_or(usize::MAX).max(1);
     Arc::new(move |task, _token| {
-        let (partition, staged) = &plan[task as usize];
+        let (partition, staged) = &inputs[task as usize];
         TaskSpec::Compact(CompactTask {
             partition: partition.clone(),
             staged: staged.clone(),
@@ -236,4 +252,38 @@ fn task_maker(run: &CompactRun, warehouse: &Location) -> TaskMaker {
             compact_rows,
         })
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn partition(files: &[&str]) -> PartitionPlan {
+        PartitionPlan {
+            partition: CellYear::new("8106fffffffffff", Some(2012)),
+            files: files.iter().map(|f| f.to_string()).collect(),
+            rows: 2,
+            bytes: 2,
+            output_files: 1,
+        }
+    }
+
+    #[test]
+    fn every_planned_file_becomes_a_task_input_or_the_compaction_stops_naming_it() {
+        let good = partition(&["file:///wh/a.parquet", "s3://b/wh/b.parquet"]);
+        let inputs = task_inputs(std::slice::from_ref(&good)).unwrap();
+        assert_eq!(inputs[0].1.len(), 2, "no file is left out of its task");
+        let bad = partition(&["file:///wh/a.parquet", "ftp://host/b.parquet"]);
+        let err = format!("{:#}", task_inputs(&[good, bad]).unwrap_err());
+        assert!(err.contains("ftp://host/b.parquet") && err.contains("8106fffffffffff"), "{err}");
+    }
+
+    #[test]
+    fn a_plan_applies_while_every_file_it_rewrites_is_live() {
+        let run = CompactRun::start(vec![partition(&["file:///wh/a.parquet"])], 10);
+        let live: HashSet<String> = ["file:///wh/a.parquet".to_string()].into();
+        assert!(run.still_applies(&live));
+        assert!(!run.still_applies(&HashSet::new()));
+    }
 }
