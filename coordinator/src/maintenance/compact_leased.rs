@@ -147,7 +147,7 @@ pub async fn compact_under_lock(
     // From here a failed commit deletes them (the publish sequence's rule), and the run state
     // goes with them: a rerun plans again.
     writer.wrote(accepted.iter().cloned());
-    let committed = commit(writer, &run.plan, &accepted).await;
+    let committed = commit(writer, &table, &run.plan, &accepted).await;
     // Committed or not, the run is over: a failed commit's files go with the failed run.
     if let Err(e) = run.clear(&stores, staging, &warehouse, &keep).await {
         tracing::warn!("{e:#}; the next compaction clears it");
@@ -160,16 +160,14 @@ pub async fn compact_under_lock(
     Ok(summary)
 }
 
+/// Commits the accepted files in place of the plan's (`table` as loaded under this lock).
 async fn commit(
     writer: &mut CatalogWriter,
+    table: &Table,
     plan: &[PartitionPlan],
     accepted: &[Location],
 ) -> anyhow::Result<(Table, ReplaceSummary)> {
-    let catalog = writer.catalog();
-    let Some(table) = catalog.load_table().await? else {
-        bail!("catalog {} has no table earthcatalog.stac_items", catalog.path().display());
-    };
-    let add = catalog.describe_files(&table, accepted).await?;
+    let add = writer.catalog().describe_files(table, accepted).await?;
     let remove: BTreeSet<String> = plan.iter().flat_map(|p| p.files.iter().cloned()).collect();
     let replacement = Replacement { kind: ReplaceKind::Rewrite, remove, add, ..Default::default() };
     Ok(writer.replace(&replacement).await?)
