@@ -15,6 +15,8 @@ pub mod compose;
 pub mod imds;
 /// Sample items, inventories in every format, and expected rows.
 pub mod ingest;
+/// A TCP proxy adding a fixed delay each way (network latency for the S3 benchmark).
+pub mod latency_proxy;
 /// Python-based checkers (pyarrow, geopandas, DuckDB, PyIceberg) from the project's venv.
 pub mod python;
 /// Reading tables back with PyIceberg.
