@@ -216,6 +216,11 @@ impl Loaded {
     }
 }
 
+/// Files encoded and uploaded at once by default. A PUT to S3 waits a round trip or more, and
+/// most files are small: with 4 at a time, an S3 run at 30 ms of latency spent most of its time
+/// waiting on uploads (docs/benchmarks.md, "S3 at real latency").
+pub const WRITE_CONCURRENCY: usize = 32;
+
 /// Settings of the data path.
 #[derive(Debug, Clone)]
 pub struct DataPathOptions {
@@ -237,7 +242,7 @@ impl Default for DataPathOptions {
         DataPathOptions {
             fetch_concurrency: 16,
             retry: RetryPolicy::default(),
-            write_concurrency: 4,
+            write_concurrency: WRITE_CONCURRENCY,
             writer: WriterOptions::default(),
             newest_copy_only: false,
         }
@@ -265,6 +270,11 @@ impl DataPath {
     /// The stores items are read from and files written to.
     pub fn stores(&self) -> &Arc<Stores> {
         &self.stores
+    }
+
+    /// Its settings.
+    pub fn options(&self) -> &DataPathOptions {
+        &self.options
     }
 
     /// Fetches, parses and fans out `items`, keeping their order within each group.

@@ -9,9 +9,8 @@
 //! parsing JSON again.
 
 use arrow_array::RecordBatch;
-use futures::TryStreamExt;
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::async_reader::ParquetObjectReader;
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::fanout::CellRow;
 use crate::geoparquet::{WriteError, WriterOptions, write_rows};
@@ -25,6 +24,14 @@ pub enum StagingError {
     /// The location could not be resolved.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The object could not be fetched.
+    #[error("cannot fetch staged rows {location}: {source}")]
+    Fetch {
+        /// The staged file.
+        location: String,
+        /// The store's error.
+        source: object_store::Error,
+    },
     /// Not a readable Parquet file.
     #[error("cannot read staged rows {location}: {source}")]
     Read {
@@ -65,14 +72,19 @@ pub async fn read_staged(
 ) -> Result<Vec<RecordBatch>, StagingError> {
     let target = stores.resolve(location)?;
     let shown = || location.to_string();
-    let reader = ParquetObjectReader::new(target.store, target.path);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
+    // One GET for the whole file: every row and column is read anyway, and ranged reads (footer
+    // length, footer, then the data) cost three round trips where S3's latency dominates.
+    let fetched = async { target.store.get(&target.path).await?.bytes().await };
+    let bytes =
+        fetched.await.map_err(|source| StagingError::Fetch { location: shown(), source })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|source| StagingError::Read { location: shown(), source })?;
     check_schema(builder.schema(), &shown())?;
-    let stream =
+    let reader =
         builder.build().map_err(|source| StagingError::Read { location: shown(), source })?;
-    stream.try_collect().await.map_err(|source| StagingError::Read { location: shown(), source })
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| StagingError::Read { location: shown(), source: source.into() })
 }
 
 fn check_schema(found: &arrow_schema::Schema, location: &str) -> Result<(), StagingError> {

@@ -400,6 +400,9 @@ pub struct IncrementalArgs {
     /// Items fetched at once [default: 16].
     #[arg(long, alias = "workers", env = "EARTHCATALOG_MAX_WORKERS")]
     pub max_workers: Option<usize>,
+    /// Data files encoded and uploaded at once.
+    #[arg(long, env = "EARTHCATALOG_WRITE_CONCURRENCY", default_value_t = earthcatalog_common::pipeline::WRITE_CONCURRENCY)]
+    pub write_concurrency: usize,
     /// H3 resolution 0-15 [default: the table's, else 1].
     #[arg(long, env = "EARTHCATALOG_H3_RESOLUTION")]
     pub h3_resolution: Option<u8>,

@@ -145,6 +145,8 @@ pub struct IncrementalConfig {
     pub budget: Budget,
     /// Fetch concurrency.
     pub max_workers: usize,
+    /// Files encoded and uploaded at once.
+    pub write_concurrency: usize,
     /// The grid asked for; `None` = the table's, else H3 resolution 1.
     pub grid: Option<GridSpec>,
     /// How the catalog lock is taken.
@@ -267,6 +269,7 @@ impl TryFrom<IncrementalArgs> for IncrementalConfig {
             chunk_size,
             budget: Budget { rows: a.chunk_rows, files: a.chunk_files },
             max_workers: a.max_workers.or(config.ingest.max_workers).unwrap_or(16).max(1),
+            write_concurrency: a.write_concurrency.max(1),
             grid,
             lock: LockPolicy::from_args(&a.lock),
             batch_add_files: a.batch_add_files || config.ingest.batch_add_files.unwrap_or(false),

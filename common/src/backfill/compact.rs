@@ -41,8 +41,9 @@ use crate::stac::datetime::utc_year;
 use crate::staging::{StagingError, read_staged};
 use crate::stores::Stores;
 
-/// Staged files read at once.
-const STAGED_READS: usize = 4;
+/// Staged files read at once. Each read is a few requests in a row (footer, then data), so at
+/// S3's latency a partition staged by many chunks waits on reads, not on the CPU.
+const STAGED_READS: usize = 16;
 
 /// Why a (cell, year) could not be compacted.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +91,7 @@ impl CompactError {
     /// Whether trying again may succeed (store and network errors may; bad input will not).
     pub fn is_retryable(&self) -> bool {
         match self {
-            CompactError::Staging(StagingError::Read { .. }) => true,
+            CompactError::Staging(StagingError::Read { .. } | StagingError::Fetch { .. }) => true,
             CompactError::Write(e) => e.is_retryable(),
             _ => false,
         }

@@ -21,9 +21,6 @@ use crate::location::Location;
 use crate::pipeline::{DataPath, ItemFailure, ObjectKey};
 use crate::staging::write_staged;
 
-/// Staged files encoded and uploaded at once by one call.
-const STAGED_WRITES: usize = 4;
-
 /// Why a chunk could not be ingested.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -137,7 +134,8 @@ async fn ingest_keys(
 ) -> Result<IngestOutcome, IngestError> {
     let collected = data_path.collect(keys).await;
     let stores = data_path.stores();
-    let staged = write_groups(stores, collected.groups.into_sorted(), output).await?;
+    let writes = data_path.options().write_concurrency;
+    let staged = write_groups(stores, collected.groups.into_sorted(), output, writes).await?;
     let failures_file = if collected.failures.is_empty() {
         None
     } else {
@@ -157,11 +155,12 @@ async fn ingest_keys(
     })
 }
 
-/// Writes every group as one staged file, a few at a time; all or nothing.
+/// Writes every group as one staged file, `concurrency` at a time; all or nothing.
 async fn write_groups(
     stores: &Arc<crate::stores::Stores>,
     groups: Vec<(CellYear, Vec<CellRow>)>,
     output: &Location,
+    concurrency: usize,
 ) -> Result<Vec<StagedFile>, IngestError> {
     let writes = futures::stream::iter(groups).map(|(partition, rows)| {
         let stores = stores.clone();
@@ -172,7 +171,7 @@ async fn write_groups(
             (StagedFile { partition, location, rows: rows.len() as u64 }, result)
         })
     });
-    let results: Vec<_> = writes.buffered(STAGED_WRITES).collect().await;
+    let results: Vec<_> = writes.buffered(concurrency.max(1)).collect().await;
     let mut staged = Vec::with_capacity(results.len());
     let mut attempted = Vec::with_capacity(results.len());
     let mut first_error = None;

@@ -8,13 +8,11 @@ use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
-use object_store::ObjectStoreExt;
-use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
 
 use super::datafile::{DataFileError, data_file_from_footer};
 use super::query::data_files;
 use super::{Catalog, CatalogError};
-use crate::geoparquet::WrittenFile;
+use crate::geoparquet::{FooterReadError, WrittenFile, read_footer};
 use crate::location::Location;
 
 /// Footers read at once: enough to hide S3 latency, few enough to stay polite to one bucket.
@@ -94,21 +92,17 @@ impl Catalog {
             .stores()
             .resolve(file)
             .map_err(|source| RegisterError::Store { file: uri.clone(), source })?;
-        let head = loc
-            .store
-            .head(&loc.path)
-            .await
-            .map_err(|source| RegisterError::Read { file: uri.clone(), source })?;
-        let mut reader =
-            ParquetObjectReader::new(loc.store.clone(), loc.path.clone()).with_file_size(head.size);
-        let meta = reader
-            .get_metadata(None)
-            .await
-            .map_err(|source| RegisterError::Footer { file: uri.clone(), source })?;
+        let (meta, size) =
+            read_footer(loc.store.as_ref(), &loc.path).await.map_err(|e| match e {
+                FooterReadError::Store(source) => RegisterError::Read { file: uri.clone(), source },
+                FooterReadError::Parquet(source) => {
+                    RegisterError::Footer { file: uri.clone(), source }
+                }
+            })?;
         let metadata = table.metadata();
         Ok(data_file_from_footer(
             &uri,
-            head.size,
+            size,
             &meta,
             metadata.current_schema(),
             metadata.default_partition_spec(),

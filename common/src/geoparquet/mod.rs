@@ -11,7 +11,7 @@ mod metadata;
 mod writer;
 
 pub use batch::record_batch;
-pub use footer::Footer;
+pub use footer::{Footer, FooterReadError, read_footer};
 pub use metadata::{
     GEO_KEY, GeoSummary, STAC_GEOPARQUET_KEY, STAC_GEOPARQUET_VALUE, geo_metadata, wkb_type_name,
 };

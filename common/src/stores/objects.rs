@@ -9,9 +9,6 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use super::{StoreError, Stores};
 use crate::location::Location;
 
-/// Deletions in flight at once (S3 DELETE latency dominates; 16 keeps one client busy).
-const CONCURRENT_DELETES: usize = 16;
-
 /// What was being done to an object when it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectOp {
@@ -202,20 +199,49 @@ impl Stores {
     /// Deletes `locations`, best effort: for objects nothing will register (a failed write's
     /// output, a refused attempt's files, finished staging), where a leftover is harmless
     /// because its name is unique to its attempt. Each failure is logged as a warning saying
-    /// `what` the objects were; returns how many could not be deleted.
+    /// `what` the objects were; returns how many deletions failed (a bulk request that failed as
+    /// a whole counts once).
     pub async fn delete_all(&self, locations: &[Location], what: &str) -> usize {
-        // Owned items: a stream of borrowed ones makes the future not `Send` for every lifetime,
-        // which callers inside spawned tasks need.
-        let failures: Vec<ObjectError> = futures::stream::iter(locations.iter().cloned())
-            .map(|location| async move { self.delete(&location).await })
-            .buffer_unordered(CONCURRENT_DELETES)
-            .filter_map(|r| std::future::ready(r.err()))
-            .collect()
-            .await;
-        for e in &failures {
-            tracing::warn!(error = %e, "could not delete {what}");
+        let mut failed = 0;
+        // Grouped by client, so that each store deletes in bulk where it can: S3 takes 1,000 keys
+        // per DeleteObjects request, where one request per object made cleaning a large staging
+        // folder take minutes at S3's latency.
+        let mut by_store: Vec<(std::sync::Arc<dyn ObjectStore>, Vec<object_store::path::Path>)> =
+            Vec::new();
+        for location in locations {
+            let target = match self.open(location) {
+                Ok(target) => target,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not delete {what}");
+                    failed += 1;
+                    continue;
+                }
+            };
+            let same = |s: &std::sync::Arc<dyn ObjectStore>| {
+                std::ptr::addr_eq(std::sync::Arc::as_ptr(s), std::sync::Arc::as_ptr(&target.store))
+            };
+            match by_store.iter_mut().find(|(s, _)| same(s)) {
+                Some((_, paths)) => paths.push(target.path),
+                None => by_store.push((target.store, vec![target.path])),
+            }
         }
-        failures.len()
+        for (store, paths) in by_store {
+            let results: Vec<_> = store
+                .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed())
+                .collect()
+                .await;
+            for result in results {
+                match result {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => {
+                        // The store's error names the key it could not delete.
+                        tracing::warn!(error = %e, "could not delete {what}");
+                        failed += 1;
+                    }
+                }
+            }
+        }
+        failed
     }
 
     /// Deletes everything under the folder `folder` (best effort, as [`Stores::delete_all`]);

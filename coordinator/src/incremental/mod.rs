@@ -150,6 +150,7 @@ impl<'a> Run<'a> {
             partitioner,
             DataPathOptions {
                 fetch_concurrency: cfg.max_workers,
+                write_concurrency: cfg.write_concurrency,
                 newest_copy_only: true,
                 ..DataPathOptions::default()
             },

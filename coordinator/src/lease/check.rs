@@ -16,12 +16,11 @@ use std::sync::Arc;
 use earthcatalog_common::backfill::StagingLayout;
 use earthcatalog_common::backfill::layout::{failures_file, staged_file};
 use earthcatalog_common::catalog::footer_cell_year;
+use earthcatalog_common::geoparquet;
 use earthcatalog_common::ids::CellYear;
 use earthcatalog_common::location::Location;
 use earthcatalog_common::rpc::{CompactTask, IngestTask, PhaseKind, TaskReport, TaskSpec};
 use earthcatalog_common::stores::Stores;
-use object_store::ObjectStoreExt;
-use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
 
 /// Footers read at once for one report.
 const FOOTER_CONCURRENCY: usize = 8;
@@ -212,10 +211,9 @@ async fn read_footer(
     file: &Location,
 ) -> Result<Arc<parquet::file::metadata::ParquetMetaData>, String> {
     let loc = stores.resolve(file).map_err(|e| e.to_string())?;
-    let head = loc.store.head(&loc.path).await.map_err(|e| e.to_string())?;
-    let mut reader =
-        ParquetObjectReader::new(loc.store.clone(), loc.path.clone()).with_file_size(head.size);
-    reader.get_metadata(None).await.map_err(|e| e.to_string())
+    let (footer, _) =
+        geoparquet::read_footer(loc.store.as_ref(), &loc.path).await.map_err(|e| e.to_string())?;
+    Ok(footer)
 }
 
 #[async_trait::async_trait]
@@ -255,6 +253,7 @@ mod tests {
     use earthcatalog_common::sample::itslive_item;
     use earthcatalog_common::stac::parse_item_value;
     use earthcatalog_common::stores::S3Settings;
+    use object_store::ObjectStoreExt;
 
     const TOKEN: u64 = 7_301;
 
