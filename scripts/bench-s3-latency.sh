@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20000}
 RTT_MS=${RTT_MS:-30}
-CONCURRENCY=${CONCURRENCY:-16 64 128 256 512}
+CONCURRENCY=${CONCURRENCY:-16 64 256 512}
 SLOTS=${SLOTS:-2}
 CHUNK=${CHUNK:-5000}
 CASES=${CASES:-incremental backfill}

@@ -397,7 +397,7 @@ pub struct IncrementalArgs {
     /// further snapshots (each (cell, year) is still one file per batch of rows).
     #[arg(long, env = "EARTHCATALOG_CHUNK_FILES", default_value_t = Budget::default().files)]
     pub chunk_files: usize,
-    /// Items fetched at once [default: 16].
+    /// Items fetched at once [default: 512].
     #[arg(long, alias = "workers", env = "EARTHCATALOG_MAX_WORKERS")]
     pub max_workers: Option<usize>,
     /// Data files encoded and uploaded at once.

@@ -1,6 +1,6 @@
 //! The original's YAML config, and the validated settings of an incremental run.
 
-use earthcatalog_common::pipeline::Budget;
+use earthcatalog_common::pipeline::{Budget, FETCH_CONCURRENCY};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -268,7 +268,11 @@ impl TryFrom<IncrementalArgs> for IncrementalConfig {
             limit: a.limit.filter(|l| *l > 0),
             chunk_size,
             budget: Budget { rows: a.chunk_rows, files: a.chunk_files },
-            max_workers: a.max_workers.or(config.ingest.max_workers).unwrap_or(16).max(1),
+            max_workers: a
+                .max_workers
+                .or(config.ingest.max_workers)
+                .unwrap_or(FETCH_CONCURRENCY)
+                .max(1),
             write_concurrency: a.write_concurrency.max(1),
             grid,
             lock: LockPolicy::from_args(&a.lock),
