@@ -41,8 +41,8 @@ use crate::stac::datetime::utc_year;
 use crate::staging::{StagingError, read_staged};
 use crate::stores::Stores;
 
-/// Staged files read at once. Each read is a few requests in a row (footer, then data), so at
-/// S3's latency a partition staged by many chunks waits on reads, not on the CPU.
+/// Staged files read at once. Each read waits a round trip at S3's latency, so a partition
+/// staged by many chunks would otherwise wait on reads, not on the CPU.
 const STAGED_READS: usize = 16;
 
 /// Why a (cell, year) could not be compacted.

@@ -274,6 +274,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deleting_objects_of_several_stores_takes_each_and_counts_no_missing_one_as_failed() {
+        let stores = Stores::new(S3Settings::default());
+        let dir = tempfile::tempdir().unwrap();
+        let local = Location::parse(dir.path().to_str().unwrap()).unwrap();
+        let present = [
+            Location::parse("memory://objects-a/x/1.parquet").unwrap(),
+            Location::parse("memory://objects-b/2.parquet").unwrap(),
+            local.join("y/3.parquet"),
+            local.join("4.parquet"),
+        ];
+        for l in &present {
+            stores.put(l, Bytes::from_static(b"x")).await.unwrap();
+        }
+        let missing = [
+            Location::parse("memory://objects-a/never.parquet").unwrap(),
+            local.join("never.parquet"),
+        ];
+        let all: Vec<Location> = present.iter().chain(&missing).cloned().collect();
+        assert_eq!(stores.delete_all(&all, "a test object").await, 0);
+        for l in &present {
+            assert!(stores.get(l).await.unwrap().is_none(), "{l} is still there");
+        }
+    }
+
+    #[tokio::test]
     async fn a_folder_lists_every_object_below_it_and_deletes_whole() {
         let stores = Stores::new(S3Settings::default());
         let dir = Location::parse("memory://objects/run").unwrap();

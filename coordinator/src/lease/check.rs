@@ -253,7 +253,6 @@ mod tests {
     use earthcatalog_common::sample::itslive_item;
     use earthcatalog_common::stac::parse_item_value;
     use earthcatalog_common::stores::S3Settings;
-    use object_store::ObjectStoreExt;
 
     const TOKEN: u64 = 7_301;
 
@@ -367,10 +366,8 @@ mod tests {
         let (_, theirs) = &written[1];
         // The other cell's rows, copied under a name this attempt would give in our folder.
         let disguised = s.warehouse.join(&ours.hive_dir()).join(&namer.next_name());
-        let from = s.stores.resolve(theirs).unwrap();
-        let bytes = from.store.get(&from.path).await.unwrap().bytes().await.unwrap();
-        let to = s.stores.resolve(&disguised).unwrap();
-        to.store.put(&to.path, bytes.into()).await.unwrap();
+        let bytes = s.stores.get(theirs).await.unwrap().unwrap();
+        s.stores.put(&disguised, bytes).await.unwrap();
         let (task, report) = (compact_task(&s, ours), compact_report(&[&disguised]));
         match s.check.check(&task, TOKEN, &report).await {
             Err(InvalidResult::OtherPartition { file, cell, .. }) => {
