@@ -135,9 +135,14 @@ impl StagingLayout {
         self.chunks_dir().join("_malformed.jsonl")
     }
 
+    /// The folder of every Phase 2 attempt's output, one subfolder per chunk.
+    pub fn ingest_dir(&self) -> Location {
+        self.root.join("ingest")
+    }
+
     /// The output folder of one Phase 2 attempt (lease token `token`) of chunk `chunk`.
     pub fn ingest_attempt(&self, chunk: u64, token: u64) -> Location {
-        self.root.join(&format!("ingest/chunk_{chunk:06}/attempt_{token}"))
+        self.ingest_dir().join(&format!("chunk_{chunk:06}/attempt_{token}"))
     }
 
     /// The folder of the accepted results of `phase`'s tasks (coordinator).

@@ -500,8 +500,11 @@ async fn clean_staging(
     staging: &StagingRoot,
     layout: &StagingLayout,
 ) -> anyhow::Result<()> {
-    let deleted = stores.delete_folder(layout.root(), "a staging object").await?;
-    tracing::info!(objects = deleted, "staging cleaned");
+    // The staged files first, each chunk's folder listed at once (an archive stages millions).
+    let chunks = stores.subfolders(&layout.ingest_dir()).await?;
+    let staged = stores.delete_folders(&chunks, "a staged file").await?;
+    let rest = stores.delete_folder(layout.root(), "a staging object").await?;
+    tracing::info!(objects = staged + rest, chunk_folders = chunks.len(), "staging cleaned");
     let state = staging.run_pointer();
     stores.delete(&state).await.with_context(|| {
         format!(
