@@ -180,12 +180,11 @@ impl Stores {
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
             Err(source) => return Err(ObjectError::store(ObjectOp::List, folder, source)),
         };
-        let base = target.path.as_ref();
         Ok(metas
             .into_iter()
             .filter_map(|m| {
-                let rel = m.location.as_ref().strip_prefix(base)?.trim_start_matches('/');
-                Some(ListedObject { location: folder.join(rel), last_modified: m.last_modified })
+                let location = below(folder, &target.path, &m.location)?;
+                Some(ListedObject { location, last_modified: m.last_modified })
             })
             .collect())
     }
@@ -199,14 +198,7 @@ impl Stores {
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
             Err(source) => return Err(ObjectError::store(ObjectOp::List, folder, source)),
         };
-        let base = target.path.as_ref();
-        Ok(listed
-            .iter()
-            .filter_map(|p| {
-                let rel = p.as_ref().strip_prefix(base)?.trim_start_matches('/');
-                (!rel.is_empty()).then(|| folder.join(rel))
-            })
-            .collect())
+        Ok(listed.iter().filter_map(|p| below(folder, &target.path, p)).collect())
     }
 
     /// Deletes the object at `location`; one already gone counts as deleted.
@@ -290,6 +282,17 @@ impl Stores {
         let failed = self.delete_all(&all, what).await;
         Ok(all.len() - failed)
     }
+}
+
+/// The location of `listed`, a path the store listed under `base` (the store's path of
+/// `folder`); `None` for `base` itself or a path outside it.
+fn below(
+    folder: &Location,
+    base: &object_store::path::Path,
+    listed: &object_store::path::Path,
+) -> Option<Location> {
+    let rel = listed.as_ref().strip_prefix(base.as_ref())?.trim_start_matches('/');
+    (!rel.is_empty()).then(|| folder.join(rel))
 }
 
 #[cfg(test)]
