@@ -24,6 +24,10 @@ const SLOTS: u32 = 2;
 /// Worker processes the "group" can launch at most: fewer than wanted, as when spot capacity
 /// is short, so the Phase 3 tail holds fewer tasks than the peak wants workers for.
 const CAPACITY: usize = 3;
+/// Compaction tasks still pending when one worker is stalled. Tasks of this test's tiny
+/// partitions finish at 20-50 a second, faster than a tick can catch a worker near the very end
+/// (CI once saw the last 11 pending go in under 0.6 s), so the stall starts this far ahead.
+const STALL_AT: u64 = 150;
 /// How often the test reads the group and the status, and launches or stops workers.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -70,8 +74,9 @@ fn the_worker_group_rises_with_the_queue_falls_in_the_compaction_tail_and_ends_a
         "--scale-cooldown-seconds",
         "1",
     ]);
-    // Leases long enough to outlast the stalled tail below.
-    let args = with_lease(args, "10");
+    // Leases long enough to outlast the stalled tail below: the stall starts with up to
+    // `STALL_AT` tasks pending, which the other workers take in a few seconds.
+    let args = with_lease(args, "30");
     let mut c = Cluster::new(env.process_env(), args).unwrap();
     c.start_coordinator().unwrap();
 
@@ -103,7 +108,7 @@ fn the_worker_group_rises_with_the_queue_falls_in_the_compaction_tail_and_ends_a
             if curve.last().is_none_or(|(_, last)| *last != sample) {
                 curve.push((start.elapsed().as_secs_f64(), sample));
             }
-            // A straggling tail: near the end of Phase 3 one worker stalls (SIGSTOP) with its
+            // A straggling tail: in the last part of Phase 3 one worker stalls (SIGSTOP) with its
             // leases while the others take what is left, so nothing is pending and a few tasks
             // stay held for longer than the cooldown (a tail of finishing tasks alone lasts a
             // fraction of a second, shorter than this loop's tick).
@@ -112,7 +117,7 @@ fn the_worker_group_rises_with_the_queue_falls_in_the_compaction_tail_and_ends_a
             // if the status still shows its leases after the signal (else it finished them in
             // between, and another is tried on a later tick).
             let (pending, leased, _) = counts(s.compact.as_ref());
-            if s.phase == "compact" && pending <= 20 && leased > 0 && !stalled {
+            if s.phase == "compact" && pending <= STALL_AT && leased > 0 && !stalled {
                 let holder = live
                     .iter()
                     .copied()

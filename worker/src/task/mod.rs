@@ -127,9 +127,9 @@ impl TaskContext {
                 Vec::new()
             }
         };
-        if !names.is_empty() {
-            tracing::info!(folder = %folder, objects = names.len(), "deleting an abandoned attempt's outputs");
-        }
+        // Logged even when it wrote nothing yet: an operator reading the log sees how every
+        // abandoned task ended.
+        tracing::info!(folder = %folder, objects = names.len(), "deleting an abandoned attempt's outputs");
         self.delete(&names).await;
     }
 
