@@ -83,6 +83,28 @@ impl Groups {
         out
     }
 
+    /// Adds every row of `other` to its group, after the rows already there.
+    pub fn absorb(&mut self, other: Groups) {
+        self.rows += other.rows;
+        for (part, rows) in other.groups {
+            self.groups.entry(part).or_default().extend(rows);
+        }
+    }
+
+    /// Takes out the groups whose (cell, year) `take` picks, leaving the others.
+    pub fn split_off(&mut self, mut take: impl FnMut(&CellYear) -> bool) -> Groups {
+        let picked: Vec<CellYear> = self.groups.keys().filter(|p| take(p)).cloned().collect();
+        let mut out = Groups::new();
+        for part in picked {
+            if let Some(rows) = self.groups.remove(&part) {
+                self.rows -= rows.len();
+                out.rows += rows.len();
+                out.groups.insert(part, rows);
+            }
+        }
+        out
+    }
+
     /// The (cell, year) pairs present.
     pub fn partitions(&self) -> Vec<CellYear> {
         self.groups.keys().cloned().collect()
@@ -158,5 +180,21 @@ mod tests {
         );
         let ids: Vec<&str> = sorted[1].1.iter().map(|r| r.item.id()).collect();
         assert_eq!(ids, ["b", "a"]);
+    }
+
+    #[test]
+    fn groups_absorbed_and_split_off_keep_every_row_in_order() {
+        let mut held = Groups::new();
+        held.extend(fan_out(item("a", "S2A", Some(1)), &["c1".into(), "c2".into()]));
+        let mut next = Groups::new();
+        next.extend(fan_out(item("b", "S2A", Some(1)), &["c1".into(), "c3".into()]));
+        held.absorb(next);
+        assert_eq!((held.row_count(), held.len()), (4, 3));
+        let c1 = held.split_off(|p| p.cell == "c1");
+        assert_eq!((c1.row_count(), c1.len()), (2, 1));
+        assert_eq!((held.row_count(), held.len()), (2, 2));
+        let sorted = c1.into_sorted();
+        let ids: Vec<&str> = sorted[0].1.iter().map(|r| r.item.id()).collect();
+        assert_eq!(ids, ["a", "b"], "rows absorbed later come after");
     }
 }

@@ -409,9 +409,16 @@ pub struct IncrementalArgs {
     /// How the catalog lock is taken.
     #[command(flatten)]
     pub lock: LockArgs,
-    /// Register all files in one snapshot at the end instead of one snapshot per chunk.
+    /// Hold the rows of the whole run and write one file per (cell, year), registered in one
+    /// snapshot at the end, instead of a file per (cell, year) per chunk and a snapshot per
+    /// chunk. Rows past --chunk-rows are spilled to local disk (--spill-dir) and merged at the
+    /// end; a chunk with updates writes out what is held first.
     #[arg(long, env = "EARTHCATALOG_BATCH_ADD_FILES")]
     pub batch_add_files: bool,
+    /// Where --batch-add-files spills held rows past --chunk-rows (a temporary folder inside it,
+    /// removed when the run ends) [default: the system's temporary folder].
+    #[arg(long, env = "EARTHCATALOG_SPILL_DIR", value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
     /// Add the ids of the run's items to the table's hash index (the table property's
     /// location, else `<warehouse>_id_hashes.parquet`), written after the catalog is published;
     /// what `earthcatalog delta` compares the next inventory with.

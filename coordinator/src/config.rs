@@ -153,6 +153,8 @@ pub struct IncrementalConfig {
     pub lock: LockPolicy,
     /// One snapshot per run.
     pub batch_add_files: bool,
+    /// Where held rows are spilled (`--batch-add-files`); `None`: the system's temporary folder.
+    pub spill_dir: Option<PathBuf>,
     /// Add the ids of the run's items to the table's hash index.
     pub update_hash_index: bool,
     /// How often a stored catalog is uploaded during the run.
@@ -277,6 +279,7 @@ impl TryFrom<IncrementalArgs> for IncrementalConfig {
             grid,
             lock: LockPolicy::from_args(&a.lock),
             batch_add_files: a.batch_add_files || config.ingest.batch_add_files.unwrap_or(false),
+            spill_dir: a.spill_dir.clone(),
             update_hash_index: a.update_hash_index,
             publish_every: Duration::from_secs(a.publish_every),
             sources: parse_sources(&a.sources)?,

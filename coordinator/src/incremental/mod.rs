@@ -9,6 +9,7 @@
 //! [`earthcatalog_common::publish`], which also decides what a failed run deletes. The inventory's first record is read before the lock is taken, so a run that
 //! cannot read its input leaves nothing behind (no catalog, no table, no lock).
 
+mod held;
 mod progress;
 mod summary;
 
@@ -41,6 +42,7 @@ use tracing::Instrument;
 pub use summary::RunSummary;
 
 use crate::config::IncrementalConfig;
+use held::Held;
 use progress::Progress;
 
 /// Runs the incremental pipeline; the summary says what happened (failed items included).
@@ -179,7 +181,11 @@ impl<'a> Run<'a> {
         self.items = items;
         let index_current = freshness == Freshness::Current;
         let namer = Arc::new(incremental_namer(RunId::from_string(&self.summary.run_id)));
-        let mut pending: Vec<WrittenFile> = Vec::new();
+        let mut held = if cfg.batch_add_files {
+            Some(Held::new(cfg.spill_dir.as_deref(), cfg.budget.rows)?)
+        } else {
+            None
+        };
 
         let filter = Filter { since: cfg.since, limit: cfg.limit, stac_only: true };
         let (mut stream, counters) = inventory::filter(inventory, filter);
@@ -206,7 +212,7 @@ impl<'a> Run<'a> {
                 chunk_index += 1;
                 let keys = std::mem::take(&mut chunk);
                 let span = tracing::info_span!("chunk", index = chunk_index, items = keys.len());
-                let place = Batches { writer, table: &mut table, pending: &mut pending };
+                let place = Batches { writer, table: &mut table, held: held.as_mut() };
                 self.chunk(chunk_index, keys, &data_path, &namer, place).instrument(span).await?;
             }
             let c = counters.snapshot();
@@ -220,8 +226,9 @@ impl<'a> Run<'a> {
                 break;
             }
         }
-        if cfg.batch_add_files {
-            table = self.register(writer, &table, pending).await?;
+        if let Some(held) = &mut held {
+            table = self.write_out(held, writer, &table, &data_path, &namer).await?;
+            self.summary.spills = held.spills();
         }
         if let Some(why) = self.summary.why_nothing_ingested() {
             tracing::warn!("{why} ({})", cfg.inventory);
@@ -254,8 +261,9 @@ impl<'a> Run<'a> {
     }
 
     /// Ingests one chunk, a batch within the budget at a time: each batch's files are reported to
-    /// the writer as soon as they exist, then registered in one snapshot (or kept for the run's
-    /// one snapshot with `--batch-add-files`). A chunk within the budget is one batch.
+    /// the writer as soon as they exist, then registered in one snapshot (with
+    /// `--batch-add-files`, its rows are held for the run's files instead). A chunk within the
+    /// budget is one batch.
     async fn chunk(
         &mut self,
         index: usize,
@@ -264,9 +272,10 @@ impl<'a> Run<'a> {
         namer: &Arc<FileNamer>,
         place: Batches<'_>,
     ) -> anyhow::Result<()> {
-        let Batches { writer, table, pending } = place;
+        let Batches { writer, table, mut held } = place;
         let mut collected = data_path.load(keys).await;
         let (mut skipped, mut updated, mut ingested, mut rows, mut files) = (0, 0, 0, 0, 0);
+        let mut held_rows = 0;
         while let Some(mut groups) = collected.next_groups(self.cfg.budget.rows) {
             if let Some(index) = &mut self.index {
                 // Every id of the batch is in the table after it commits, including the ones
@@ -285,23 +294,30 @@ impl<'a> Run<'a> {
             rows += groups.row_count();
             // Known before the batch is registered, so that a later copy in this run finds it.
             updates::record(&mut self.items, &mut groups);
+            if sorted.updated.is_empty()
+                && let Some(held) = held.as_deref_mut()
+            {
+                held_rows += groups.row_count();
+                held.hold(groups, data_path).await?;
+                continue;
+            }
             let mut replacing = Vec::new();
             for part in groups.split(self.cfg.budget.files) {
                 let written = data_path.write(part, &self.cfg.place.warehouse, namer).await?;
                 writer.wrote(written.iter().map(|f| f.location.clone()));
                 files += written.len();
-                if !sorted.updated.is_empty() {
-                    replacing.extend(written);
-                } else if self.cfg.batch_add_files {
-                    pending.extend(written);
-                } else {
+                if sorted.updated.is_empty() {
                     *table = self.register(writer, table, written).await?;
+                } else {
+                    replacing.extend(written);
                 }
             }
             if !sorted.updated.is_empty() {
-                // Old rows may be in files written earlier in this run: registered first, so
-                // that the update finds and rewrites them.
-                *table = self.register(writer, table, std::mem::take(pending)).await?;
+                // Old rows may be among the rows held for this run: written and registered
+                // first, so that the update finds and rewrites them.
+                if let Some(held) = held.as_deref_mut() {
+                    *table = self.write_out(held, writer, table, data_path, namer).await?;
+                }
                 *table = self.replace(writer, table, &sorted, replacing, namer).await?;
             }
         }
@@ -316,13 +332,37 @@ impl<'a> Run<'a> {
         self.summary.rows += rows as u64;
         let failed = collected.failures.len();
         self.failures.extend(collected.failures);
+        let held_note = match held_rows {
+            0 => String::new(),
+            n => format!(" and {n} held for the run's files"),
+        };
         tracing::info!(
-            "chunk {index}: {} items read, {ingested} new and {updated} updated -> {rows} rows in {files} files ({failed} failed, {skipped} skipped, {} older duplicates dropped)",
+            "chunk {index}: {} items read, {ingested} new and {updated} updated -> {rows} rows in {files} files{held_note} ({failed} failed, {skipped} skipped, {} older duplicates dropped)",
             collected.items,
             collected.duplicates_dropped
         );
         self.progress.update(&self.summary);
         Ok(())
+    }
+
+    /// Writes the rows held for the run (one file per (cell, year)) and registers them in one
+    /// snapshot.
+    async fn write_out(
+        &mut self,
+        held: &mut Held,
+        writer: &mut CatalogWriter,
+        table: &Table,
+        data_path: &DataPath,
+        namer: &Arc<FileNamer>,
+    ) -> anyhow::Result<Table> {
+        let written = held.write_out(data_path, &self.cfg.place.warehouse, namer).await?;
+        writer.wrote(written.iter().map(|f| f.location.clone()));
+        tracing::info!(
+            "{} held rows written in {} files",
+            written.iter().map(|f| f.rows).sum::<usize>(),
+            written.len()
+        );
+        self.register(writer, table, written).await
     }
 
     /// Registers files in one snapshot (a failed run deletes them: see [`CatalogWriter`]).
@@ -421,11 +461,11 @@ impl<'a> Run<'a> {
 }
 
 /// Where a chunk's batches go: the writer that deletes them if the run fails, the table they
-/// are registered in, or the files kept for the run's one snapshot.
+/// are registered in, or the rows held for the run's files (`--batch-add-files`).
 struct Batches<'a> {
     writer: &'a mut CatalogWriter,
     table: &'a mut Table,
-    pending: &'a mut Vec<WrittenFile>,
+    held: Option<&'a mut Held>,
 }
 
 /// The table's hash index (where its property says, else beside the warehouse), read to be

@@ -45,6 +45,9 @@ pub struct RunSummary {
     pub files: u64,
     /// Snapshots committed.
     pub snapshots: u64,
+    /// Times the rows held for the run (`--batch-add-files`) passed the row budget and were
+    /// spilled to local disk.
+    pub spills: u64,
     /// Failures by kind.
     pub failures_by_kind: std::collections::BTreeMap<FailureKind, u64>,
     /// Where the failures are listed (when there are any): `--failures`, else next to the
