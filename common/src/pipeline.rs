@@ -389,7 +389,7 @@ impl DataPath {
     }
 
     /// Deletes files this process wrote but will not register (best effort, logged).
-    async fn delete_files(&self, files: &[WrittenFile]) {
+    pub async fn delete_files(&self, files: &[WrittenFile]) {
         let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
         self.stores.delete_all(&locations, "an unregistered file").await;
     }

@@ -91,7 +91,7 @@ impl Held {
         match merge(data_path, pieces, warehouse, namer).await {
             Ok(merged) => files.extend(merged),
             Err(e) => {
-                delete(data_path, &files).await;
+                data_path.delete_files(&files).await;
                 return Err(e);
             }
         }
@@ -168,14 +168,8 @@ async fn merge(
     match first_error {
         None => Ok(files),
         Some(e) => {
-            delete(data_path, &files).await;
+            data_path.delete_files(&files).await;
             Err(e)
         }
     }
-}
-
-/// Deletes files written but not to be registered (best effort, logged).
-async fn delete(data_path: &DataPath, files: &[WrittenFile]) {
-    let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
-    data_path.stores().delete_all(&locations, "an unregistered file").await;
 }
