@@ -105,7 +105,8 @@ if ! docker image inspect "$app_image" >/dev/null 2>&1; then
   copy_linked_libraries "$rootfs"
   import_rootfs "$rootfs" "$app_image" "earthcatalog:$tag" \
     'WORKDIR /var/lib/earthcatalog' 'USER 10001:10001' 'EXPOSE 50051' \
-    'ENV PATH=/usr/local/bin:/usr/bin:/bin' 'CMD ["earthcatalog", "--help"]'
+    'ENV PATH=/usr/local/bin:/usr/bin:/bin' 'ENV MIMALLOC_ALLOW_THP=0' \
+    'CMD ["earthcatalog", "--help"]'
   rm -rf "$rootfs"
   trap - EXIT
 else
