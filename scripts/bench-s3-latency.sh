@@ -59,6 +59,16 @@ export AWS_ENDPOINT_URL=http://$(cat "$work/proxy.addr")
 echo "S3: s3s-fs $S3S_VERSION at 127.0.0.1:$port behind $RTT_MS ms RTT ($AWS_ENDPOINT_URL); $N items"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
+# CPU seconds (user + system) the server and the proxy have used so far: on one machine they
+# share the cores with the measured run, so each run's line says how much they took.
+helpers_cpu() {
+  local ticks=0 t
+  for p in "${pids[@]}"; do
+    t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2> /dev/null || echo 0)
+    ticks=$((ticks + t))
+  done
+  python3 -c "print(round($ticks / $(getconf CLK_TCK), 2))"
+}
 # Requests the server handled since the mark, by operation, per item.
 log_mark() { wc -l < "$work/s3s.log"; }
 requests_since() {
@@ -85,6 +95,7 @@ for c in $CONCURRENCY; do
   if [[ " $CASES " == *" incremental "* ]]; then
     out="$work/inc-$c"; rm -rf "$out"; mkdir -p "$out"
     mark=$(log_mark)
+    helpers_before=$(helpers_cpu)
     /usr/bin/time -f "%e %U %S %M" -o "$out/time" "$bin" incremental --no-progress --json \
       --inventory s3://bench/sample/inventory.csv --source its-live-data=s3://bench/sample/items \
       --warehouse "s3://bench/inc-$c/warehouse" --catalog "$out/catalog.db" \
@@ -92,12 +103,14 @@ for c in $CONCURRENCY; do
     read -r secs user sys kb < "$out/time"
     items=$(python3 -c "import json;print(json.load(open('$out/summary.json'))['items_ingested'])")
     echo "incremental, fetch concurrency $c: $items items in ${secs}s = $(python3 -c "print(round($items/$secs))") items/s," \
-      "CPU ${user}+${sys}s, max RSS $((kb / 1024)) MB"
+      "CPU ${user}+${sys}s, max RSS $((kb / 1024)) MB;" \
+      "server and proxy CPU $(python3 -c "print(round($(helpers_cpu) - $helpers_before, 2))")s"
     echo "  requests: $(requests_since "$mark")"
   fi
   if [[ " $CASES " == *" backfill "* ]]; then
     out="$work/bf-$c"; rm -rf "$out"; mkdir -p "$out"
     mark=$(log_mark)
+    helpers_before=$(helpers_cpu)
     /usr/bin/time -f "%e %M" -o "$out/time" env RUST_LOG=info "$bin" backfill --json \
       --inventory s3://bench/sample/inventory.csv --source its-live-data=s3://bench/sample/items \
       --warehouse "s3://bench/bf-$c/warehouse" --staging "s3://bench/bf-$c/staging" \
@@ -107,7 +120,8 @@ for c in $CONCURRENCY; do
     read -r secs kb < "$out/time"
     phase2=$(seconds_between "$out/log" "leasing phase phase=ingest" "leasing phase phase=compact")
     echo "backfill, 1 worker x $SLOTS slots x fetch concurrency $c: Phase 2 ${phase2}s =" \
-      "$(python3 -c "print(round($N/$phase2))") items/s; whole run ${secs}s"
+      "$(python3 -c "print(round($N/$phase2))") items/s; whole run ${secs}s;" \
+      "server and proxy CPU $(python3 -c "print(round($(helpers_cpu) - $helpers_before, 2))")s"
     echo "  requests: $(requests_since "$mark")"
   fi
 done

@@ -224,8 +224,9 @@ pub const FETCH_CONCURRENCY: usize = 512;
 
 /// Files encoded and uploaded at once by default. A PUT to S3 waits a round trip or more, and
 /// most files are small: with 4 at a time, an S3 run at 30 ms of latency spent most of its time
-/// waiting on uploads (docs/benchmarks.md, "S3 at real latency").
-pub const WRITE_CONCURRENCY: usize = 32;
+/// waiting on uploads; 64 read 1,950-2,290 items/s where 32 read 1,760-1,840, and cost nothing
+/// on local files (docs/benchmarks.md, "S3 at real latency").
+pub const WRITE_CONCURRENCY: usize = 64;
 
 /// Settings of the data path.
 #[derive(Debug, Clone)]
