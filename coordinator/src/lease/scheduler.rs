@@ -9,7 +9,9 @@
 //! A result is taken only from the worker holding the lease, and only once its outputs passed
 //! the run's [`ResultCheck`]; a result that fails the check counts as a failed attempt. An
 //! accepted result is persisted (through [`ResultStore`]) before the lease is marked done,
-//! under one report lock: a result is on record if and only if the table accepted it.
+//! under its task's report lock: a result is on record if and only if the table accepted it.
+//! Reports of different tasks persist at once (each persist waits a round trip to the store,
+//! and one lock for all would cap a fleet at one result per round trip).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +27,9 @@ use super::state::RetryRules;
 use super::table::{LeaseTable, Refusal, StateCounts, TaskId};
 use super::tokens::{FencingTokens, random_u64};
 use crate::scaling::{Fleet, Queue, ScalingRule};
+
+/// One task's report lock: its reports are persisted one at a time.
+type ReportLock = Arc<tokio::sync::Mutex<()>>;
 
 /// Builds the description of task `task` for the grant with fencing token `token`.
 pub type TaskMaker = Arc<dyn Fn(TaskId, u64) -> TaskSpec + Send + Sync>;
@@ -221,7 +226,8 @@ struct Inner {
 /// The coordinator's shared state.
 pub struct Scheduler {
     inner: Mutex<Inner>,
-    reports: tokio::sync::Mutex<()>,
+    /// The report lock of each task with a report being persisted.
+    reports: Mutex<HashMap<(PhaseKind, TaskId), ReportLock>>,
     results: Arc<dyn ResultStore>,
     check: Arc<dyn ResultCheck>,
     settings: LeaseSettings,
@@ -255,7 +261,7 @@ impl Scheduler {
                 finished: false,
                 drain: false,
             }),
-            reports: tokio::sync::Mutex::new(()),
+            reports: Mutex::new(HashMap::new()),
             results,
             check,
             settings,
@@ -453,7 +459,42 @@ impl Scheduler {
             return Ok(());
         }
         self.check_outputs(worker, lease, &report).await?;
-        let _serial = self.reports.lock().await;
+        let key = (lease.phase, lease.task_id);
+        let slot = self.report_lock(key);
+        let serial = slot.lock().await;
+        let persisted = self.persist(worker, lease, report).await;
+        self.forget_report_lock(key, &slot);
+        drop(serial);
+        persisted
+    }
+
+    /// The report lock of `key`'s task, made when none is held.
+    fn report_lock(&self, key: (PhaseKind, TaskId)) -> ReportLock {
+        let mut locks = self.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(key).or_default().clone()
+    }
+
+    /// Drops `key`'s report lock unless another report of the task waits for it (called while
+    /// `slot` is still held, so a later report finds no lock only once this one is done).
+    fn forget_report_lock(&self, key: (PhaseKind, TaskId), slot: &ReportLock) {
+        let mut locks = self.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Held by the map and by this report only.
+        if Arc::strong_count(slot) == 2 {
+            locks.remove(&key);
+        }
+    }
+
+    /// Persists an accepted result, then marks the task done; under the task's report lock.
+    async fn persist(
+        &self,
+        worker: &str,
+        lease: LeaseRef,
+        report: TaskReport,
+    ) -> Result<(), ReportError> {
+        if self.already_accepted(worker, lease) {
+            // The same report, sent again while the first was being persisted.
+            return Ok(());
+        }
         // Renewing first both checks the token and gives the persist a full lease to finish in.
         self.with_running(worker, lease.phase, |run, now| {
             run.table.renew(lease.task_id, lease.token, worker, now).map(|_| ())
@@ -835,6 +876,84 @@ mod tests {
             "the worker must keep outputs the run registers: {again}"
         );
         assert!(recorded.0.lock().unwrap().is_empty(), "recorded once, by the first");
+    }
+
+    /// Saves only once `n` saves are in flight at the same time (or fails after a second).
+    struct Overlapping {
+        together: tokio::sync::Barrier,
+        saved: Recorded,
+    }
+
+    #[async_trait::async_trait]
+    impl ResultStore for Overlapping {
+        async fn save(&self, phase: PhaseKind, task: TaskId, r: &TaskReport) -> Result<(), String> {
+            let met = tokio::time::timeout(Duration::from_secs(1), self.together.wait()).await;
+            met.map_err(|_| format!("task {task}: no other save in flight"))?;
+            self.saved.save(phase, task, r).await
+        }
+        async fn forget(&self, phase: PhaseKind, task: TaskId) {
+            self.saved.forget(phase, task).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn results_of_different_tasks_are_persisted_at_the_same_time() {
+        let store = Arc::new(Overlapping {
+            together: tokio::sync::Barrier::new(2),
+            saved: Recorded::default(),
+        });
+        let settings = LeaseSettings {
+            lease: Duration::from_secs(60),
+            renew_every: Duration::from_secs(15),
+            rules: RetryRules {
+                max_attempts: 1,
+                first_backoff: Duration::ZERO,
+                max_backoff: Duration::ZERO,
+            },
+        };
+        let stores = Arc::new(Stores::new(S3Settings::default()));
+        let staging = Location::parse("memory://t/staging").unwrap();
+        let check =
+            OutputCheck::new(stores, StagingLayout::new(&staging, RunId::from_string("run")));
+        let s = Scheduler::new("run".into(), settings, store.clone(), Arc::new(check));
+        s.start_phase(PhasePlan {
+            kind: PhaseKind::Compact,
+            tasks: 2,
+            done: Vec::new(),
+            subjects: vec!["a".into(), "b".into()],
+            make: Arc::new(|task, _| {
+                TaskSpec::Compact(CompactTask {
+                    partition: CellYear::new(format!("c{task}"), Some(2020)),
+                    staged: Vec::new(),
+                    warehouse: Location::parse("memory://t/wh").unwrap(),
+                    run: RunId::from_string("run"),
+                    compact_rows: 10,
+                })
+            }),
+        });
+        let (held, _) = s.acquire("w", 2).unwrap();
+        let (a, b) = tokio::join!(
+            s.complete("w", held[0].lease, report()),
+            s.complete("w", held[1].lease, report())
+        );
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(store.saved.0.lock().unwrap().len(), 2);
+        let outcome = s.phase_finished(Duration::from_millis(10)).await;
+        assert_eq!(outcome.accepted.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn one_result_sent_twice_at_once_is_recorded_and_kept() {
+        let (s, recorded) = setup(Duration::from_secs(60), 1);
+        let (held, _) = s.acquire("w", 1).unwrap();
+        let lease = held[0].lease;
+        let (a, b) =
+            tokio::join!(s.complete("w", lease, report()), s.complete("w", lease, report()));
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(*recorded.0.lock().unwrap(), vec![(PhaseKind::Compact, 0)], "on record once");
+        assert!(s.reports.lock().unwrap().is_empty(), "no report lock left behind");
     }
 
     #[test]
