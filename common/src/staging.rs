@@ -1,6 +1,8 @@
 //! The row format staged between backfill Phase 2 (chunk ingest) and Phase 3 (compaction).
 //!
-//! Staged rows are Parquet files of the table schema, one per (chunk, cell, year). They are
+//! Staged rows are Parquet files of the table schema plus one column, [`OBJECT_MODIFIED`], one
+//! per (chunk, cell, year): an item without `updated` is versioned by when its object was last
+//! modified, which no data file column holds, so Phase 3 must get it from here. They are
 //! written with [`staging_options`]: Snappy below 2,048 rows and zstd level 1 from there on, so
 //! nearly every staged file (a chunk's rows of one cell and year: a few to a few hundred) is
 //! Snappy. Measured against the original's NDJSON (one item JSON per line, see
@@ -8,12 +10,15 @@
 //! times smaller and faster to read back, and Phase 3 can merge them as Arrow batches without
 //! parsing JSON again.
 
-use arrow_array::RecordBatch;
+use std::sync::{Arc, OnceLock};
+
+use arrow_array::{RecordBatch, TimestampMicrosecondArray, new_null_array};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::fanout::CellRow;
-use crate::geoparquet::{WriteError, WriterOptions, write_rows};
+use crate::geoparquet::{WriteError, WriterOptions, geo_metadata, record_batch, write_batches};
 use crate::location::Location;
 use crate::schema;
 use crate::stores::{StoreError, Stores};
@@ -50,6 +55,28 @@ pub enum StagingError {
     },
 }
 
+/// The column staged rows have after the table's: when the item's object was last modified
+/// (microseconds, UTC; null when not known), the version of an item without `updated`.
+pub const OBJECT_MODIFIED: &str = "object_modified";
+
+/// The schema of staged rows: the table's columns, then [`OBJECT_MODIFIED`].
+pub fn staging_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let table = schema::arrow_schema();
+            let mut fields: Vec<Field> =
+                table.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new(OBJECT_MODIFIED, object_modified_type(), true));
+            Arc::new(Schema::new(fields))
+        })
+        .clone()
+}
+
+fn object_modified_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some(schema::TIMESTAMP_TZ.into()))
+}
+
 /// Writer settings for staged rows: Snappy for files under 2,048 rows (the data files'
 /// threshold), zstd level 1 (the fastest) for larger ones, one row group per 65,536 rows.
 pub fn staging_options() -> WriterOptions {
@@ -62,14 +89,67 @@ pub async fn write_staged(
     location: &Location,
     rows: &[CellRow],
 ) -> Result<(), WriteError> {
-    write_rows(stores, location, rows, &staging_options()).await.map(|_| ())
+    let batch = staged_batch(rows)
+        .map_err(|source| WriteError::Arrow { location: location.to_string(), source })?;
+    write_batches(stores, location, &[batch], &geo_metadata(rows), &staging_options())
+        .await
+        .map(|_| ())
 }
 
-/// Reads staged rows back as record batches of the table schema.
+fn staged_batch(rows: &[CellRow]) -> Result<RecordBatch, ArrowError> {
+    let table = record_batch(rows)?;
+    let times: TimestampMicrosecondArray = rows.iter().map(|r| r.item.object_modified()).collect();
+    let mut columns = table.columns().to_vec();
+    columns.push(Arc::new(times.with_timezone(schema::TIMESTAMP_TZ)));
+    RecordBatch::try_new(staging_schema(), columns)
+}
+
+/// Reads staged rows (or a data file) back as record batches of the table schema.
 pub async fn read_staged(
     stores: &Stores,
     location: &Location,
 ) -> Result<Vec<RecordBatch>, StagingError> {
+    let (batches, with_times) = read_batches(stores, location).await?;
+    if !with_times {
+        return Ok(batches);
+    }
+    let table: Vec<usize> = (0..schema::arrow_schema().fields().len()).collect();
+    batches
+        .iter()
+        .map(|b| b.project(&table))
+        .collect::<Result<_, _>>()
+        .map_err(|e| schema_error(location, e))
+}
+
+/// Reads staged rows (or a data file) back as record batches of [`staging_schema`]; a file
+/// without [`OBJECT_MODIFIED`] (a data file, or rows staged before it existed) reads as nulls.
+pub async fn read_staged_with_times(
+    stores: &Stores,
+    location: &Location,
+) -> Result<Vec<RecordBatch>, StagingError> {
+    let (batches, with_times) = read_batches(stores, location).await?;
+    batches
+        .into_iter()
+        .map(|b| {
+            let mut columns = b.columns().to_vec();
+            if !with_times {
+                columns.push(new_null_array(&object_modified_type(), b.num_rows()));
+            }
+            RecordBatch::try_new(staging_schema(), columns)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| schema_error(location, e))
+}
+
+fn schema_error(location: &Location, e: ArrowError) -> StagingError {
+    StagingError::Schema { location: location.to_string(), reason: e.to_string() }
+}
+
+/// The batches of the file at `location`, and whether it has [`OBJECT_MODIFIED`].
+async fn read_batches(
+    stores: &Stores,
+    location: &Location,
+) -> Result<(Vec<RecordBatch>, bool), StagingError> {
     let target = stores.resolve(location)?;
     let shown = || location.to_string();
     // One GET for the whole file: every row and column is read anyway, and ranged reads (footer
@@ -79,23 +159,23 @@ pub async fn read_staged(
         fetched.await.map_err(|source| StagingError::Fetch { location: shown(), source })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|source| StagingError::Read { location: shown(), source })?;
-    check_schema(builder.schema(), &shown())?;
+    let with_times = check_schema(builder.schema(), &shown())?;
     let reader =
         builder.build().map_err(|source| StagingError::Read { location: shown(), source })?;
-    reader
+    let batches = reader
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| StagingError::Read { location: shown(), source: source.into() })
+        .map_err(|source| StagingError::Read { location: shown(), source: source.into() })?;
+    Ok((batches, with_times))
 }
 
-fn check_schema(found: &arrow_schema::Schema, location: &str) -> Result<(), StagingError> {
-    let want = schema::arrow_schema();
+/// Checks that `found` is the table schema, or the staging schema; says which.
+fn check_schema(found: &arrow_schema::Schema, location: &str) -> Result<bool, StagingError> {
+    let want = staging_schema();
     let err = |reason: String| StagingError::Schema { location: location.to_string(), reason };
-    if found.fields().len() != want.fields().len() {
-        return Err(err(format!(
-            "{} columns, expected {}",
-            found.fields().len(),
-            want.fields().len()
-        )));
+    let table_columns = want.fields().len() - 1;
+    let with_times = found.fields().len() == want.fields().len();
+    if found.fields().len() != table_columns && !with_times {
+        return Err(err(format!("{} columns, expected {table_columns}", found.fields().len())));
     }
     for (f, w) in found.fields().iter().zip(want.fields()) {
         if f.name() != w.name() || f.data_type() != w.data_type() {
@@ -108,7 +188,7 @@ fn check_schema(found: &arrow_schema::Schema, location: &str) -> Result<(), Stag
             )));
         }
     }
-    Ok(())
+    Ok(with_times)
 }
 
 #[cfg(test)]
@@ -134,6 +214,40 @@ mod tests {
         let batches = read_staged(&stores, &loc).await.unwrap();
         let back = arrow::compute::concat_batches(&schema::arrow_schema(), &batches).unwrap();
         assert_eq!(back, record_batch(&rows).unwrap());
+    }
+
+    #[tokio::test]
+    async fn object_times_are_staged_and_a_file_without_them_reads_as_unknown() {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::TimestampMicrosecondType;
+        let stores = Stores::new(S3Settings::default());
+        let rows: Vec<CellRow> = (0..3)
+            .map(|i| {
+                let mut row = parse_item_value(&itslive_item(i)).unwrap().row;
+                if i != 1 {
+                    row.set_object_modified(1_700_000_000_000_000 + i as i64);
+                }
+                fan_out(row, &["8106fffffffffff".into()]).remove(0)
+            })
+            .collect();
+        let staged = Location::parse("memory://staging/times/2019.parquet").unwrap();
+        write_staged(&stores, &staged, &rows).await.unwrap();
+        let batches = read_staged_with_times(&stores, &staged).await.unwrap();
+        let times = batches[0].column_by_name(OBJECT_MODIFIED).unwrap();
+        let times = times.as_primitive::<TimestampMicrosecondType>();
+        let read: Vec<Option<i64>> = times.iter().collect();
+        assert_eq!(read, [Some(1_700_000_000_000_000), None, Some(1_700_000_000_000_002)]);
+
+        // A data file has the table's columns only: its object times are unknown.
+        let data = Location::parse("memory://wh/data.parquet").unwrap();
+        crate::geoparquet::write_rows(&stores, &data, &rows, &WriterOptions::default())
+            .await
+            .unwrap();
+        let batches = read_staged_with_times(&stores, &data).await.unwrap();
+        assert_eq!(batches[0].schema(), staging_schema());
+        assert_eq!(batches[0].column_by_name(OBJECT_MODIFIED).unwrap().null_count(), 3);
+        let plain = read_staged(&stores, &staged).await.unwrap();
+        assert_eq!(plain[0].num_columns(), schema::arrow_schema().fields().len());
     }
 
     #[tokio::test]

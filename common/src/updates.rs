@@ -175,11 +175,12 @@ pub struct FilesSorted {
 }
 
 impl FilesSorted {
-    /// Whether a row of a new file must go.
-    pub fn drops(&self, row: RowOf<'_>) -> bool {
-        match self.kept.get(&row.item.digest()) {
+    /// Whether a row of a new file (whose object times are `object_times`) must go.
+    pub fn drops(&self, row: RowOf<'_>, object_times: &HashMap<u128, i64>) -> bool {
+        let item = row.item.digest();
+        match self.kept.get(&item) {
             None => true,
-            Some((version, _)) => row.updated != *version,
+            Some((version, _)) => version_of(item, row.updated, object_times) != *version,
         }
     }
 
@@ -192,15 +193,38 @@ impl FilesSorted {
     }
 }
 
-/// Reads the items of `files` (each with its partition and size) and sorts them out against
-/// `index`.
+/// A backfill delta's new data file, as [`sort_out_files`] needs it.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    /// Its (cell, year).
+    pub partition: CellYear,
+    /// Its URI.
+    pub path: String,
+    /// Its size, when known (saves a request).
+    pub size: Option<u64>,
+    /// The object times of its items without `updated`, by item digest.
+    pub object_times: HashMap<u128, i64>,
+}
+
+/// A row's version: its `updated`, else its object's time.
+fn version_of(item: u128, updated: Option<i64>, object_times: &HashMap<u128, i64>) -> Option<i64> {
+    updated.or_else(|| object_times.get(&item).copied())
+}
+
+/// Reads the items of `files` and sorts them out against `index`.
 pub async fn sort_out_files(
     stores: &Stores,
     index: &ItemIndex,
-    files: &[(CellYear, String, Option<u64>)],
+    files: &[NewFile],
 ) -> Result<FilesSorted, ItemIndexError> {
     let scans: Vec<Vec<(u128, Option<i64>)>> = futures::stream::iter(files)
-        .map(|(_, path, size)| items_of(stores, path, *size))
+        .map(|f| async move {
+            let rows = items_of(stores, &f.path, f.size).await?;
+            let versioned = rows
+                .into_iter()
+                .map(|(item, updated)| (item, version_of(item, updated, &f.object_times)));
+            Ok::<_, ItemIndexError>(versioned.collect())
+        })
         .buffered(REWRITES * 2)
         .try_collect()
         .await?;
@@ -229,7 +253,7 @@ pub async fn sort_out_files(
                 out.stale[i] = true;
             } else {
                 let kept = out.kept.entry(*item).or_insert_with(|| (*version, HashSet::new()));
-                kept.1.insert(files[i].0.clone());
+                kept.1.insert(files[i].partition.clone());
             }
         }
     }

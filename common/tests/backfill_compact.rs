@@ -345,3 +345,77 @@ async fn one_id_in_two_collections_is_two_items_and_both_are_written() {
     kept.sort();
     assert_eq!(kept, [1, 2], "the newest copy in the first collection, and the other item");
 }
+
+/// Rows of items without `updated`, their objects last modified at `modified` (microseconds).
+fn unversioned_rows(ids: std::ops::Range<u64>, modified: i64, pvp: i64) -> Vec<CellRow> {
+    ids.flat_map(|i| {
+        let mut v = item(i, "", pvp);
+        v["properties"].as_object_mut().unwrap().remove("updated");
+        let mut row = parse_item_value(&v).unwrap().row;
+        row.set_object_modified(modified);
+        fan_out(row, &[CELL.into()])
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn items_without_updated_keep_their_newest_object_and_its_time_goes_with_the_file() {
+    let stores = stores();
+    // Chunk 0 read objects written at 2,000; chunk 1 read 0..5 again at 1,000 (an older copy
+    // listed later) and 5..10 at 3,000 (re-processed).
+    let at = |name: &str| Location::parse(&format!("memory://staging/{name}/{CELL}/2019.parquet"));
+    let first = at("times0").unwrap();
+    write_staged(&stores, &first, &unversioned_rows(0..10, 2_000, 1)).await.unwrap();
+    let mut later = unversioned_rows(0..5, 1_000, 2);
+    later.extend(unversioned_rows(5..10, 3_000, 3));
+    let second = at("times1").unwrap();
+    write_staged(&stores, &second, &later).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Location::local(dir.path()).unwrap();
+    let partition = CellYear::new(CELL, Some(2019));
+    let namer = FileNamer::new(RunId::from_string(RUN), "c8");
+    let out = compact_partition(
+        &stores,
+        &partition,
+        &[first, second],
+        &warehouse,
+        &namer,
+        6,
+        &WriterOptions::default(),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!((out.input_rows, out.duplicates_dropped, out.output_rows()), (20, 10, 10));
+    let mut pvp = BTreeMap::new();
+    for f in &out.files {
+        let (batch, _) = read_local(&f.location);
+        assert_eq!(batch.num_columns(), earthcatalog_common::schema::arrow_schema().fields().len());
+        let values = batch.column_by_name("percent_valid_pixels").unwrap();
+        for (id, v) in strings(&batch, "id").into_iter().zip(values.as_primitive::<Int64Type>()) {
+            pvp.insert(id.unwrap(), v.unwrap());
+        }
+    }
+    let expected: BTreeMap<String, i64> = (0..10)
+        .map(|i| (itslive_item(i)["id"].as_str().unwrap().to_string(), if i < 5 { 1 } else { 3 }))
+        .collect();
+    assert_eq!(pvp, expected, "the copy of the newest object of each item");
+
+    // Each file's object times go with it: one list per file, its rows' newest times.
+    assert_eq!(out.object_times.len(), out.files.len());
+    let mut times = BTreeMap::new();
+    for (kept, file) in out.object_times.iter().zip(&out.files) {
+        assert_eq!(kept.file, file.location);
+        assert_eq!(kept.items.num_rows(), file.rows);
+        let ids = strings(&kept.items, "id");
+        for (id, t) in ids.into_iter().zip(micros(&kept.items, "object_modified")) {
+            times.insert(id.unwrap(), t.unwrap());
+        }
+    }
+    let expected: BTreeMap<String, i64> = (0..10)
+        .map(|i| {
+            (itslive_item(i)["id"].as_str().unwrap().to_string(), if i < 5 { 2_000 } else { 3_000 })
+        })
+        .collect();
+    assert_eq!(times, expected);
+}

@@ -73,6 +73,7 @@ fn plan(tasks: u64) -> PhasePlan {
                 warehouse: warehouse.clone(),
                 run: RunId::from_string("bench"),
                 compact_rows: 100_000,
+                object_times: None,
             })
         }),
     }

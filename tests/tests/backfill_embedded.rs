@@ -11,7 +11,7 @@ use earthcatalog_common::hash_index::HashIndex;
 use earthcatalog_common::location::Location;
 use earthcatalog_common::stores::{S3Settings, Stores};
 use earthcatalog_tests::binaries;
-use earthcatalog_tests::ingest::{BUCKET, SampleItem, Samples, moved, reprocessed};
+use earthcatalog_tests::ingest::{BUCKET, SampleItem, Samples, in_2001, moved, reprocessed};
 use earthcatalog_tests::python::Python;
 use earthcatalog_tests::readers::{read_history, read_table};
 
@@ -244,6 +244,52 @@ fn a_delta_run_replaces_the_old_rows_of_items_it_brings_newer_and_adds_none_it_a
         );
     }
     assert_eq!(table.snapshots, 2, "the delta is one snapshot");
+}
+
+/// `item` without `updated`, as some catalogs write every item.
+fn unversioned(item: &SampleItem) -> SampleItem {
+    let mut json = item.json.clone();
+    json["properties"].as_object_mut().unwrap().remove("updated");
+    SampleItem { json, ..item.clone() }
+}
+
+fn counts(o: &Output) -> (u64, u64) {
+    assert!(o.status.success(), "{}", text(o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    (s["items_updated"].as_u64().unwrap(), s["items_skipped"].as_u64().unwrap())
+}
+
+#[test]
+fn a_delta_run_versions_items_without_updated_by_their_objects() {
+    let Some(t) = Local::new("backfill_delta_object_times") else { return };
+    let all = Samples { items: Samples::itslive(0, 12).items.iter().map(unversioned).collect() };
+    t.inputs(&all, "all.csv");
+    let full = t.backfill("all.csv", &["--h3-resolution", "1"]);
+    assert!(full.status.success(), "{}", text(&full));
+    // A full run keeps no versions: the first delta takes every object once and keeps its time.
+    let first = t.backfill("all.csv", &["--delta", "--json"]);
+    assert_eq!(counts(&first), (12, 0));
+
+    // The archive writes two objects again: a moved footprint, another year.
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let it = &all.items;
+    let mut second = it[5].clone();
+    in_2001(&mut second.json);
+    let mut third = it[2].clone();
+    moved(&mut third.json, 40.0);
+    t.inputs(&Samples { items: vec![third.clone(), second.clone()] }, "rewritten.csv");
+    let delta = t.backfill("all.csv", &["--delta", "--json"]);
+    assert_eq!(counts(&delta), (2, 10), "the two rewritten objects are newer, the rest the same");
+
+    let mut current = all.items.clone();
+    current[2] = third;
+    current[5] = second;
+    let expected = Samples { items: current }.expected_rows(1);
+    let (rows, count, _) = t.rows();
+    assert_eq!(rows, expected, "the rewritten items' old rows are gone");
+    assert_eq!(count, rows.len(), "no row twice");
+    let again = t.backfill("all.csv", &["--delta", "--json"]);
+    assert_eq!(counts(&again), (0, 12), "nothing changed since");
 }
 
 #[test]

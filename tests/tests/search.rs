@@ -498,6 +498,50 @@ async fn the_real_fixtures_come_back_json_equal_after_ingest_and_search() {
     assert_eq!(mismatched, json!([]), "items whose properties rustac reads back differently");
 }
 
+#[tokio::test]
+async fn one_id_in_two_collections_is_two_items_and_both_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = Samples::itslive(0, 1).items.remove(0);
+    let in_collection = |c: &str| {
+        let mut json = base.json.clone();
+        json["collection"] = c.into();
+        SampleItem { key: format!("{c}/{}", base.key), json, ..base.clone() }
+    };
+    let samples = Samples { items: vec![in_collection("first"), in_collection("second")] };
+    let source = Location::local(dir.path().join("items")).unwrap();
+    let stores = earthcatalog_common::stores::Stores::new(
+        earthcatalog_common::s3_settings::S3Settings::default(),
+    );
+    samples.upload(&stores, &source).await.unwrap();
+    std::fs::write(dir.path().join("inv.csv"), samples.csv()).unwrap();
+    let table = table_flags(dir.path());
+    let mut args =
+        strings(&["incremental", "--inventory", dir.path().join("inv.csv").to_str().unwrap()]);
+    args.extend(strings(&["--source", &format!("{BUCKET}={source}"), "--h3-resolution", "1"]));
+    args.extend(table.iter().cloned());
+    assert!(run(&args, &[]).status.success());
+
+    let bbox =
+        base.json["bbox"].as_array().unwrap().iter().map(|v| v.to_string()).collect::<Vec<_>>();
+    let found = |extra: &[&str]| {
+        let mut args = strings(&["search", "--format", "ndjson", "--bbox", &bbox.join(",")]);
+        args.extend(strings(extra));
+        args.extend(table.iter().cloned());
+        let out = run(&args, &[]);
+        assert!(out.status.success());
+        let mut got: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .map(|i| (i["collection"].as_str().unwrap().into(), i["id"].as_str().unwrap().into()))
+            .collect();
+        got.sort();
+        got
+    };
+    let id = base.id();
+    assert_eq!(found(&[]), [("first".into(), id.clone()), ("second".into(), id.clone())]);
+    assert_eq!(found(&["--collections", "second"]), [("second".to_string(), id)]);
+}
+
 fn table_flags(dir: &Path) -> Vec<String> {
     strings(&[
         "--catalog",

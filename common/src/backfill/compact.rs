@@ -7,7 +7,8 @@
 //!
 //! Duplicates (the same item, (collection, id), staged by two chunks, or by a chunk ingested
 //! twice; one id in two collections is two items) are resolved
-//! to the row with the most recent `updated`; a missing `updated` is older than any. On a tie
+//! to the row with the most recent version: `updated`, else when its object was last modified
+//! (staged beside the rows); a missing version is older than any. On a tie
 //! the row read last wins: the later file in the `staged` list, and within a file the later
 //! row. Rows without an id are all kept. Sorting is by (platform, datetime), a missing platform
 //! as the empty string and a missing datetime first, ties in input order — the order the
@@ -29,6 +30,7 @@ use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::ArrowError;
 use futures::StreamExt;
 
+use super::object_times::{self, ObjectTimes};
 use crate::dedup::later_copy_wins;
 use crate::geoparquet::{
     FileNamer, Footer, GeoSummary, WriteError, WriterOptions, WrittenFile, write_batches,
@@ -38,7 +40,7 @@ use crate::ids::ItemKey;
 use crate::location::Location;
 use crate::schema;
 use crate::stac::datetime::utc_year;
-use crate::staging::{StagingError, read_staged};
+use crate::staging::{OBJECT_MODIFIED, StagingError, read_staged_with_times, staging_schema};
 use crate::stores::Stores;
 
 /// Staged files read at once. Each read waits a round trip at S3's latency, so a partition
@@ -107,6 +109,8 @@ pub struct CompactOutcome {
     pub input_rows: u64,
     /// Rows dropped as older duplicates of an item id.
     pub duplicates_dropped: u64,
+    /// Per data file holding items without `updated`, their objects' last-modified times.
+    pub object_times: Vec<ObjectTimes>,
 }
 
 impl CompactOutcome {
@@ -134,7 +138,7 @@ pub async fn compact_partition(
     let arrow_err =
         |source: ArrowError| CompactError::Arrow { partition: partition.to_string(), source };
     let batches = read_all(stores, partition, staged).await?;
-    let all = concat_batches(&schema::arrow_schema(), &batches).map_err(arrow_err)?;
+    let all = concat_batches(&staging_schema(), &batches).map_err(arrow_err)?;
     drop(batches);
     let input_rows = all.num_rows() as u64;
     let kept = newest_per_id(&all).map_err(arrow_err)?;
@@ -142,10 +146,31 @@ pub async fn compact_partition(
     let order = sorted(&all, kept).map_err(arrow_err)?;
     let rows = take_record_batch(&all, &order).map_err(arrow_err)?;
     drop(all);
+    let table_columns: Vec<usize> = (0..schema::arrow_schema().fields().len()).collect();
+    let times = rows.column(table_columns.len()).clone();
+    let rows = rows.project(&table_columns).map_err(arrow_err)?;
     let files =
         write_slices(stores, partition, &rows, warehouse, namer, compact_rows, options).await?;
+    let object_times = times_of(&files, &rows, &times).map_err(arrow_err)?;
     tracing::debug!(%partition, input_rows, duplicates_dropped, files = files.len(), "compacted");
-    Ok(CompactOutcome { files, input_rows, duplicates_dropped })
+    Ok(CompactOutcome { files, input_rows, duplicates_dropped, object_times })
+}
+
+/// The object times of each written file's items without `updated` (files hold consecutive
+/// slices of `rows`).
+fn times_of(
+    files: &[WrittenFile],
+    rows: &RecordBatch,
+    times: &ArrayRef,
+) -> Result<Vec<ObjectTimes>, ArrowError> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for file in files {
+        let slice = rows.slice(offset, file.rows);
+        out.extend(object_times::of_rows(&file.location, &slice, &times.slice(offset, file.rows))?);
+        offset += file.rows;
+    }
+    Ok(out)
 }
 
 /// Every batch of every staged file, in list order, each checked to hold only `partition`.
@@ -155,7 +180,7 @@ async fn read_all(
     staged: &[Location],
 ) -> Result<Vec<RecordBatch>, CompactError> {
     let reads = futures::stream::iter(staged).map(|location| async move {
-        let batches = read_staged(stores, location).await?;
+        let batches = read_staged_with_times(stores, location).await?;
         check_partition(location, &batches, partition)?;
         Ok::<_, CompactError>(batches)
     });
@@ -200,8 +225,9 @@ fn check_partition(
     Ok(())
 }
 
-/// Indices (ascending) of the rows to keep: per item, (collection, id), the newest `updated`,
-/// ties to the later row (the rule of [`crate::dedup`]); every row without an id.
+/// Indices (ascending) of the rows to keep: per item, (collection, id), the newest version
+/// (`updated`, else the object's time), ties to the later row (the rule of [`crate::dedup`]);
+/// every row without an id.
 fn newest_per_id(all: &RecordBatch) -> Result<Vec<u32>, ArrowError> {
     let column = |name: &str| {
         all.column_by_name(name)
@@ -220,7 +246,14 @@ fn newest_per_id(all: &RecordBatch) -> Result<Vec<u32>, ArrowError> {
     let updated = updated
         .as_primitive_opt::<TimestampMicrosecondType>()
         .ok_or_else(|| not_typed("updated"))?;
-    let when = |i: usize| updated.is_valid(i).then(|| updated.value(i));
+    let times = column(OBJECT_MODIFIED)?;
+    let times = times
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .ok_or_else(|| not_typed(OBJECT_MODIFIED))?;
+    let when = |i: usize| {
+        let at = |c: &arrow_array::TimestampMicrosecondArray| c.is_valid(i).then(|| c.value(i));
+        at(updated).or_else(|| at(times))
+    };
     let mut winner: HashMap<ItemKey<'_>, u32> = HashMap::with_capacity(all.num_rows());
     let mut kept = Vec::new();
     for i in 0..all.num_rows() {

@@ -14,6 +14,8 @@
 //!       failures.jsonl                            items that did not become rows
 //!   results/ingest/{task:06}.json                 accepted Phase 2 results (coordinator)
 //!   results/compact/{task:06}.json                accepted Phase 3 results (coordinator)
+//!   object_times/<data file name>                 a delta run's Phase 3: object times of the
+//!                                                 data file's items without `updated`
 //! ```
 //!
 //! Phase 3 writes data files straight into the warehouse Hive folders, named
@@ -165,6 +167,12 @@ impl StagingLayout {
         digits.bytes().all(|b| b.is_ascii_digit()).then(|| digits.parse().ok()).flatten()
     }
 
+    /// The folder where a delta run's Phase 3 keeps the object times of items without
+    /// `updated`, one file per data file ([`object_times_file`]).
+    pub fn object_times_dir(&self) -> Location {
+        self.root.join("object_times")
+    }
+
     /// The file namer of one Phase 3 attempt: names say the run and the lease token.
     pub fn compact_namer(&self, token: u64) -> FileNamer {
         compact_namer(&self.run, token)
@@ -195,6 +203,12 @@ pub fn compact_output_token(run: &RunId, name: &str) -> Option<u64> {
     }
     // Exactly as the namer writes it: `c042` is no name of attempt 42.
     token.parse().ok().filter(|t: &u64| t.to_string() == token)
+}
+
+/// The object-time file of the data file `data_file` in the folder `folder`
+/// ([`StagingLayout::object_times_dir`]): data file names are unique within a run.
+pub fn object_times_file(folder: &Location, data_file: &Location) -> Location {
+    folder.join(data_file.file_name().unwrap_or_default())
 }
 
 /// The staged file of `partition` inside a Phase 2 attempt folder.

@@ -219,8 +219,9 @@ pub async fn write_rows(
     write_batches(stores, location, &[batch], &geo_metadata(rows), options).await
 }
 
-/// Writes record batches of the table schema as one GeoParquet file with the given `geo`
-/// metadata, cutting row groups of `options.row_group_rows`; returns the footer and the size.
+/// Writes record batches of the table schema (staged rows add a column of their own, see
+/// [`crate::staging`]) as one GeoParquet file with the given `geo` metadata, cutting row groups of
+/// `options.row_group_rows`; returns the footer and the size.
 pub async fn write_batches(
     stores: &Stores,
     location: &Location,
@@ -232,9 +233,10 @@ pub async fn write_batches(
     let shown = || location.to_string();
     let started = std::time::Instant::now();
     let sink = ParquetObjectWriter::new(target.store, target.path);
+    let schema = batches.first().map(RecordBatch::schema).unwrap_or_else(schema::arrow_schema);
     let mut writer = AsyncArrowWriter::try_new(
         sink,
-        schema::arrow_schema(),
+        schema,
         Some(options.properties(geo, batches.iter().map(RecordBatch::num_rows).sum())),
     )
     .map_err(|source| WriteError::Parquet { location: shown(), source })?;

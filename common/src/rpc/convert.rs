@@ -265,6 +265,8 @@ pub struct CompactTask {
     pub run: RunId,
     /// Rows per data file at most.
     pub compact_rows: usize,
+    /// Where the object times of items without `updated` are kept (a delta run), if anywhere.
+    pub object_times: Option<Location>,
 }
 
 /// What a lease asks the worker to do.
@@ -345,6 +347,7 @@ impl From<&TaskSpec> for pb::Task {
                 warehouse_uri: c.warehouse.uri(),
                 run_id: c.run.to_string(),
                 compact_rows: c.compact_rows as u64,
+                object_times_uri: c.object_times.as_ref().map(Location::uri).unwrap_or_default(),
             }),
         };
         pb::Task { kind: Some(kind) }
@@ -400,12 +403,17 @@ impl TryFrom<pb::CompactPartition> for CompactTask {
             .iter()
             .map(|s| location(M, "staged_uris", s))
             .collect::<Result<_, _>>()?;
+        let object_times = match c.object_times_uri.as_str() {
+            "" => None,
+            s => Some(location(M, "object_times_uri", s)?),
+        };
         Ok(CompactTask {
             partition: CellYear::new(c.cell, c.year),
             staged,
             warehouse: location(M, "warehouse_uri", &c.warehouse_uri)?,
             run: RunId::from_string(c.run_id),
             compact_rows: c.compact_rows as usize,
+            object_times,
         })
     }
 }

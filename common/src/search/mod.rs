@@ -28,6 +28,7 @@ pub use interval::Interval;
 pub use order::{SortBy, SortKey};
 pub use stac_geoparquet::{StacGeoparquetError, write_stac_geoparquet};
 
+use crate::ids::ItemKey;
 use crate::partition::{CoverError, Partitioner};
 use crate::stac::{ItemColumns, RebuildError};
 
@@ -228,7 +229,7 @@ pub async fn search(
         .map_err(iceberg("reading the data files"))?
         .stream();
 
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<u128> = HashSet::new();
     let mut items = Vec::new();
     while let Some(batch) = batches.next().await {
         let batch = batch.map_err(iceberg("reading the data files"))?;
@@ -257,11 +258,13 @@ fn matching_item(
     columns: &ItemColumns,
     row: usize,
     request: &SearchRequest,
-    seen: &mut HashSet<String>,
+    seen: &mut HashSet<u128>,
 ) -> Result<Option<Json>, SearchError> {
     let Some(id) = columns.id(row) else { return Err(RebuildError::MissingId.into()) };
-    // Every row of an item holds the same item: the first one decides.
-    if !seen.insert(id.to_string()) {
+    // Every row of an item holds the same item: the first one decides. An item is its
+    // (collection, id): one id in two collections is two items.
+    let item = ItemKey { collection: columns.collection(row), id };
+    if !seen.insert(item.digest()) {
         return Ok(None);
     }
     let geometry = columns.geometry(row)?;

@@ -108,6 +108,11 @@ impl ItemColumns {
         text(self.array("id")?, row)
     }
 
+    /// The collection of row `row`, if it has one.
+    pub fn collection(&self, row: usize) -> Option<&str> {
+        text(self.array("collection")?, row)
+    }
+
     /// The cell the row was fanned out to.
     pub fn grid_partition(&self, row: usize) -> Option<&str> {
         text(self.array(schema::GRID_PARTITION)?, row)

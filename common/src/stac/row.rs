@@ -127,6 +127,11 @@ impl ItemRow {
         self.object_modified = Some(micros);
     }
 
+    /// When the item's object was last modified (microseconds since the epoch), if known.
+    pub fn object_modified(&self) -> Option<i64> {
+        self.object_modified
+    }
+
     /// The item's version, which decides whether a copy replaces the table's: its `updated`,
     /// else when its object was last modified (an archive that re-processes items without
     /// `updated` still writes their objects again), else none (older than any version).

@@ -69,9 +69,10 @@ pub struct BackfillSummary {
     pub rows: u64,
     /// Snapshots committed.
     pub snapshots: u64,
-    /// Items (`--delta`) the table held at an older `updated`: their old rows were replaced.
+    /// Items (`--delta`) the table held at an older version (`updated`, else the object's time):
+    /// their old rows were replaced.
     pub items_updated: u64,
-    /// Items (`--delta`) the table already held at that `updated` or a newer one: not added.
+    /// Items (`--delta`) the table already held at that version or a newer one: not added.
     pub items_skipped: u64,
     /// Abandoned attempt files deleted.
     pub orphans_deleted: u64,
@@ -410,6 +411,8 @@ impl Driver<'_> {
         let subjects = list.iter().map(|(p, _)| p.to_string()).collect();
         let (warehouse, run, compact_rows) =
             (self.cfg.place.warehouse.clone(), self.layout.run().clone(), self.cfg.compact_rows);
+        // Only a delta run compares versions with the table's (a full run replaces it).
+        let object_times = self.cfg.delta.then(|| self.layout.object_times_dir());
         let tasks = list.len() as u64;
         let make: crate::lease::scheduler::TaskMaker = Arc::new(move |task, _token| {
             let (partition, staged) = &list[task as usize];
@@ -419,6 +422,7 @@ impl Driver<'_> {
                 warehouse: warehouse.clone(),
                 run: run.clone(),
                 compact_rows,
+                object_times: object_times.clone(),
             })
         });
         let plan = PhasePlan { kind: PhaseKind::Compact, tasks, done, subjects, make };
@@ -450,9 +454,15 @@ impl Driver<'_> {
         if !self.cfg.upload {
             writer = writer.without_upload();
         }
-        let run = RunId::from_string(self.scheduler.run_id());
-        let result =
-            register::register(self.cfg, &mut writer, &self.grid, files, self.resumed, &run).await;
+        let result = register::register(
+            self.cfg,
+            &mut writer,
+            &self.grid,
+            files,
+            self.resumed,
+            &self.layout,
+        )
+        .await;
         // Accepted results are never deleted on failure: a rerun registers them.
         writer.finish().await;
         result

@@ -12,7 +12,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use anyhow::Context;
 use arrow::array::{Array, AsArray};
+use earthcatalog_common::backfill::StagingLayout;
 use earthcatalog_common::backfill::layout::compact_output_token;
+use earthcatalog_common::backfill::object_times;
 use earthcatalog_common::catalog::{
     ReplaceKind, ReplaceSummary, Replacement, TableSettings, data_files, partition_of,
 };
@@ -27,7 +29,7 @@ use earthcatalog_common::rewrite::{Rewritten, RowOf, without_rows};
 use earthcatalog_common::rpc::ReportedFile;
 use earthcatalog_common::staging::read_staged;
 use earthcatalog_common::stores::Stores;
-use earthcatalog_common::updates;
+use earthcatalog_common::updates::{self, NewFile};
 use futures::{StreamExt, TryStreamExt};
 
 use super::config::BackfillConfig;
@@ -111,7 +113,7 @@ pub async fn register(
     grid: &GridSpec,
     files: &[ReportedFile],
     resumed: bool,
-    run: &RunId,
+    layout: &StagingLayout,
 ) -> anyhow::Result<Registered> {
     let mut out = Registered::default();
     let catalog = writer.catalog();
@@ -129,7 +131,7 @@ pub async fn register(
         let items_at = ItemIndex::location(&cfg.place.warehouse)?;
         let (mut index, _) = ItemIndex::load(&stores, &table, &items_at).await?;
         let locations = unregistered(&table, files, resumed).await?;
-        let table = apply_delta(writer, table, &locations, &mut index, run, &mut out).await?;
+        let table = apply_delta(writer, table, &locations, &mut index, layout, &mut out).await?;
         index.set_snapshot(table.metadata().current_snapshot_id());
         items = Some((index, items_at));
     } else {
@@ -156,20 +158,30 @@ pub async fn register(
 /// Commits a delta run's files: appended when every item is new; otherwise in one `overwrite`
 /// snapshot where the files holding old rows of updated items are rewritten without them, and
 /// new files holding rows the table must not take (items it holds at that version or a newer
-/// one, older copies of an item) are rewritten without those.
+/// one, older copies of an item) are rewritten without those. An item without `updated` is
+/// versioned by the object time Phase 3 kept for it.
 async fn apply_delta(
     writer: &mut CatalogWriter,
     table: iceberg::table::Table,
     locations: &[Location],
     index: &mut ItemIndex,
-    run: &RunId,
+    layout: &StagingLayout,
     out: &mut Registered,
 ) -> anyhow::Result<iceberg::table::Table> {
     let stores = writer.catalog().stores().clone();
     let described = writer.catalog().describe_files(&table, locations).await?;
-    let files: Vec<(CellYear, String, Option<u64>)> = described
+    let times = object_times::read_for(&stores, &layout.object_times_dir(), locations)
+        .await
+        .context("reading the object times Phase 3 kept")?;
+    let files: Vec<NewFile> = described
         .iter()
-        .map(|d| (partition_of(&table, d), d.file_path().to_string(), Some(d.file_size_in_bytes())))
+        .zip(times)
+        .map(|(d, object_times)| NewFile {
+            partition: partition_of(&table, d),
+            path: d.file_path().to_string(),
+            size: Some(d.file_size_in_bytes()),
+            object_times,
+        })
         .collect();
     let sorted = updates::sort_out_files(&stores, index, &files).await?;
     sorted.record(index);
@@ -178,17 +190,17 @@ async fn apply_delta(
     if sorted.updated.is_empty() && !sorted.stale.contains(&true) {
         return append(writer, table, locations, out).await;
     }
-    let namer = FileNamer::new(run.clone(), "update");
+    let namer = FileNamer::new(layout.run().clone(), "update");
     let mut add = Vec::new();
     let mut superseded = Vec::new();
-    for (file, stale) in described.into_iter().zip(&sorted.stale) {
+    for ((file, stale), new) in described.into_iter().zip(&sorted.stale).zip(&files) {
         if !stale {
             add.push(file);
             continue;
         }
         let path = file.file_path().to_string();
         superseded.push(Location::parse(&path)?);
-        let drops = |row: RowOf<'_>| sorted.drops(row);
+        let drops = |row: RowOf<'_>| sorted.drops(row, &new.object_times);
         if let Rewritten::Into { file, .. } = without_rows(&stores, &path, drops, &namer).await? {
             writer.wrote([file.clone()]);
             add.extend(writer.catalog().describe_files(&table, &[file]).await?);

@@ -294,6 +294,7 @@ mod tests {
             warehouse: s.warehouse.clone(),
             run: s.layout.run().clone(),
             compact_rows: 100,
+            object_times: None,
         })
     }
 

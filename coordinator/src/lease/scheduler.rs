@@ -763,6 +763,7 @@ mod tests {
                     warehouse: Location::parse("memory://t/wh").unwrap(),
                     run: RunId::from_string("run"),
                     compact_rows: 10,
+                    object_times: None,
                 })
             }),
         });
@@ -928,6 +929,7 @@ mod tests {
                     warehouse: Location::parse("memory://t/wh").unwrap(),
                     run: RunId::from_string("run"),
                     compact_rows: 10,
+                    object_times: None,
                 })
             }),
         });

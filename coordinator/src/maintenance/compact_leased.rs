@@ -248,6 +248,7 @@ fn task_maker(
             warehouse: warehouse.clone(),
             run: run_id.clone(),
             compact_rows,
+            object_times: None,
         })
     })
 }

@@ -1,8 +1,9 @@
 //! Phase 3 on a worker: one (cell, year)'s staged rows merged into data files whose names carry
 //! the lease token, so each attempt writes its own objects.
 
-use earthcatalog_common::backfill::compact_partition;
+use earthcatalog_common::backfill::{compact_partition, object_times};
 use earthcatalog_common::geoparquet::{FileNamer, WriterOptions};
+use earthcatalog_common::location::Location;
 use earthcatalog_common::rpc::{CompactReport, CompactTask, ReportedFile, TaskReport};
 
 use std::sync::Arc;
@@ -45,11 +46,19 @@ async fn run(ctx: &TaskContext, task: &CompactTask, token: u64) -> Result<TaskRe
         &WriterOptions::default(),
     )
     .await?;
+    if let Some(folder) = &task.object_times
+        && let Err(e) = object_times::write_all(&stores, folder, &outcome.object_times).await
+    {
+        let written: Vec<Location> = outcome.files.iter().map(|f| f.location.clone()).collect();
+        stores.delete_all(&written, "an abandoned output").await;
+        return Err(e.into());
+    }
     tracing::info!(
         partition = %task.partition,
         input_rows = outcome.input_rows,
         duplicates = outcome.duplicates_dropped,
         files = outcome.files.len(),
+        object_times = outcome.object_times.len(),
         "partition compacted"
     );
     Ok(TaskReport::Compact(CompactReport {

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use earthcatalog_common::backfill::layout::compact_output_token;
+use earthcatalog_common::backfill::object_times::ObjectTimesError;
 use earthcatalog_common::backfill::{CompactError, IngestError};
 use earthcatalog_common::location::Location;
 use earthcatalog_common::partition::{GridError, GridSpec, Partitioner, open_partitioner};
@@ -24,6 +25,9 @@ pub enum TaskError {
     /// Phase 3 failed.
     #[error(transparent)]
     Compact(#[from] CompactError),
+    /// The object times of a delta run's items could not be kept.
+    #[error(transparent)]
+    ObjectTimes(#[from] ObjectTimesError),
     /// The compaction thread died.
     #[error("the compaction thread stopped: {0}")]
     Thread(String),
@@ -38,6 +42,7 @@ impl TaskError {
         match self {
             TaskError::Ingest(e) => e.is_retryable(),
             TaskError::Compact(e) => e.is_retryable(),
+            TaskError::ObjectTimes(e) => e.is_retryable(),
             TaskError::Grid(_) | TaskError::Thread(_) => true,
         }
     }
