@@ -16,6 +16,8 @@ mod stac_geoparquet;
 
 use std::collections::HashSet;
 
+use arrow::array::{Array, AsArray};
+use arrow_array::Float64Array;
 use futures::{StreamExt, TryStreamExt};
 use iceberg::expr::Bind;
 use iceberg::table::Table;
@@ -230,12 +232,17 @@ pub async fn search(
         .stream();
 
     let mut seen: HashSet<u128> = HashSet::new();
+    let boxes = request.area.as_ref().map(Area::boxes);
     let mut items = Vec::new();
     while let Some(batch) = batches.next().await {
         let batch = batch.map_err(iceberg("reading the data files"))?;
         stats.rows += batch.num_rows();
         let columns = ItemColumns::new(&batch)?;
+        let coverings = Coverings::of(&batch);
         for row in 0..columns.len() {
+            if !coverings.may_meet(row, &boxes) {
+                continue;
+            }
             if let Some(item) = matching_item(&columns, row, request, &mut seen)? {
                 items.push(item);
             }
@@ -243,7 +250,7 @@ pub async fn search(
     }
     stats.matched = items.len();
     let sortby = request.sortby.clone().unwrap_or_default();
-    items.sort_by(|a, b| sortby.compare(a, b));
+    sortby.sort(&mut items);
     if let Some(n) = request.max_items {
         items.truncate(n);
     }
@@ -251,6 +258,42 @@ pub async fn search(
         items = items.into_iter().map(|i| request.fields.apply(i)).collect();
     }
     Ok(SearchResult { items, stats })
+}
+
+/// The `geometry_bbox` covering of a batch's rows: the reader cannot filter rows on a struct's
+/// child (see [`plan`]), and testing it here spares decoding the footprints of rows whose box
+/// misses the area (most rows of a point query's partitions).
+struct Coverings(Option<[Float64Array; 4]>);
+
+impl Coverings {
+    fn of(batch: &arrow_array::RecordBatch) -> Coverings {
+        let children = batch
+            .column_by_name(crate::schema::GEOMETRY_BBOX)
+            .and_then(|c| c.as_struct_opt())
+            .and_then(|s| {
+                let child = |name: &str| {
+                    s.column_by_name(name)
+                        .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Float64Type>())
+                        .cloned()
+                };
+                Some([child("xmin")?, child("ymin")?, child("xmax")?, child("ymax")?])
+            });
+        Coverings(children)
+    }
+
+    /// Whether the row's footprint may meet one of `boxes` (the area's, `None`: no area): as
+    /// the planning filter, a covering that leaves ±180 or is unknown may.
+    fn may_meet(&self, row: usize, boxes: &Option<Vec<[f64; 4]>>) -> bool {
+        let (Some([xmin, ymin, xmax, ymax]), Some(boxes)) = (&self.0, boxes) else { return true };
+        if [xmin, ymin, xmax, ymax].iter().any(|c| c.is_null(row)) {
+            return true;
+        }
+        let (x0, y0, x1, y1) = (xmin.value(row), ymin.value(row), xmax.value(row), ymax.value(row));
+        let outside_180 = x0 < -180.0 || x1 > 180.0;
+        boxes
+            .iter()
+            .any(|b| y0 <= b[3] && y1 >= b[1] && (outside_180 || (x0 <= b[2] && x1 >= b[0])))
+    }
 }
 
 /// The item of one row when it passes the tests the scan could not do, and was not seen yet.

@@ -58,14 +58,32 @@ impl SortBy {
 
     /// Compares two items by the keys; an item without the field sorts after one with it.
     pub fn compare(&self, a: &Json, b: &Json) -> Ordering {
-        for key in &self.0 {
-            let (x, y) = (field_value(a, &key.field), field_value(b, &key.field));
+        self.compare_keys(&self.keys_of(a), &self.keys_of(b))
+    }
+
+    /// Sorts `items` by the keys (stable), each item's values looked up and their timestamps
+    /// parsed once rather than at every comparison.
+    pub fn sort(&self, items: &mut Vec<Json>) {
+        let keys: Vec<Vec<Option<KeyValue<'_>>>> = items.iter().map(|i| self.keys_of(i)).collect();
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by(|a, b| self.compare_keys(&keys[*a], &keys[*b]));
+        drop(keys);
+        let mut slots: Vec<Json> = std::mem::take(items);
+        *items = order.into_iter().map(|i| std::mem::take(&mut slots[i])).collect();
+    }
+
+    fn keys_of<'a>(&self, item: &'a Json) -> Vec<Option<KeyValue<'a>>> {
+        self.0.iter().map(|k| field_value(item, &k.field).map(KeyValue::new)).collect()
+    }
+
+    fn compare_keys(&self, a: &[Option<KeyValue<'_>>], b: &[Option<KeyValue<'_>>]) -> Ordering {
+        for ((key, x), y) in self.0.iter().zip(a).zip(b) {
             let ord = match (x, y) {
                 (None, None) => Ordering::Equal,
                 (None, Some(_)) => Ordering::Greater,
                 (Some(_), None) => Ordering::Less,
                 (Some(x), Some(y)) => {
-                    let o = compare_values(x, y);
+                    let o = x.compare(y);
                     if key.descending { o.reverse() } else { o }
                 }
             };
@@ -74,6 +92,28 @@ impl SortBy {
             }
         }
         Ordering::Equal
+    }
+}
+
+/// A sort field's value with its instant, when it is a timestamp string.
+struct KeyValue<'a> {
+    value: &'a Json,
+    instant: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl<'a> KeyValue<'a> {
+    fn new(value: &'a Json) -> Self {
+        let instant = value.as_str().and_then(parse_timestamp);
+        KeyValue { value, instant }
+    }
+
+    /// As [`compare_values`], with the instants parsed already.
+    fn compare(&self, other: &KeyValue<'_>) -> Ordering {
+        match (self.value, other.value, self.instant, other.instant) {
+            (Json::String(_), Json::String(_), Some(a), Some(b)) => a.cmp(&b),
+            (Json::String(a), Json::String(b), _, _) => a.cmp(b),
+            (x, y, _, _) => compare_values(x, y),
+        }
     }
 }
 
@@ -101,6 +141,31 @@ fn compare_values(x: &Json, y: &Json) -> Ordering {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn sorting_matches_the_pairwise_comparison_and_keeps_ties_in_order() {
+        let items: Vec<Json> = [
+            json!({"id": "b", "properties": {"datetime": "2020-01-01T00:00:00Z", "n": 2}}),
+            json!({"id": "a", "properties": {"datetime": "2020-01-01T00:00:00+00:00", "n": 1}}),
+            json!({"id": "c", "properties": {"n": "text"}}),
+            json!({"id": "d", "properties": {"datetime": "2021-06-01T00:00:00Z", "n": 10}}),
+            json!({"id": "e", "properties": {"datetime": "not a time", "n": 2}}),
+        ]
+        .into();
+        for sortby in ["-properties.datetime,id", "n,-id", "id", "+n"] {
+            let by = SortBy::parse(sortby).unwrap();
+            let mut pairwise = items.clone();
+            pairwise.sort_by(|a, b| by.compare(a, b));
+            let mut sorted = items.clone();
+            by.sort(&mut sorted);
+            assert_eq!(sorted, pairwise, "{sortby}");
+        }
+        let mut by_time = items.clone();
+        SortBy::default().sort(&mut by_time);
+        let ids: Vec<&str> = by_time.iter().map(|i| i["id"].as_str().unwrap()).collect();
+        // Same instant written two ways: by id; a string that is no time sorts by its text.
+        assert_eq!(ids, ["e", "d", "a", "b", "c"]);
+    }
 
     #[test]
     fn keys_parse_with_their_directions() {
