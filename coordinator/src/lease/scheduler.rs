@@ -744,30 +744,38 @@ mod tests {
                 max_backoff: Duration::ZERO,
             },
         };
-        // Results are checked as a backfill run checks them (no file is read unless the path
-        // and the name fit: the reports below name none or one that does not fit).
-        let stores = Arc::new(Stores::new(S3Settings::default()));
-        let staging = Location::parse("memory://t/staging").unwrap();
-        let check =
-            OutputCheck::new(stores, StagingLayout::new(&staging, RunId::from_string("run")));
-        let s = Scheduler::new("run".into(), settings, recorded.clone(), Arc::new(check));
+        let s = checked_scheduler(settings, recorded.clone());
         s.start_phase(PhasePlan {
             kind: PhaseKind::Compact,
             tasks: 1,
             done,
             subjects: vec!["grid_partition=x/year=2020".into()],
-            make: Arc::new(|_, _| {
-                TaskSpec::Compact(CompactTask {
-                    partition: CellYear::new("x", Some(2020)),
-                    staged: Vec::new(),
-                    warehouse: Location::parse("memory://t/wh").unwrap(),
-                    run: RunId::from_string("run"),
-                    compact_rows: 10,
-                    object_times: None,
-                })
-            }),
+            make: Arc::new(|_, _| compact_task("x")),
         });
         (s, recorded)
+    }
+
+    /// A scheduler of run `run` whose results are checked as a backfill run checks them (no
+    /// file is read unless the path and the name fit: the tests' reports name none or one that
+    /// does not fit).
+    fn checked_scheduler(settings: LeaseSettings, results: Arc<dyn ResultStore>) -> Scheduler {
+        let stores = Arc::new(Stores::new(S3Settings::default()));
+        let staging = Location::parse("memory://t/staging").unwrap();
+        let check =
+            OutputCheck::new(stores, StagingLayout::new(&staging, RunId::from_string("run")));
+        Scheduler::new("run".into(), settings, results, Arc::new(check))
+    }
+
+    /// Compacting (`cell`, 2020) of run `run`.
+    fn compact_task(cell: &str) -> TaskSpec {
+        TaskSpec::Compact(CompactTask {
+            partition: CellYear::new(cell, Some(2020)),
+            staged: Vec::new(),
+            warehouse: Location::parse("memory://t/wh").unwrap(),
+            run: RunId::from_string("run"),
+            compact_rows: 10,
+            object_times: None,
+        })
     }
 
     fn report() -> TaskReport {
@@ -912,26 +920,13 @@ mod tests {
                 max_backoff: Duration::ZERO,
             },
         };
-        let stores = Arc::new(Stores::new(S3Settings::default()));
-        let staging = Location::parse("memory://t/staging").unwrap();
-        let check =
-            OutputCheck::new(stores, StagingLayout::new(&staging, RunId::from_string("run")));
-        let s = Scheduler::new("run".into(), settings, store.clone(), Arc::new(check));
+        let s = checked_scheduler(settings, store.clone());
         s.start_phase(PhasePlan {
             kind: PhaseKind::Compact,
             tasks: 2,
             done: Vec::new(),
             subjects: vec!["a".into(), "b".into()],
-            make: Arc::new(|task, _| {
-                TaskSpec::Compact(CompactTask {
-                    partition: CellYear::new(format!("c{task}"), Some(2020)),
-                    staged: Vec::new(),
-                    warehouse: Location::parse("memory://t/wh").unwrap(),
-                    run: RunId::from_string("run"),
-                    compact_rows: 10,
-                    object_times: None,
-                })
-            }),
+            make: Arc::new(|task, _| compact_task(&format!("c{task}"))),
         });
         let (held, _) = s.acquire("w", 2).unwrap();
         let (a, b) = tokio::join!(
