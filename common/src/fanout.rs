@@ -105,6 +105,25 @@ impl Groups {
         out
     }
 
+    /// Takes out the largest groups, most rows first, until at most `keep` rows are left.
+    pub fn split_off_largest(&mut self, keep: usize) -> Groups {
+        let mut sizes: Vec<(usize, CellYear)> =
+            self.groups.iter().map(|(p, rows)| (rows.len(), p.clone())).collect();
+        sizes.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let mut out = Groups::new();
+        for (_, part) in sizes {
+            if self.rows <= keep {
+                break;
+            }
+            if let Some(rows) = self.groups.remove(&part) {
+                self.rows -= rows.len();
+                out.rows += rows.len();
+                out.groups.insert(part, rows);
+            }
+        }
+        out
+    }
+
     /// The (cell, year) pairs present.
     pub fn partitions(&self) -> Vec<CellYear> {
         self.groups.keys().cloned().collect()
@@ -180,6 +199,27 @@ mod tests {
         );
         let ids: Vec<&str> = sorted[1].1.iter().map(|r| r.item.id()).collect();
         assert_eq!(ids, ["b", "a"]);
+    }
+
+    #[test]
+    fn the_largest_groups_are_split_off_first_until_the_rest_fits() {
+        let mut g = Groups::new();
+        for (cell, n) in [("small", 1), ("big", 5), ("mid", 3), ("mid2", 3)] {
+            for i in 0..n {
+                g.extend(fan_out(item(&format!("{cell}{i}"), "S2A", None), &[cell.into()]));
+            }
+        }
+        let cells = |g: &Groups| {
+            let mut c: Vec<String> = g.partitions().into_iter().map(|p| p.cell).collect();
+            c.sort();
+            c
+        };
+        let taken = g.split_off_largest(6);
+        // 12 rows: the 5 and one of the 3s go, leaving 4; ties by (cell, year).
+        assert_eq!(cells(&taken), ["big", "mid"]);
+        assert_eq!((taken.row_count(), g.row_count()), (8, 4));
+        assert_eq!(cells(&g), ["mid2", "small"]);
+        assert!(g.split_off_largest(4).is_empty(), "nothing to take when it fits");
     }
 
     #[test]

@@ -411,12 +411,13 @@ pub struct IncrementalArgs {
     pub lock: LockArgs,
     /// Hold the rows of the whole run and write one file per (cell, year), registered in one
     /// snapshot at the end, instead of a file per (cell, year) per chunk and a snapshot per
-    /// chunk. Rows past --chunk-rows are spilled to local disk (--spill-dir) and merged at the
-    /// end; a chunk with updates writes out what is held first.
+    /// chunk. Past --chunk-rows held rows, the largest (cell, year)s are spilled to local disk
+    /// (--spill-dir) and merged at the end; a chunk with updates writes out what is held first.
     #[arg(long, env = "EARTHCATALOG_BATCH_ADD_FILES")]
     pub batch_add_files: bool,
     /// Where --batch-add-files spills held rows past --chunk-rows (a temporary folder inside it,
-    /// removed when the run ends) [default: the system's temporary folder].
+    /// removed when the run ends, or by the next run if it was killed) [default: the system's
+    /// temporary folder].
     #[arg(long, env = "EARTHCATALOG_SPILL_DIR", value_name = "DIR")]
     pub spill_dir: Option<PathBuf>,
     /// Add the ids of the run's items to the table's hash index (the table property's

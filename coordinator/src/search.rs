@@ -24,6 +24,7 @@ pub async fn run(args: SearchArgs, stores: &Stores) -> anyhow::Result<()> {
     let result = search(&read.table, partitioner.as_ref(), &request).await?;
     tracing::info!(
         files = result.stats.files,
+        columns = result.stats.columns,
         rows = result.stats.rows,
         matched = result.stats.matched,
         returned = result.items.len(),

@@ -165,7 +165,19 @@ async fn batch_add_files_commits_the_whole_run_in_one_snapshot(backend: Backend,
     assert_eq!(table.files.len(), partitions, "one file per (cell, year) for the whole run");
 
     // Past a budget of 5 rows the held rows go to disk and are merged at the end: same table.
+    // The spill directory holds what a run killed outright left (its owner lock free, for a
+    // while) and the folder of a run still going (its lock held): the first goes, not the second.
     let spill = tempfile::tempdir().unwrap();
+    let abandoned = spill.path().join("earthcatalog-spill-killed");
+    std::fs::create_dir_all(abandoned.join("spill-000001")).unwrap();
+    let lock = std::fs::File::create(abandoned.join("owner.lock")).unwrap();
+    lock.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(600)).unwrap();
+    drop(lock);
+    let in_use = spill.path().join("earthcatalog-spill-running");
+    std::fs::create_dir_all(&in_use).unwrap();
+    let lock = std::fs::File::create(in_use.join("owner.lock")).unwrap();
+    lock.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(600)).unwrap();
+    lock.lock().unwrap();
     let spilled = site.fresh("spilled");
     let args = ["--chunk-size", "3", "--batch-add-files", "--chunk-rows", "5", "--spill-dir"];
     let out = spilled.run(&inv, &[&args[..], &[&s(spill.path())]].concat());
@@ -177,8 +189,10 @@ async fn batch_add_files_commits_the_whole_run_in_one_snapshot(backend: Backend,
     assert_eq!(table.rows, samples.expected_rows(1));
     assert_eq!(table.row_count, table.rows.len(), "no row twice");
     assert_eq!(table.files.len(), partitions, "one file per (cell, year), spilled or not");
-    let left: Vec<_> = std::fs::read_dir(spill.path()).unwrap().collect();
-    assert!(left.is_empty(), "the spill folder is removed with the run: {left:?}");
+    let left: Vec<_> =
+        std::fs::read_dir(spill.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(left, [in_use], "the run's own folder and the abandoned one are removed");
+    assert!(stderr(&out).contains("earthcatalog-spill-killed: the spill folder of a run"));
 }
 
 async fn running_the_same_inventory_twice_registers_nothing_twice_and_counts_the_skipped_items(

@@ -168,6 +168,25 @@ fn random_queries(rng: &mut Rng) -> Vec<Query> {
         args: vec!["--filter".into(), cql_json.to_string(), "--bbox=0,0,180,90".into()],
         spec: json!({"platform": "S2B", "pvp_min": 30, "bbox": [0.0, 0.0, 180.0, 90.0]}),
     });
+    // Filters that mix what Iceberg can decide on columns with what only cql2 can (an OR,
+    // IN, a literal on the left, an untyped property, a fraction against a whole-number column).
+    for (filter, expr) in [
+        (
+            "percent_valid_pixels < 30 OR platform IN ('LC09', 'S2A')",
+            "p['percent_valid_pixels'] < 30 or p['platform'] in ('LC09', 'S2A')",
+        ),
+        (
+            "80 > percent_valid_pixels AND cloud < 50.5",
+            "80 > p['percent_valid_pixels'] and p['cloud'] < 50.5",
+        ),
+        ("properties.percent_valid_pixels >= 40.5", "p['percent_valid_pixels'] >= 40.5"),
+        (
+            "collection = 'alpha' AND platform <> 'S2B' AND NOT (percent_valid_pixels > 90)",
+            "it['collection'] == 'alpha' and p['platform'] != 'S2B' and not p['percent_valid_pixels'] > 90",
+        ),
+    ] {
+        qs.push(Query { args: strings(&["--filter", filter]), spec: json!({"expr": expr}) });
+    }
     qs.push(Query {
         args: strings(&["--collections", "alpha"]),
         spec: json!({"collection": "alpha"}),
@@ -232,6 +251,8 @@ def hit(q, it):
     if "collection" in q and it.get("collection") != q["collection"]:
         return False
     if "ids" in q and it["id"] not in q["ids"]:
+        return False
+    if "expr" in q and not eval(q["expr"], {"p": p, "it": it}):
         return False
     return True
 
@@ -307,6 +328,23 @@ async fn check_random_queries(
         let want: BTreeSet<String> =
             want.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
         assert_eq!(got, want, "query {:?}", q.args);
+        // Asking for a few members reads fewer columns, and finds the same items.
+        args.extend(strings(&["--fields", "properties.platform"]));
+        let out = run(&args, &place.env);
+        assert_eq!(ids_of(&out), want, "query {:?}", args);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let item: Value = serde_json::from_str(line).unwrap();
+            let mut members: Vec<&str> =
+                item.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            members.sort();
+            assert_eq!(
+                members,
+                ["collection", "id", "properties", "stac_version", "type"],
+                "{line}"
+            );
+            assert!(item["properties"]["platform"].is_string(), "{line}");
+            assert_eq!(item["properties"].as_object().unwrap().len(), 1, "{line}");
+        }
         nonempty += usize::from(!want.is_empty());
     }
     assert!(nonempty >= queries.len() / 2, "too few queries matched anything: {nonempty}");
@@ -540,6 +578,74 @@ async fn one_id_in_two_collections_is_two_items_and_both_are_found() {
     let id = base.id();
     assert_eq!(found(&[]), [("first".into(), id.clone()), ("second".into(), id.clone())]);
     assert_eq!(found(&["--collections", "second"]), [("second".to_string(), id)]);
+}
+
+/// The `rows=` a search logged: rows its reader returned.
+fn rows_read(out: &Output) -> usize {
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log.lines().find(|l| l.contains("search done")).expect("a 'search done' line");
+    let rows = line.split_whitespace().find_map(|w| w.strip_prefix("rows="));
+    rows.and_then(|r| r.parse().ok()).unwrap_or_else(|| panic!("no rows= in {line}"))
+}
+
+#[tokio::test]
+async fn a_filter_sees_a_top_level_member_before_the_property_and_columns_decide_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let item = |i: usize, platform: &str, top: Value| {
+        let mut it = json!({
+            "type": "Feature", "stac_version": "1.1.0", "id": format!("f-{i:02}"),
+            "collection": "c", "links": [], "assets": {},
+            "geometry": {"type": "Point", "coordinates": [10.0 + i as f64, 45.0]},
+            "properties": {"datetime": "2020-06-01T00:00:00Z", "platform": platform},
+        });
+        it.as_object_mut().unwrap().extend(top.as_object().unwrap().clone());
+        it
+    };
+    let mut items: Vec<Value> = (0..10).map(|i| item(i, "S2A", json!({}))).collect();
+    items.extend([
+        item(10, "LC08", json!({})),
+        item(11, "LC08", json!({})),
+        // cql2 looks a name up at the top level first: this one is LC08 to `platform`...
+        item(12, "S2A", json!({"platform": "LC08"})),
+        // ...and this one is not, though its property is.
+        item(13, "LC08", json!({"platform": "S2A"})),
+        item(14, "S2A", json!({"note": "an extra top-level member"})),
+    ]);
+    let source = Location::local(dir.path().join("items")).unwrap();
+    let stores = earthcatalog_common::stores::Stores::new(
+        earthcatalog_common::s3_settings::S3Settings::default(),
+    );
+    let samples = samples_of(&items);
+    samples.upload(&stores, &source).await.unwrap();
+    std::fs::write(dir.path().join("inv.csv"), samples.csv()).unwrap();
+    let table = table_flags(dir.path());
+    let mut args =
+        strings(&["incremental", "--inventory", dir.path().join("inv.csv").to_str().unwrap()]);
+    args.extend(strings(&["--source", &format!("{BUCKET}={source}"), "--h3-resolution", "1"]));
+    args.extend(table.iter().cloned());
+    assert!(run(&args, &[]).status.success());
+
+    let search = |filter: &str| {
+        let mut args = strings(&["search", "--format", "ndjson", "--filter", filter]);
+        args.extend(table.iter().cloned());
+        let out = run(&args, &[]);
+        (ids_of(&out).into_iter().collect::<Vec<_>>(), rows_read(&out))
+    };
+    // Points: one row per item. The reader returns the rows whose column says LC08 and those
+    // with extra top-level members, which cql2 then decides on.
+    let (ids, rows) = search("platform = 'LC08'");
+    assert_eq!(ids, ["f-10", "f-11", "f-12"]);
+    assert_eq!(
+        rows, 5,
+        "LC08 in the column: 3, with extra top-level members: 2 (one of them LC08)"
+    );
+    let (ids, rows) = search("properties.platform = 'LC08'");
+    assert_eq!(ids, ["f-10", "f-11", "f-13"]);
+    assert_eq!(rows, 3);
+    // What only cql2 can decide reads every row.
+    let (ids, rows) = search("NOT (platform <> 'LC08')");
+    assert_eq!(ids, ["f-10", "f-11", "f-12"]);
+    assert_eq!(rows, 15);
 }
 
 fn table_flags(dir: &Path) -> Vec<String> {

@@ -13,7 +13,7 @@ pub struct Fields {
 
 /// Members every item keeps, whatever `include` says: without them it is no longer a STAC
 /// item, nor one this table can name (an item is its collection and id).
-const ALWAYS: [&str; 4] = ["type", "stac_version", "id", "collection"];
+pub(crate) const ALWAYS: [&str; 4] = ["type", "stac_version", "id", "collection"];
 
 /// The members the fields extension names as the default set, kept when a client asks to
 /// include nothing in particular but to exclude some.

@@ -3,15 +3,19 @@
 //! A search resolves its area to the table's cells and its datetime to an Iceberg filter
 //! ([`plan`]), lets Iceberg's scan planning pick only the files of those cells and years (and
 //! whose `geometry_bbox` bounds meet the area) and its reader skip row groups and rows outside
-//! the cells, interval, ids and collections, then tests each footprint exactly ([`Area::intersects`]), rebuilds the item from its columns, applies CQL2,
-//! keeps each item once (items are fanned out to one row per cell), sorts and cuts.
+//! the cells, interval, ids, collections and the column comparisons of the CQL2 filter, reading
+//! only the columns the search needs ([`columns`]); then tests each footprint exactly
+//! ([`Area::intersects`]), rebuilds the item from its columns, applies CQL2, keeps each item
+//! once (items are fanned out to one row per cell), sorts and cuts.
 
 mod area;
 mod collections;
+mod columns;
 mod fields;
 mod interval;
 mod order;
 mod plan;
+mod pushdown;
 mod stac_geoparquet;
 
 use std::collections::HashSet;
@@ -122,6 +126,25 @@ impl Filter {
         Filter::parse(&value.to_string())
     }
 
+    /// The property names the filter looks up (`platform`, `properties.datetime`).
+    fn properties(&self) -> Vec<String> {
+        fn walk(e: &cql2::Expr, out: &mut Vec<String>) {
+            use cql2::Expr;
+            match e {
+                Expr::Property { property } => out.push(property.clone()),
+                Expr::Operation { args, .. } => args.iter().for_each(|a| walk(a, out)),
+                Expr::Interval { interval: xs } | Expr::BBox { bbox: xs } | Expr::Array(xs) => {
+                    xs.iter().for_each(|a| walk(a, out))
+                }
+                Expr::Timestamp { timestamp: x } | Expr::Date { date: x } => walk(x, out),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.0, &mut out);
+        out
+    }
+
     /// Whether the filter holds for `item`; an item lacking a property it names does not match.
     fn matches(&self, item: &Json) -> Result<bool, Box<cql2::Error>> {
         match self.0.clone().reduce(Some(item)) {
@@ -161,6 +184,8 @@ pub struct SearchRequest {
 pub struct ScanStats {
     /// Data files Iceberg planned (after partition and column-bound pruning).
     pub files: usize,
+    /// Columns read from each file (fewer when `fields` leaves members out).
+    pub columns: usize,
     /// Rows the reader returned (after row-group pruning and the row filter).
     pub rows: usize,
     /// Distinct items among them that passed every test.
@@ -197,8 +222,23 @@ pub async fn search(
         request.datetime.as_ref(),
         &request.ids,
         &request.collections,
+        request.filter.as_ref().and_then(|f| pushdown::row_predicate(&f.0)),
     );
-    let mut scan = table.scan().select_all().with_row_group_filtering_enabled(true);
+    let schema = table.metadata().current_schema();
+    let mut scan = match columns::columns_read(request) {
+        Some(names) => {
+            // A table made before a column existed has no such column to read.
+            let names: Vec<&str> =
+                names.into_iter().filter(|n| schema.field_id_by_name(n).is_some()).collect();
+            stats.columns = names.len();
+            table.scan().select(names)
+        }
+        None => {
+            stats.columns = schema.as_struct().fields().len();
+            table.scan().select_all()
+        }
+    };
+    scan = scan.with_row_group_filtering_enabled(true);
     if let Some(id) = request.snapshot_id {
         scan = scan.snapshot_id(id);
     }
@@ -214,7 +254,12 @@ pub async fn search(
         .await
         .map_err(iceberg("planning the scan"))?;
     stats.files = tasks.len();
-    tracing::debug!(files = stats.files, cells = cells.as_ref().map(Vec::len), "scan planned");
+    tracing::debug!(
+        files = stats.files,
+        columns = stats.columns,
+        cells = cells.as_ref().map(Vec::len),
+        "scan planned"
+    );
     for task in &mut tasks {
         task.predicate = match &filters.read {
             Some(p) => Some(

@@ -7,7 +7,8 @@
 //!   the `start_datetime`/`end_datetime` range overlapping it (file bounds prune that branch);
 //! * area: the `geometry_bbox` covering overlapping one of the area's boxes. A covering that
 //!   leaves ±180 (footprints written in 0..360) cannot be compared and is kept;
-//! * `ids`, `collections`: `IN` lists.
+//! * `ids`, `collections`: `IN` lists;
+//! * the CQL2 filter's part that columns can decide ([`super::pushdown`]).
 //!
 //! The covering restriction is for planning only ([`Filters::plan`]): iceberg-rust 0.10.1's
 //! reader refuses a row filter on a struct's child ("Leaf column `ymin` in predicates isn't a
@@ -36,12 +37,14 @@ pub(crate) fn filters(
     interval: Option<&Interval>,
     ids: &[String],
     collections: &[String],
+    filter: Option<Predicate>,
 ) -> Filters {
     let rows = [
         cells.map(|c| in_list(schema::GRID_PARTITION, c)),
         interval.map(time_overlaps),
         (!ids.is_empty()).then(|| in_list("id", ids)),
         (!collections.is_empty()).then(|| in_list("collection", collections)),
+        filter,
     ];
     let read = rows.into_iter().flatten().reduce(Predicate::and);
     let plan = match (read.clone(), area.map(covering_overlaps)) {

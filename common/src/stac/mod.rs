@@ -4,7 +4,7 @@
 //! `docs/schema.md`. An item that cannot be used comes back as an [`ItemRejection`] that says
 //! why — never a panic and never a silent drop.
 
-mod columns;
+pub(crate) mod columns;
 pub mod datetime;
 mod geometry;
 mod item;

@@ -1,17 +1,23 @@
 //! `--batch-add-files`: a run's rows held across chunks, so that each (cell, year) becomes one
 //! data file per run instead of one per chunk.
 //!
-//! Rows stay in memory up to the run's row budget (`--chunk-rows`). Past it, every held
-//! (cell, year) is spilled as a staged Parquet file (the backfill's staging row format) into a
-//! temporary folder on local disk, and memory starts over. When the rows are written out, a
+//! Rows stay in memory up to the run's row budget (`--chunk-rows`). Past it, the largest held
+//! (cell, year)s are spilled, until half the budget is left, as staged Parquet files (the
+//! backfill's staging row format) into a temporary folder on local disk: the rows of a few
+//! large partitions go in few pieces, and the many small ones stay in memory. When the rows are
+//! written out, a
 //! (cell, year) that was never spilled is written from memory; one that was gets its last rows
 //! spilled too and its pieces merged by the backfill's compaction, which sorts them as the
 //! incremental writer does. The spills live on local disk because they live exactly as long as
 //! the process: a run that fails commits none of them, and the folder is removed with the run.
+//! A process killed outright cannot remove it; the folder's owner lock, which the OS releases
+//! when its process dies, tells the next run that the folder is abandoned and can go.
 
 use std::collections::BTreeMap;
+use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use earthcatalog_common::backfill::compact_partition;
@@ -23,6 +29,16 @@ use earthcatalog_common::location::Location;
 use earthcatalog_common::pipeline::DataPath;
 use earthcatalog_common::staging::write_staged;
 use futures::StreamExt;
+
+/// Name of the spill folders, inside the spill directory.
+const FOLDER_PREFIX: &str = "earthcatalog-spill-";
+
+/// The file in a spill folder that its process holds locked while it lives.
+const OWNER_LOCK: &str = "owner.lock";
+
+/// An owner lock younger than this is left alone though unlocked: its process may be between
+/// creating and locking it.
+const LOCK_GRACE: Duration = Duration::from_secs(60);
 
 /// Spilled (cell, year)s merged at once when written out: each holds all of its rows in memory
 /// while it is merged.
@@ -38,31 +54,42 @@ pub(super) struct Held {
     spills: u64,
     /// Removed (with every spill) when the run ends, failed or not.
     dir: tempfile::TempDir,
+    /// Locked while the run lives: the folder is in use.
+    _owner: File,
 }
 
 impl Held {
     /// Nothing held yet; spills go to a new folder inside `spill_dir` (else the system's
     /// temporary folder) once more than `budget` rows are held.
+    /// Removes the spill folders of runs that died without removing them.
     pub fn new(spill_dir: Option<&Path>, budget: usize) -> anyhow::Result<Self> {
-        let mut builder = tempfile::Builder::new();
-        builder.prefix("earthcatalog-spill-");
-        let dir = match spill_dir {
-            Some(d) => builder.tempdir_in(d),
-            None => builder.tempdir(),
-        }
-        .with_context(|| match spill_dir {
-            Some(d) => format!("creating a spill folder in {}", d.display()),
-            None => "creating a spill folder in the temporary folder".into(),
-        })?;
-        Ok(Held { rows: Groups::new(), budget, spilled: BTreeMap::new(), spills: 0, dir })
+        let parent = spill_dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
+        remove_abandoned_folders(&parent);
+        let dir = tempfile::Builder::new()
+            .prefix(FOLDER_PREFIX)
+            .tempdir_in(&parent)
+            .with_context(|| format!("creating a spill folder in {}", parent.display()))?;
+        let lock = dir.path().join(OWNER_LOCK);
+        let owner = File::create(&lock)
+            .and_then(|f| f.try_lock().map_err(std::io::Error::from).map(|()| f))
+            .with_context(|| format!("locking {}", lock.display()))?;
+        Ok(Held {
+            rows: Groups::new(),
+            budget,
+            spilled: BTreeMap::new(),
+            spills: 0,
+            dir,
+            _owner: owner,
+        })
     }
 
-    /// Holds `groups`; spills everything held once that passes the budget.
+    /// Holds `groups`; past the budget, spills the largest held (cell, year)s until half of it
+    /// is left.
     pub async fn hold(&mut self, groups: Groups, data_path: &DataPath) -> anyhow::Result<()> {
         self.rows.absorb(groups);
         if self.rows.row_count() > self.budget {
-            let all = std::mem::take(&mut self.rows);
-            self.spill(all, data_path).await?;
+            let largest = self.rows.split_off_largest(self.budget / 2);
+            self.spill(largest, data_path).await?;
         }
         Ok(())
     }
@@ -128,7 +155,9 @@ impl Held {
         let cleared = async {
             let mut entries = tokio::fs::read_dir(self.dir.path()).await?;
             while let Some(e) = entries.next_entry().await? {
-                tokio::fs::remove_dir_all(e.path()).await?;
+                if e.file_name() != OWNER_LOCK {
+                    tokio::fs::remove_dir_all(e.path()).await?;
+                }
             }
             Ok::<_, std::io::Error>(())
         };
@@ -139,6 +168,40 @@ impl Held {
 
     fn root(&self) -> anyhow::Result<Location> {
         Location::local(self.dir.path()).context("the spill folder")
+    }
+}
+
+/// Removes the spill folders in `parent` whose owner lock no process holds (best effort,
+/// logged): what a run killed outright left behind.
+fn remove_abandoned_folders(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry.file_name().to_str().is_some_and(|n| n.starts_with(FOLDER_PREFIX));
+        if !ours || !path.is_dir() {
+            continue;
+        }
+        let lock = path.join(OWNER_LOCK);
+        let Ok(file) = File::open(&lock) else { continue };
+        let old = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age >= LOCK_GRACE);
+        match file.try_lock() {
+            Ok(()) if old => match std::fs::remove_dir_all(&path) {
+                Ok(()) => tracing::info!(
+                    "removed {}: the spill folder of a run that ended without removing it",
+                    path.display()
+                ),
+                Err(e) => tracing::warn!("cannot remove the abandoned {}: {e}", path.display()),
+            },
+            Ok(()) | Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => {
+                tracing::warn!("cannot tell whether {} is in use: {e}", lock.display())
+            }
+        }
     }
 }
 
