@@ -8,7 +8,6 @@
 //! and over-reaches by at most a few metres. Cells around a pole and across ±180 go through the
 //! same rules as footprints ([`super::planar`]).
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use geo_types::{Coord, coord};
@@ -18,8 +17,12 @@ use super::planar::Shape;
 
 /// Allowed gap between an arc and its straight pieces, as a fraction of the arc's length.
 const DEVIATION: f64 = 1e-4;
-/// Cells of resolutions up to this one are drawn once per process and kept.
+/// Cells of resolutions up to this one are drawn once per process, when first asked for, and
+/// kept. Drawn lazily: a search of a small area needs a few cells, and drawing all 5,882 of
+/// resolution 2 (or even the 842 of resolution 1) up front was most of its time.
 const CACHED_UP_TO: u8 = 2;
+/// H3 has 122 base cells, each with at most 7 children per resolution.
+const BASE_CELLS: usize = 122;
 /// Recursion limit of the edge densification (2^12 pieces per edge at most).
 const MAX_DEPTH: u32 = 12;
 
@@ -30,7 +33,8 @@ pub(crate) struct CellShape {
     pub tolerance: f64,
 }
 
-type Cache = HashMap<CellIndex, Arc<CellShape>>;
+/// One slot per possible cell of a resolution (see [`slot`]), filled when first asked for.
+type Cache = Vec<OnceLock<Arc<CellShape>>>;
 
 static CACHES: [OnceLock<Cache>; CACHED_UP_TO as usize + 1] =
     [OnceLock::new(), OnceLock::new(), OnceLock::new()];
@@ -38,20 +42,27 @@ static CACHES: [OnceLock<Cache>; CACHED_UP_TO as usize + 1] =
 /// The shape of `cell`, from the per-resolution cache for coarse cells.
 pub(crate) fn cell_shape(cell: CellIndex) -> Arc<CellShape> {
     let res = u8::from(cell.resolution());
-    if let Some(cache) = CACHES.get(usize::from(res)) {
-        let cache = cache.get_or_init(|| build_cache(cell.resolution()));
-        if let Some(shape) = cache.get(&cell) {
-            return shape.clone();
+    match CACHES.get(usize::from(res)) {
+        Some(cache) => {
+            let cache = cache.get_or_init(|| {
+                (0..BASE_CELLS * 7usize.pow(u32::from(res))).map(|_| OnceLock::new()).collect()
+            });
+            match cache.get(slot(cell)) {
+                Some(shape) => shape.get_or_init(|| Arc::new(draw(cell))).clone(),
+                None => Arc::new(draw(cell)),
+            }
         }
+        None => Arc::new(draw(cell)),
     }
-    Arc::new(draw(cell))
 }
 
-fn build_cache(res: Resolution) -> Cache {
-    CellIndex::base_cells()
-        .flat_map(|base| base.children(res))
-        .map(|cell| (cell, Arc::new(draw(cell))))
-        .collect()
+/// The cell's place among the cells of its resolution: its base cell, then one base-7 digit per
+/// resolution (a pentagon's missing digit leaves a slot unused).
+fn slot(cell: CellIndex) -> usize {
+    let base = usize::from(u8::from(cell.base_cell()));
+    Resolution::range(Resolution::One, cell.resolution())
+        .map(|r| cell.direction_at(r).map_or(0, |d| usize::from(u8::from(d))))
+        .fold(base, |i, digit| i * 7 + digit)
 }
 
 fn unit(ll: LatLng) -> [f64; 3] {
@@ -121,6 +132,19 @@ fn draw(cell: CellIndex) -> CellShape {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_cached_cell_has_a_slot_of_its_own() {
+        for res in Resolution::range(Resolution::Zero, Resolution::Two) {
+            let slots = BASE_CELLS * 7usize.pow(u32::from(u8::from(res)));
+            let mut taken = vec![false; slots];
+            for cell in CellIndex::base_cells().flat_map(|b| b.children(res)) {
+                let i = slot(cell);
+                assert!(i < slots && !taken[i], "{cell} at {i}");
+                taken[i] = true;
+            }
+        }
+    }
 
     #[test]
     fn the_north_pole_cell_contains_the_pole_line() {
