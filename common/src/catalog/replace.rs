@@ -27,11 +27,14 @@ use uuid::Uuid;
 use super::commit::{CommitError, Swap, commit_metadata};
 use super::{Catalog, CatalogError};
 
-/// Merged manifests aim at this size (Iceberg's `commit.manifest.target-size-bytes` default).
-pub const TARGET_MANIFEST_BYTES: u64 = 8 * 1024 * 1024;
+/// Merged manifests aim at this size. Iceberg's default (`commit.manifest.target-size-bytes`,
+/// 8 MB) suits scans of whole partitions; here nearly every query names a few cells, and a
+/// reader decodes every entry of each manifest the partition filter keeps, so smaller manifests
+/// sorted by partition let a point query decode one of a few hundred KB instead of megabytes.
+pub const TARGET_MANIFEST_BYTES: u64 = 256 * 1024;
 /// Manifests of the entries a replace removes aim at this size: scans never need them, and
 /// small ones sorted by partition are skipped by the partition filter.
-pub const TARGET_DELETED_MANIFEST_BYTES: u64 = 512 * 1024;
+pub const TARGET_DELETED_MANIFEST_BYTES: u64 = 256 * 1024;
 
 /// Size assumed per entry when the table's manifests do not tell (no manifest yet).
 const DEFAULT_ENTRY_BYTES: u64 = 2_048;
