@@ -40,6 +40,15 @@ impl Fields {
         f
     }
 
+    /// Whether the top-level `member` (or a part of it) is in the items returned.
+    pub fn keeps(&self, member: &str) -> bool {
+        if ALWAYS.contains(&member) {
+            return true;
+        }
+        let within = self.includes_within(member);
+        within || (self.include.is_empty() && !self.exclude.iter().any(|e| e == member))
+    }
+
     /// Whether the items are returned whole.
     pub fn is_empty(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()
@@ -128,6 +137,10 @@ mod tests {
             f.apply(item.clone()),
             json!({"type": "Feature", "id": "a", "properties": {"platform": "p"}})
         );
+        assert!(!f.keeps("geometry") && !f.keeps("assets") && f.keeps("properties"));
+        assert!(f.keeps("id"), "the identity is always kept");
+        assert!(Fields::default().keeps("geometry"));
+        assert!(!Fields::parse("-geometry").keeps("geometry"));
         let f = Fields::parse("-assets,-properties.datetime,-id");
         assert_eq!(
             f.apply(item),

@@ -361,7 +361,10 @@ fn matching_item(
     {
         return Ok(None);
     }
-    let item = columns.item(row, &geometry)?;
+    // Serializing a footprint is much of an item's cost: skipped when `fields` drops it and no
+    // filter could look at it.
+    let shown = request.fields.keeps(crate::schema::GEOMETRY) || request.filter.is_some();
+    let item = columns.item(row, shown.then_some(&geometry))?;
     if let Some(filter) = &request.filter {
         let ok = filter
             .matches(&item)

@@ -135,8 +135,9 @@ impl ItemColumns {
         })
     }
 
-    /// The item of row `row`, with `geometry` as given (decoded once by the caller).
-    pub fn item(&self, row: usize, geometry: &Geometry<f64>) -> Result<Json, RebuildError> {
+    /// The item of row `row`, with `geometry` as given (decoded once by the caller; `None`
+    /// leaves the member out, for a caller that would drop it).
+    pub fn item(&self, row: usize, geometry: Option<&Geometry<f64>>) -> Result<Json, RebuildError> {
         let id = self.id(row).ok_or(RebuildError::MissingId)?.to_string();
         let mut item = Map::new();
         for &(i, name, kind) in top_level_columns() {
@@ -149,8 +150,10 @@ impl ItemColumns {
                 item.insert(name.to_string(), parse_json_text(&id, name, t)?);
             }
         }
-        let geometry = geojson::Geometry::new(geojson::Value::from(geometry));
-        item.insert("geometry".into(), serde_json::to_value(geometry).unwrap_or(Json::Null));
+        if let Some(geometry) = geometry {
+            let geometry = geojson::Geometry::new(geojson::Value::from(geometry));
+            item.insert("geometry".into(), serde_json::to_value(geometry).unwrap_or(Json::Null));
+        }
 
         let mut properties = Map::new();
         for &(i, name, kind) in property_columns() {
@@ -237,7 +240,7 @@ mod tests {
         let batch = record_batch(&[row]).unwrap();
         let cols = ItemColumns::new(&batch).unwrap();
         let g = cols.geometry(0).unwrap();
-        cols.item(0, &g).unwrap()
+        cols.item(0, Some(&g)).unwrap()
     }
 
     #[test]
