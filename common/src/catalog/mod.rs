@@ -9,6 +9,7 @@
 mod commit;
 mod datafile;
 mod migrate;
+mod prune_manifests;
 mod query;
 mod reachable;
 mod register;
@@ -32,6 +33,7 @@ use iceberg_catalog_sql::{
 pub use commit::{CommitError, Swap, commit_metadata};
 pub use datafile::{DataFileError, data_file_from_footer, footer_cell_year};
 pub use migrate::{MigrateError, Migration, migrate_catalog};
+pub use prune_manifests::DroppedManifests;
 pub use query::{
     DataFileInfo, PartitionTotals, SnapshotInfo, data_files, data_files_at, partition_of,
     partition_totals, refs, snapshots,

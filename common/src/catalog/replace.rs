@@ -40,10 +40,10 @@ pub const TARGET_DELETED_MANIFEST_BYTES: u64 = 256 * 1024;
 const DEFAULT_ENTRY_BYTES: u64 = 2_048;
 
 /// Commits tried before a replace gives up on a busy table.
-const COMMIT_ATTEMPTS: usize = 5;
+pub(super) const COMMIT_ATTEMPTS: usize = 5;
 
 /// Manifests read at once.
-const MANIFEST_CONCURRENCY: usize = 8;
+pub(super) const MANIFEST_CONCURRENCY: usize = 8;
 
 /// Why a replace was refused or failed; the table is unchanged in every case.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +95,7 @@ pub enum ReplaceError {
     Catalog(#[from] CatalogError),
 }
 
-fn iceberg(action: &'static str) -> impl FnOnce(iceberg::Error) -> ReplaceError {
+pub(super) fn iceberg(action: &'static str) -> impl FnOnce(iceberg::Error) -> ReplaceError {
     move |source| ReplaceError::Iceberg { action, source: Box::new(source) }
 }
 
@@ -493,7 +493,7 @@ fn summary(metadata: &TableMetadata, entries: &[NewEntry]) -> HashMap<String, St
 }
 
 /// A positive snapshot id not used by the table.
-fn unique_snapshot_id(metadata: &TableMetadata) -> i64 {
+pub(super) fn unique_snapshot_id(metadata: &TableMetadata) -> i64 {
     loop {
         let (a, b) = Uuid::new_v4().as_u64_pair();
         let id = ((a ^ b) >> 1) as i64;

@@ -42,6 +42,11 @@ pub struct ExpireOutcome {
     pub metadata_files: Vec<String>,
     /// Files that could not be deleted (logged; a later run or remove-orphans retries).
     pub not_deleted: usize,
+    /// Manifests of removed files only, written by snapshots older than the cutoff, that the
+    /// current snapshot stops listing (a snapshot without them is committed first, so the one
+    /// that wrote them can expire in the same run; a dry run counts them and lists the
+    /// snapshots that expire without that step).
+    pub delete_only_manifests: usize,
 }
 
 /// The snapshots of `metadata` that `policy` expires, sorted.
@@ -90,6 +95,11 @@ pub async fn expire_snapshots(
     policy: &ExpirePolicy,
     dry_run: bool,
 ) -> Result<ExpireOutcome, MaintenanceError> {
+    let delete_only_manifests = if dry_run {
+        catalog.delete_only_manifests(policy.cutoff_ms).await?.len()
+    } else {
+        catalog.drop_delete_only_manifests(policy.cutoff_ms).await?.map_or(0, |d| d.manifests)
+    };
     let table = catalog
         .load_table()
         .await?
@@ -117,6 +127,7 @@ pub async fn expire_snapshots(
         manifests: only_gone(&gone.manifests, &kept.manifests),
         manifest_lists: only_gone(&gone.manifest_lists, &kept.manifest_lists),
         expired_snapshots: expired.clone(),
+        delete_only_manifests,
         ..Default::default()
     };
     let after = if dry_run || expired.is_empty() {

@@ -41,6 +41,9 @@ pub enum MaintenanceError {
     /// The catalog could not be read.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// The snapshot without the removed files' manifests could not be committed.
+    #[error(transparent)]
+    Manifests(#[from] crate::catalog::ReplaceError),
     /// A folder could not be listed.
     #[error(transparent)]
     Object(#[from] ObjectError),

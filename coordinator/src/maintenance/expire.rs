@@ -37,6 +37,17 @@ fn report(o: &ExpireOutcome, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(o)?);
     }
+    if o.delete_only_manifests > 0 {
+        tracing::info!(
+            "{} {} manifests of removed files only",
+            if o.dry_run {
+                "dry run, the current snapshot would stop listing"
+            } else {
+                "the current snapshot no longer lists"
+            },
+            o.delete_only_manifests
+        );
+    }
     tracing::info!(
         "{} {} snapshots ({} stay): {} data files, {} manifests, {} manifest lists, {} metadata files{}",
         if o.dry_run { "dry run, would expire" } else { "expired" },
