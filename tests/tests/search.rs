@@ -546,18 +546,7 @@ async fn one_id_in_two_collections_is_two_items_and_both_are_found() {
         SampleItem { key: format!("{c}/{}", base.key), json, ..base.clone() }
     };
     let samples = Samples { items: vec![in_collection("first"), in_collection("second")] };
-    let source = Location::local(dir.path().join("items")).unwrap();
-    let stores = earthcatalog_common::stores::Stores::new(
-        earthcatalog_common::s3_settings::S3Settings::default(),
-    );
-    samples.upload(&stores, &source).await.unwrap();
-    std::fs::write(dir.path().join("inv.csv"), samples.csv()).unwrap();
-    let table = table_flags(dir.path());
-    let mut args =
-        strings(&["incremental", "--inventory", dir.path().join("inv.csv").to_str().unwrap()]);
-    args.extend(strings(&["--source", &format!("{BUCKET}={source}"), "--h3-resolution", "1"]));
-    args.extend(table.iter().cloned());
-    assert!(run(&args, &[]).status.success());
+    let table = ingest_locally(dir.path(), &samples).await;
 
     let bbox =
         base.json["bbox"].as_array().unwrap().iter().map(|v| v.to_string()).collect::<Vec<_>>();
@@ -611,19 +600,7 @@ async fn a_filter_sees_a_top_level_member_before_the_property_and_columns_decide
         item(13, "LC08", json!({"platform": "S2A"})),
         item(14, "S2A", json!({"note": "an extra top-level member"})),
     ]);
-    let source = Location::local(dir.path().join("items")).unwrap();
-    let stores = earthcatalog_common::stores::Stores::new(
-        earthcatalog_common::s3_settings::S3Settings::default(),
-    );
-    let samples = samples_of(&items);
-    samples.upload(&stores, &source).await.unwrap();
-    std::fs::write(dir.path().join("inv.csv"), samples.csv()).unwrap();
-    let table = table_flags(dir.path());
-    let mut args =
-        strings(&["incremental", "--inventory", dir.path().join("inv.csv").to_str().unwrap()]);
-    args.extend(strings(&["--source", &format!("{BUCKET}={source}"), "--h3-resolution", "1"]));
-    args.extend(table.iter().cloned());
-    assert!(run(&args, &[]).status.success());
+    let table = ingest_locally(dir.path(), &samples_of(&items)).await;
 
     let search = |filter: &str| {
         let mut args = strings(&["search", "--format", "ndjson", "--filter", filter]);
@@ -646,6 +623,23 @@ async fn a_filter_sees_a_top_level_member_before_the_property_and_columns_decide
     let (ids, rows) = search("NOT (platform <> 'LC08')");
     assert_eq!(ids, ["f-10", "f-11", "f-12"]);
     assert_eq!(rows, 15);
+}
+
+/// `samples` written as item files under `dir` and ingested into a table there at resolution
+/// 1; the table's flags.
+async fn ingest_locally(dir: &Path, samples: &Samples) -> Vec<String> {
+    let source = Location::local(dir.join("items")).unwrap();
+    let stores = earthcatalog_common::stores::Stores::new(
+        earthcatalog_common::s3_settings::S3Settings::default(),
+    );
+    samples.upload(&stores, &source).await.unwrap();
+    std::fs::write(dir.join("inv.csv"), samples.csv()).unwrap();
+    let table = table_flags(dir);
+    let mut args = strings(&["incremental", "--inventory", dir.join("inv.csv").to_str().unwrap()]);
+    args.extend(strings(&["--source", &format!("{BUCKET}={source}"), "--h3-resolution", "1"]));
+    args.extend(table.iter().cloned());
+    assert!(run(&args, &[]).status.success(), "ingest failed");
+    table
 }
 
 fn table_flags(dir: &Path) -> Vec<String> {

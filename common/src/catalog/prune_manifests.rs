@@ -16,16 +16,17 @@
 
 use std::collections::{HashMap, HashSet};
 
-use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::{
-    DataFileFormat, MAIN_BRANCH, Manifest, ManifestContentType, ManifestFile, ManifestListWriter,
-    Operation, Snapshot, SnapshotReference, SnapshotRetention, Summary,
+    MAIN_BRANCH, ManifestContentType, ManifestFile, Operation, Snapshot, SnapshotReference,
+    SnapshotRetention, Summary,
 };
 use iceberg::table::Table;
 use uuid::Uuid;
 
 use super::commit::{Swap, commit_metadata};
-use super::replace::{COMMIT_ATTEMPTS, MANIFEST_CONCURRENCY, iceberg, unique_snapshot_id};
+use super::replace::{
+    COMMIT_ATTEMPTS, iceberg, list_snapshot, load_manifests, snapshot_list_path, unique_snapshot_id,
+};
 use super::{Catalog, ReplaceError};
 
 /// Summary properties a snapshot that changes no data carries over from its parent.
@@ -161,14 +162,14 @@ async fn droppable(
     if candidates.is_empty() {
         return Ok(None);
     }
-    let loaded = load(table, &kept).await?;
+    let loaded = load_manifests(table, &kept).await?;
     let live: HashSet<String> = loaded
         .iter()
         .flat_map(|m| m.entries())
         .filter(|e| e.is_alive())
         .map(|e| e.file_path().to_string())
         .collect();
-    let removals = load(table, &candidates).await?;
+    let removals = load_manifests(table, &candidates).await?;
     let mut dropped = Vec::new();
     for (manifest, removed) in candidates.into_iter().zip(removals) {
         if removed.entries().iter().any(|e| live.contains(e.file_path())) {
@@ -180,20 +181,6 @@ async fn droppable(
     Ok((!dropped.is_empty()).then_some((kept, dropped)))
 }
 
-/// The manifests, decoded, in the order given.
-async fn load(table: &Table, manifests: &[ManifestFile]) -> Result<Vec<Manifest>, ReplaceError> {
-    let io = table.file_io().clone();
-    futures::stream::iter(manifests.iter().cloned())
-        .map(|m| {
-            let io = io.clone();
-            async move { m.load_manifest(&io).await }
-        })
-        .buffered(MANIFEST_CONCURRENCY)
-        .try_collect()
-        .await
-        .map_err(iceberg("read a manifest"))
-}
-
 /// Writes the manifest list of a snapshot listing `manifests` over the same data as the
 /// current one, and returns the snapshot and the list's path.
 async fn write_snapshot(
@@ -201,41 +188,24 @@ async fn write_snapshot(
     manifests: Vec<ManifestFile>,
 ) -> Result<(Snapshot, String), ReplaceError> {
     let metadata = table.metadata();
-    let parent = metadata.current_snapshot();
-    let snapshot_id = unique_snapshot_id(metadata);
-    let sequence_number = metadata.next_sequence_number();
-    let list_path = format!(
-        "{}/metadata/snap-{snapshot_id}-0-{}.{}",
-        metadata.location(),
-        Uuid::new_v4(),
-        DataFileFormat::Avro
-    );
-    let output =
-        table.file_io().new_output(&list_path).map_err(iceberg("open the manifest list"))?;
-    let writer = output.writer().await.map_err(iceberg("open the manifest list"))?;
-    let mut list = ManifestListWriter::v2(
-        writer,
-        snapshot_id,
-        metadata.current_snapshot_id(),
-        sequence_number,
-    );
-    list.add_manifests(manifests.into_iter()).map_err(iceberg("list the manifests"))?;
-    list.close().await.map_err(iceberg("write the manifest list"))?;
-    let totals: HashMap<String, String> = parent
+    let totals: HashMap<String, String> = metadata
+        .current_snapshot()
         .map(|p| &p.summary().additional_properties)
         .into_iter()
         .flat_map(|props| props.iter())
         .filter(|(k, _)| TOTALS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let snapshot = Snapshot::builder()
-        .with_manifest_list(list_path.clone())
-        .with_snapshot_id(snapshot_id)
-        .with_parent_snapshot_id(metadata.current_snapshot_id())
-        .with_sequence_number(sequence_number)
-        .with_summary(Summary { operation: Operation::Replace, additional_properties: totals })
-        .with_schema_id(metadata.current_schema_id())
-        .with_timestamp_ms(chrono::Utc::now().timestamp_millis().max(metadata.last_updated_ms()))
-        .build();
-    Ok((snapshot, list_path))
+    let summary = Summary { operation: Operation::Replace, additional_properties: totals };
+    let snapshot_id = unique_snapshot_id(metadata);
+    let commit = Uuid::new_v4();
+    let list_path = snapshot_list_path(metadata, snapshot_id, commit);
+    match list_snapshot(table, snapshot_id, commit, manifests, summary).await {
+        Ok(snapshot) => Ok((snapshot, list_path)),
+        Err(e) => {
+            // A list written before the failure is no snapshot's.
+            let _ = table.file_io().delete(&list_path).await;
+            Err(e)
+        }
+    }
 }

@@ -16,10 +16,10 @@ use std::path::PathBuf;
 
 use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::{
-    DataFile, DataFileFormat, FormatVersion, MAIN_BRANCH, ManifestContentType, ManifestEntryRef,
-    ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, PrimitiveLiteral, Snapshot,
-    SnapshotReference, SnapshotRetention, SnapshotSummaryCollector, Summary, TableMetadata,
-    TableProperties,
+    DataFile, DataFileFormat, FormatVersion, MAIN_BRANCH, Manifest, ManifestContentType,
+    ManifestEntryRef, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation,
+    PrimitiveLiteral, Snapshot, SnapshotReference, SnapshotRetention, SnapshotSummaryCollector,
+    Summary, TableMetadata, TableProperties,
 };
 use iceberg::table::Table;
 use uuid::Uuid;
@@ -43,7 +43,7 @@ const DEFAULT_ENTRY_BYTES: u64 = 2_048;
 pub(super) const COMMIT_ATTEMPTS: usize = 5;
 
 /// Manifests read at once.
-pub(super) const MANIFEST_CONCURRENCY: usize = 8;
+const MANIFEST_CONCURRENCY: usize = 8;
 
 /// Why a replace was refused or failed; the table is unchanged in every case.
 #[derive(Debug, thiserror::Error)]
@@ -271,18 +271,26 @@ async fn current_entries(table: &Table) -> Result<Current, ReplaceError> {
         (b + m.manifest_length.max(0) as u64, n + count)
     });
     let bytes_per_entry = bytes.checked_div(entries).map_or(DEFAULT_ENTRY_BYTES, |b| b.max(1));
+    let loaded = load_manifests(table, &manifests).await?;
+    let live = loaded.into_iter().flat_map(|m| m.into_parts().0).filter(|e| e.is_alive()).collect();
+    Ok(Current { live, bytes_per_entry })
+}
+
+/// The manifests, decoded, in the order given, several at once.
+pub(super) async fn load_manifests(
+    table: &Table,
+    manifests: &[ManifestFile],
+) -> Result<Vec<Manifest>, ReplaceError> {
     let io = table.file_io().clone();
-    let loaded: Vec<_> = futures::stream::iter(manifests)
+    futures::stream::iter(manifests.iter().cloned())
         .map(|m| {
             let io = io.clone();
             async move { m.load_manifest(&io).await }
         })
-        .buffer_unordered(MANIFEST_CONCURRENCY)
+        .buffered(MANIFEST_CONCURRENCY)
         .try_collect()
         .await
-        .map_err(iceberg("read a manifest"))?;
-    let live = loaded.into_iter().flat_map(|m| m.into_parts().0).filter(|e| e.is_alive()).collect();
-    Ok(Current { live, bytes_per_entry })
+        .map_err(iceberg("read a manifest"))
 }
 
 /// The order merged manifests keep: by partition, then path.
@@ -337,7 +345,6 @@ async fn stage(table: &Table, replacement: &Replacement) -> Result<Staged, Repla
     entries.sort_by(|a, b| partition_order(a.file(), b.file()));
 
     let snapshot_id = unique_snapshot_id(metadata);
-    let sequence_number = metadata.next_sequence_number();
     let summary_props = summary(metadata, &entries);
     let commit = Uuid::new_v4();
     // Readers decode every entry of a manifest their partition filter keeps, live or not, so
@@ -357,37 +364,11 @@ async fn stage(table: &Table, replacement: &Replacement) -> Result<Staged, Repla
         manifests.push(write_manifest(table, snapshot_id, &path, chunk).await?);
     }
     let entries: Vec<NewEntry> = live.into_iter().chain(deleted).collect();
-    let list_path = format!(
-        "{}/metadata/snap-{snapshot_id}-0-{commit}.{}",
-        metadata.location(),
-        DataFileFormat::Avro
-    );
-    files.push(list_path.clone());
-    let output =
-        table.file_io().new_output(&list_path).map_err(iceberg("open the manifest list"))?;
-    let writer = output.writer().await.map_err(iceberg("open the manifest list"))?;
-    let mut list = ManifestListWriter::v2(
-        writer,
-        snapshot_id,
-        metadata.current_snapshot_id(),
-        sequence_number,
-    );
     let manifest_count = manifests.len();
-    list.add_manifests(manifests.into_iter()).map_err(iceberg("list the manifests"))?;
-    list.close().await.map_err(iceberg("write the manifest list"))?;
-
-    let snapshot = Snapshot::builder()
-        .with_manifest_list(list_path)
-        .with_snapshot_id(snapshot_id)
-        .with_parent_snapshot_id(metadata.current_snapshot_id())
-        .with_sequence_number(sequence_number)
-        .with_summary(Summary {
-            operation: replacement.kind.operation(),
-            additional_properties: summary_props,
-        })
-        .with_schema_id(metadata.current_schema_id())
-        .with_timestamp_ms(chrono::Utc::now().timestamp_millis().max(metadata.last_updated_ms()))
-        .build();
+    let summary =
+        Summary { operation: replacement.kind.operation(), additional_properties: summary_props };
+    let snapshot = list_snapshot(table, snapshot_id, commit, manifests, summary).await?;
+    files.push(snapshot_list_path(metadata, snapshot_id, commit));
     let mut summary = ReplaceSummary {
         snapshot_id: Some(snapshot_id),
         removed_files: 0,
@@ -410,6 +391,54 @@ async fn stage(table: &Table, replacement: &Replacement) -> Result<Staged, Repla
         }
     }
     Ok(Staged { snapshot, files, summary })
+}
+
+/// Where the manifest list of snapshot `snapshot_id`, written by commit attempt `commit`, goes.
+pub(super) fn snapshot_list_path(
+    metadata: &TableMetadata,
+    snapshot_id: i64,
+    commit: Uuid,
+) -> String {
+    format!(
+        "{}/metadata/snap-{snapshot_id}-0-{commit}.{}",
+        metadata.location(),
+        DataFileFormat::Avro
+    )
+}
+
+/// Writes the manifest list of a new snapshot of `table` (a child of the current one) that
+/// lists `manifests`, and returns the snapshot, not committed; its list is at
+/// [`snapshot_list_path`].
+pub(super) async fn list_snapshot(
+    table: &Table,
+    snapshot_id: i64,
+    commit: Uuid,
+    manifests: Vec<ManifestFile>,
+    summary: Summary,
+) -> Result<Snapshot, ReplaceError> {
+    let metadata = table.metadata();
+    let sequence_number = metadata.next_sequence_number();
+    let list_path = snapshot_list_path(metadata, snapshot_id, commit);
+    let output =
+        table.file_io().new_output(&list_path).map_err(iceberg("open the manifest list"))?;
+    let writer = output.writer().await.map_err(iceberg("open the manifest list"))?;
+    let mut list = ManifestListWriter::v2(
+        writer,
+        snapshot_id,
+        metadata.current_snapshot_id(),
+        sequence_number,
+    );
+    list.add_manifests(manifests.into_iter()).map_err(iceberg("list the manifests"))?;
+    list.close().await.map_err(iceberg("write the manifest list"))?;
+    Ok(Snapshot::builder()
+        .with_manifest_list(list_path)
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(metadata.current_snapshot_id())
+        .with_sequence_number(sequence_number)
+        .with_summary(summary)
+        .with_schema_id(metadata.current_schema_id())
+        .with_timestamp_ms(chrono::Utc::now().timestamp_millis().max(metadata.last_updated_ms()))
+        .build())
 }
 
 async fn write_manifest(
