@@ -120,12 +120,6 @@ impl Catalog {
         }
         Err(ReplaceError::Busy { attempts: COMMIT_ATTEMPTS })
     }
-
-    async fn current_table(&self) -> Result<Table, ReplaceError> {
-        self.load_table()
-            .await?
-            .ok_or_else(|| ReplaceError::NoTable { catalog: self.path().to_path_buf() })
-    }
 }
 
 fn deleted_count(m: &ManifestFile) -> u64 {

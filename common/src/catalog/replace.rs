@@ -159,10 +159,7 @@ impl Catalog {
             && replacement.add.is_empty()
             && replacement.set_properties.is_empty()
         {
-            let table = self
-                .load_table()
-                .await?
-                .ok_or_else(|| ReplaceError::NoTable { catalog: self.path().to_path_buf() })?;
+            let table = self.current_table().await?;
             let summary = ReplaceSummary {
                 snapshot_id: None,
                 removed_files: 0,
@@ -175,10 +172,7 @@ impl Catalog {
         }
         for attempt in 1..=COMMIT_ATTEMPTS {
             let started = std::time::Instant::now();
-            let table = self
-                .load_table()
-                .await?
-                .ok_or_else(|| ReplaceError::NoTable { catalog: self.path().to_path_buf() })?;
+            let table = self.current_table().await?;
             let staged = stage(&table, replacement).await?;
             let snapshot = staged.snapshot.clone();
             let props = replacement.set_properties.clone();
@@ -197,9 +191,7 @@ impl Catalog {
                         replacement.kind.operation().as_str(),
                         started.elapsed(),
                     );
-                    let table = self.load_table().await?.ok_or_else(|| ReplaceError::NoTable {
-                        catalog: self.path().to_path_buf(),
-                    })?;
+                    let table = self.current_table().await?;
                     tracing::info!(
                         snapshot = ?staged.summary.snapshot_id,
                         removed = staged.summary.removed_files,
@@ -222,6 +214,15 @@ impl Catalog {
             }
         }
         Err(ReplaceError::Busy { attempts: COMMIT_ATTEMPTS })
+    }
+}
+
+impl Catalog {
+    /// The table, or the refusal naming the catalog that has none.
+    pub(super) async fn current_table(&self) -> Result<Table, ReplaceError> {
+        self.load_table()
+            .await?
+            .ok_or_else(|| ReplaceError::NoTable { catalog: self.path().to_path_buf() })
     }
 }
 
