@@ -19,13 +19,17 @@ mod pushdown;
 mod stac_geoparquet;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
 use arrow_array::Float64Array;
 use futures::{StreamExt, TryStreamExt};
+use iceberg::arrow::ArrowReader;
 use iceberg::expr::Bind;
+use iceberg::scan::FileScanTask;
 use iceberg::table::Table;
 use serde_json::Value as Json;
+use tokio_util::task::AbortOnDropHandle;
 
 pub use area::Area;
 pub use collections::{CollectionSummary, collections};
@@ -105,6 +109,9 @@ pub enum SearchError {
     /// A row could not be turned back into an item.
     #[error(transparent)]
     Rebuild(#[from] RebuildError),
+    /// The runtime stopped the search's reads before they finished (it is shutting down).
+    #[error("the search was stopped before it read every file")]
+    Cancelled,
 }
 
 /// A parsed CQL2 filter (text or JSON).
@@ -268,30 +275,29 @@ pub async fn search(
             None => None,
         };
     }
-    let mut batches = table
-        .reader_builder()
-        .with_row_group_filtering_enabled(true)
-        .build()
-        .read(futures::stream::iter(tasks.into_iter().map(Ok)).boxed())
-        .map_err(iceberg("reading the data files"))?
-        .stream();
-
+    let reader = table.reader_builder().with_row_group_filtering_enabled(true).build();
+    let shared = Arc::new(request.clone());
+    // Files are read and their rows tested on the runtime's threads at once; the search's own
+    // thread would otherwise decode and rebuild every item alone. Handles abort on drop, so a
+    // search that fails or is given up stops its reads.
+    let mut files = futures::stream::iter(tasks)
+        .map(|task| {
+            let reader = reader.clone();
+            let request = Arc::clone(&shared);
+            AbortOnDropHandle::new(tokio::spawn(scan_file(reader, task, request)))
+        })
+        .buffered(files_at_once());
     let mut seen: HashSet<u128> = HashSet::new();
-    let boxes = request.area.as_ref().map(Area::boxes);
     let mut items = Vec::new();
-    while let Some(batch) = batches.next().await {
-        let batch = batch.map_err(iceberg("reading the data files"))?;
-        stats.rows += batch.num_rows();
-        let columns = ItemColumns::new(&batch)?;
-        let coverings = Coverings::of(&batch);
-        for row in 0..columns.len() {
-            if !coverings.may_meet(row, &boxes) {
-                continue;
-            }
-            if let Some(item) = matching_item(&columns, row, request, &mut seen)? {
-                items.push(item);
-            }
-        }
+    while let Some(joined) = files.next().await {
+        let found = match joined {
+            Ok(found) => found?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return Err(SearchError::Cancelled),
+        };
+        stats.rows += found.rows;
+        // Every row of an item holds the same item, so a later file's copy adds nothing.
+        items.extend(found.items.into_iter().filter(|(k, _)| seen.insert(*k)).map(|(_, i)| i));
     }
     stats.matched = items.len();
     let sortby = request.sortby.clone().unwrap_or_default();
@@ -341,18 +347,64 @@ impl Coverings {
     }
 }
 
-/// The item of one row when it passes the tests the scan could not do, and was not seen yet.
+/// How many data files a search reads and tests at once: enough to keep every core busy, and
+/// a few more so that one file's object-store round trips overlap another's work.
+fn files_at_once() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from).max(2) * 2
+}
+
+/// What one data file gave: the rows read, and each matching item with its key's digest (in
+/// row order, each item once).
+struct FileMatches {
+    rows: usize,
+    items: Vec<(u128, Json)>,
+}
+
+/// Reads one planned file and keeps the items of its rows that pass every test the scan could
+/// not do.
+async fn scan_file(
+    reader: ArrowReader,
+    task: FileScanTask,
+    request: Arc<SearchRequest>,
+) -> Result<FileMatches, SearchError> {
+    let iceberg = |action| move |e| SearchError::Iceberg { action, source: Box::new(e) };
+    let mut batches = reader
+        .read(futures::stream::iter([Ok(task)]).boxed())
+        .map_err(iceberg("reading the data files"))?
+        .stream();
+    let boxes = request.area.as_ref().map(Area::boxes);
+    let mut seen: HashSet<u128> = HashSet::new();
+    let mut found = FileMatches { rows: 0, items: Vec::new() };
+    while let Some(batch) = batches.next().await {
+        let batch = batch.map_err(iceberg("reading the data files"))?;
+        found.rows += batch.num_rows();
+        let columns = ItemColumns::new(&batch)?;
+        let coverings = Coverings::of(&batch);
+        for row in 0..columns.len() {
+            if !coverings.may_meet(row, &boxes) {
+                continue;
+            }
+            if let Some(item) = matching_item(&columns, row, &request, &mut seen)? {
+                found.items.push(item);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The item of one row (with its key's digest) when it passes the tests the scan could not
+/// do, and was not seen yet.
 fn matching_item(
     columns: &ItemColumns,
     row: usize,
     request: &SearchRequest,
     seen: &mut HashSet<u128>,
-) -> Result<Option<Json>, SearchError> {
+) -> Result<Option<(u128, Json)>, SearchError> {
     let Some(id) = columns.id(row) else { return Err(RebuildError::MissingId.into()) };
     // Every row of an item holds the same item: the first one decides. An item is its
     // (collection, id): one id in two collections is two items.
-    let item = ItemKey { collection: columns.collection(row), id };
-    if !seen.insert(item.digest()) {
+    let digest = ItemKey { collection: columns.collection(row), id }.digest();
+    if !seen.insert(digest) {
         return Ok(None);
     }
     let geometry = columns.geometry(row)?;
@@ -373,5 +425,5 @@ fn matching_item(
             return Ok(None);
         }
     }
-    Ok(Some(item))
+    Ok(Some((digest, item)))
 }

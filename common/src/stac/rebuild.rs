@@ -151,8 +151,7 @@ impl ItemColumns {
             }
         }
         if let Some(geometry) = geometry {
-            let geometry = geojson::Geometry::new(geojson::Value::from(geometry));
-            item.insert("geometry".into(), serde_json::to_value(geometry).unwrap_or(Json::Null));
+            item.insert("geometry".into(), super::geometry::to_json(geometry));
         }
 
         let mut properties = Map::new();
