@@ -459,3 +459,63 @@ async fn a_file_without_field_ids_and_with_reordered_columns_scans_back_by_name(
     let cell_a = Reference::new("grid_partition").equal_to(Datum::string(CELL_A));
     assert_eq!(ids(&table, Some(cell_a)).await, set(&["p1", "p2"]));
 }
+
+/// The manifests a table's current snapshot lists, with the lowest and highest cell each holds.
+async fn manifests_by_cell(table: &Table) -> Vec<(String, String, String)> {
+    let snapshot = table.metadata().current_snapshot().unwrap();
+    let list = table.manifest_list_reader(snapshot).load().await.unwrap();
+    list.entries()
+        .iter()
+        .map(|m| {
+            let cells = &m.partitions.as_ref().unwrap()[0];
+            let text = |b: Option<&Vec<u8>>| String::from_utf8(b.unwrap().clone()).unwrap();
+            let (low, high) = (cells.lower_bound.as_deref(), cells.upper_bound.as_deref());
+            (m.manifest_path.clone(), text(low), text(high))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_append_of_many_partitions_lists_them_in_sorted_manifests_a_cell_filter_can_skip() {
+    let f = fixture(None).await;
+    // 300 files of one cell each, given in an order unrelated to their cells.
+    let cell = |n: usize| format!("8a1fb46{:03}dffff", (n * 7919) % 1000);
+    let mut files = Vec::new();
+    for n in 0..300 {
+        let year = 2000 + n % 20;
+        let rows = [row(&format!("i{n}"), &cell(n), &format!("{year}-06-01T00:00:00Z"))];
+        files.push(write_rows(&f.stores, &f.data, &format!("f{n}"), &rows).await);
+    }
+    let (table, summary) = f.catalog.register(&f.table, &files).await.unwrap();
+    assert_eq!(summary.files, 300);
+
+    // Several manifests, each a run of cells that no other manifest's range reaches into: a
+    // query naming one cell decodes one manifest, not every entry of the commit.
+    let first = manifests_by_cell(&table).await;
+    assert!(first.len() >= 2, "{} manifests", first.len());
+    let mut ranges: Vec<(String, String)> =
+        first.iter().map(|(_, l, h)| (l.clone(), h.clone())).collect();
+    ranges.sort();
+    for pair in ranges.windows(2) {
+        assert!(pair[0].1 < pair[1].0, "manifest ranges overlap: {pair:?}");
+    }
+    let one = cell(17);
+    let holding: Vec<_> = first.iter().filter(|(_, l, h)| *l <= one && one <= *h).collect();
+    assert_eq!(holding.len(), 1, "{holding:?}");
+    let cell_filter = Reference::new("grid_partition").equal_to(Datum::string(&one));
+    assert_eq!(ids(&table, Some(cell_filter)).await, set(&["i17"]));
+
+    // The next append keeps those manifests as they are, adds its own, and counts on.
+    let extra =
+        write_rows(&f.stores, &f.data, "x", &[row("x", CELL_A, "2021-01-01T00:00:00Z")]).await;
+    let (table, _) = f.catalog.register(&table, &[extra]).await.unwrap();
+    let second = manifests_by_cell(&table).await;
+    assert_eq!(second.len(), first.len() + 1);
+    assert_eq!(second[..first.len()], first[..]);
+    let snaps = snapshots(&table);
+    let totals = &snaps[1].summary;
+    assert_eq!(totals.get("total-data-files").map(String::as_str), Some("301"));
+    assert_eq!(totals.get("total-records").map(String::as_str), Some("301"));
+    assert_eq!(snaps[1].operation, "append");
+    assert_eq!(ids(&table, None).await.len(), 301);
+}

@@ -6,6 +6,7 @@
 //! [`Catalog::open_table`] opens or creates the table with our schema, partition spec and
 //! properties; [`Catalog::register`] appends existing Parquet files in one snapshot.
 
+mod append;
 mod commit;
 mod datafile;
 mod migrate;

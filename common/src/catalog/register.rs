@@ -1,16 +1,15 @@
 //! Registering existing Parquet files: footers are read concurrently through object_store, each
-//! becomes a [`DataFile`], and the whole batch is one fast-append snapshot.
+//! becomes a [`DataFile`], and the whole batch is one append snapshot (`append.rs`).
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::PathBuf;
 
 use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
 use super::datafile::{DataFileError, data_file_from_footer};
 use super::query::data_files;
+use super::replace::ReplaceError;
 use super::{Catalog, CatalogError};
 use crate::geoparquet::{FooterReadError, WrittenFile, read_footer};
 use crate::location::Location;
@@ -18,8 +17,8 @@ use crate::location::Location;
 /// Footers read at once: enough to hide S3 latency, few enough to stay polite to one bucket.
 const FOOTER_CONCURRENCY: usize = 32;
 
-/// Text of iceberg's duplicate-file refusal (the same as PyIceberg's).
-const ALREADY_REFERENCED: &str = "already referenced by table";
+/// Written files described per thread at least (fewer are described on the caller's thread).
+const DESCRIBE_PER_THREAD: usize = 256;
 
 /// Why a batch could not be registered (nothing is committed then).
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +56,12 @@ pub enum RegisterError {
         /// The offending paths.
         paths: Vec<String>,
     },
-    /// The commit failed.
+    /// Reading the table failed.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// The commit failed.
+    #[error(transparent)]
+    Commit(Box<ReplaceError>),
 }
 
 /// What one registration committed.
@@ -152,16 +154,38 @@ impl Catalog {
         files: &[WrittenFile],
     ) -> Result<Vec<DataFile>, RegisterError> {
         let metadata = table.metadata();
-        let mut described = Vec::with_capacity(files.len());
-        for f in files {
-            described.push(data_file_from_footer(
-                &f.location.uri(),
-                f.bytes,
-                f.footer.metadata(),
-                metadata.current_schema(),
-                metadata.default_partition_spec(),
-            )?);
+        let describe = |files: &[WrittenFile]| -> Result<Vec<DataFile>, DataFileError> {
+            let mut described = Vec::with_capacity(files.len());
+            for f in files {
+                described.push(data_file_from_footer(
+                    &f.location.uri(),
+                    f.bytes,
+                    f.footer.metadata(),
+                    metadata.current_schema(),
+                    metadata.default_partition_spec(),
+                )?);
+            }
+            Ok(described)
+        };
+        // A run that wrote thousands of small files spent a twentieth of its time here on one
+        // core while the other waited for the commit.
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        if files.len() < DESCRIBE_PER_THREAD * 2 || threads == 1 {
+            return Ok(describe(files)?);
         }
+        let per_thread = files.len().div_ceil(threads).max(DESCRIBE_PER_THREAD);
+        let described = std::thread::scope(|scope| {
+            let parts: Vec<_> =
+                files.chunks(per_thread).map(|part| scope.spawn(move || describe(part))).collect();
+            let mut described = Vec::with_capacity(files.len());
+            for part in parts {
+                match part.join() {
+                    Ok(part) => described.extend(part?),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            Ok::<_, DataFileError>(described)
+        })?;
         Ok(described)
     }
 
@@ -185,7 +209,8 @@ impl Catalog {
         self.commit_files(table, &locations, described, false).await
     }
 
-    /// Commits described files as one fast-append snapshot.
+    /// Commits described files as one append snapshot; with `check_duplicates`, first refuses
+    /// paths the table already holds.
     async fn commit_files(
         &self,
         table: &Table,
@@ -199,54 +224,36 @@ impl Catalog {
                 RegisterSummary { snapshot_id: None, files: 0, records: 0 },
             ));
         }
+        if check_duplicates {
+            let held = self.registered_among(table, files).await?;
+            if !held.is_empty() {
+                return Err(RegisterError::AlreadyRegistered { paths: held });
+            }
+        }
         let records = described.iter().map(DataFile::record_count).sum();
         let count = described.len();
-        let started = std::time::Instant::now();
-        let tx = Transaction::new(table);
-        let tx = tx
-            .fast_append()
-            .with_check_duplicate(check_duplicates)
-            .add_data_files(described)
-            .apply(tx)
-            .map_err(|source| self.commit_error(source))?;
-        let committed = match tx.commit(self.sql()).await {
-            Ok(t) => t,
-            Err(e) if e.message().contains(ALREADY_REFERENCED) => {
-                return Err(self.already_registered(table, files).await);
-            }
-            Err(source) => return Err(self.commit_error(source).into()),
-        };
-        crate::prometheus::committed("append", started.elapsed());
-        let snapshot_id = committed.metadata().current_snapshot_id();
-        tracing::info!(files = count, records, snapshot = ?snapshot_id, "registered data files");
-        Ok((committed, RegisterSummary { snapshot_id, files: count, records }))
+        let (committed, snapshot_id) =
+            self.append(described).await.map_err(|e| RegisterError::Commit(Box::new(e)))?;
+        tracing::info!(files = count, records, snapshot = snapshot_id, "registered data files");
+        Ok((committed, RegisterSummary { snapshot_id: Some(snapshot_id), files: count, records }))
     }
 
-    fn commit_error(&self, source: iceberg::Error) -> CatalogError {
-        CatalogError::Iceberg {
-            action: "commit the registered files".into(),
-            catalog: PathBuf::from(self.path()),
-            source: Box::new(source),
-        }
-    }
-
-    /// The typed refusal naming which of `files` the table already holds.
-    async fn already_registered(&self, table: &Table, files: &[Location]) -> RegisterError {
-        let current = match self.load_table().await {
-            Ok(Some(t)) => t,
-            _ => table.clone(),
-        };
+    /// Which of `files` the table's current snapshot holds, sorted.
+    async fn registered_among(
+        &self,
+        table: &Table,
+        files: &[Location],
+    ) -> Result<Vec<String>, RegisterError> {
         let wanted: HashSet<String> = files.iter().map(Location::uri).collect();
-        let paths = match data_files(&current).await {
-            Ok(existing) => {
-                let mut p: Vec<String> =
-                    existing.into_iter().map(|f| f.path).filter(|p| wanted.contains(p)).collect();
-                p.sort();
-                p
-            }
-            Err(_) => wanted.into_iter().collect(),
-        };
-        RegisterError::AlreadyRegistered { paths }
+        let listed = data_files(table).await.map_err(|source| CatalogError::Iceberg {
+            action: "list the table's data files".into(),
+            catalog: self.path().to_path_buf(),
+            source: Box::new(source),
+        })?;
+        let mut held: Vec<String> =
+            listed.into_iter().map(|f| f.path).filter(|p| wanted.contains(p)).collect();
+        held.sort();
+        Ok(held)
     }
 }
 

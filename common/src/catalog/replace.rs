@@ -22,6 +22,7 @@ use iceberg::spec::{
     Summary, TableMetadata, TableProperties,
 };
 use iceberg::table::Table;
+use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 use super::commit::{CommitError, Swap, commit_metadata};
@@ -93,6 +94,9 @@ pub enum ReplaceError {
     /// Loading the table failed.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// The runtime stopped a manifest write before it finished (it is shutting down).
+    #[error("a manifest write was stopped before it finished")]
+    Cancelled,
 }
 
 pub(super) fn iceberg(action: &'static str) -> impl FnOnce(iceberg::Error) -> ReplaceError {
@@ -295,7 +299,7 @@ pub(super) async fn load_manifests(
 }
 
 /// The order merged manifests keep: by partition, then path.
-fn partition_order(a: &DataFile, b: &DataFile) -> Ordering {
+pub(super) fn partition_order(a: &DataFile, b: &DataFile) -> Ordering {
     let key = |f: &DataFile| -> Vec<Option<PrimitiveLiteral>> {
         f.partition().iter().map(|v| v.and_then(|l| l.as_primitive_literal())).collect()
     };
@@ -306,14 +310,15 @@ fn partition_order(a: &DataFile, b: &DataFile) -> Ordering {
 }
 
 /// One entry of the new snapshot's manifests.
-enum NewEntry {
+#[derive(Clone)]
+pub(super) enum NewEntry {
     Existing(ManifestEntryRef),
     Deleted(ManifestEntryRef),
     Added(Box<DataFile>),
 }
 
 impl NewEntry {
-    fn file(&self) -> &DataFile {
+    pub(super) fn file(&self) -> &DataFile {
         match self {
             NewEntry::Existing(e) | NewEntry::Deleted(e) => e.data_file(),
             NewEntry::Added(f) => f,
@@ -354,16 +359,12 @@ async fn stage(table: &Table, replacement: &Replacement) -> Result<Staged, Repla
     let (deleted, live): (Vec<NewEntry>, Vec<NewEntry>) =
         entries.into_iter().partition(|e| matches!(e, NewEntry::Deleted(_)));
     let per = |target: u64| (target / current.bytes_per_entry).max(1) as usize;
-    let chunks = live
+    let chunks: Vec<Vec<NewEntry>> = live
         .chunks(per(TARGET_MANIFEST_BYTES))
-        .chain(deleted.chunks(per(TARGET_DELETED_MANIFEST_BYTES)));
-    let mut files = Vec::new();
-    let mut manifests = Vec::new();
-    for (n, chunk) in chunks.enumerate() {
-        let path = format!("{}/metadata/{commit}-m{n}.avro", metadata.location());
-        files.push(path.clone());
-        manifests.push(write_manifest(table, snapshot_id, &path, chunk).await?);
-    }
+        .chain(deleted.chunks(per(TARGET_DELETED_MANIFEST_BYTES)))
+        .map(<[NewEntry]>::to_vec)
+        .collect();
+    let (mut files, manifests) = write_manifests(table, snapshot_id, commit, chunks).await?;
     let entries: Vec<NewEntry> = live.into_iter().chain(deleted).collect();
     let manifest_count = manifests.len();
     let summary =
@@ -440,6 +441,37 @@ pub(super) async fn list_snapshot(
         .with_schema_id(metadata.current_schema_id())
         .with_timestamp_ms(chrono::Utc::now().timestamp_millis().max(metadata.last_updated_ms()))
         .build())
+}
+
+/// Writes one manifest per chunk of entries for snapshot `snapshot_id` of commit attempt
+/// `commit`, several at once on the runtime's threads (encoding a manifest's entries costs
+/// about as much as a small data file), and returns their paths and the manifest-list entries,
+/// in chunk order.
+pub(super) async fn write_manifests(
+    table: &Table,
+    snapshot_id: i64,
+    commit: Uuid,
+    chunks: Vec<Vec<NewEntry>>,
+) -> Result<(Vec<String>, Vec<ManifestFile>), ReplaceError> {
+    let location = table.metadata().location().to_string();
+    let paths: Vec<String> =
+        (0..chunks.len()).map(|n| format!("{location}/metadata/{commit}-m{n}.avro")).collect();
+    let writes = chunks.into_iter().zip(paths.clone()).map(|(entries, path)| {
+        let table = table.clone();
+        AbortOnDropHandle::new(tokio::spawn(async move {
+            write_manifest(&table, snapshot_id, &path, &entries).await
+        }))
+    });
+    let manifests = futures::stream::iter(writes)
+        .buffered(MANIFEST_CONCURRENCY)
+        .map(|joined| match joined {
+            Ok(written) => written,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(ReplaceError::Cancelled),
+        })
+        .try_collect()
+        .await?;
+    Ok((paths, manifests))
 }
 
 async fn write_manifest(
