@@ -4,9 +4,9 @@
 //! ([`plan`]), lets Iceberg's scan planning pick only the files of those cells and years (and
 //! whose `geometry_bbox` bounds meet the area) and its reader skip row groups and rows outside
 //! the cells, interval, ids, collections and the column comparisons of the CQL2 filter, reading
-//! only the columns the search needs ([`columns`]); then tests each footprint exactly
-//! ([`Area::intersects`]), rebuilds the item from its columns, applies CQL2, keeps each item
-//! once (items are fanned out to one row per cell), sorts and cuts.
+//! only the columns the search needs ([`columns`]); then, in a task per file (several at once),
+//! tests each footprint exactly ([`Area::intersects`]), rebuilds the item from its columns and
+//! applies CQL2; keeps each item once (items are fanned out to one row per cell), sorts and cuts.
 
 mod area;
 mod collections;
