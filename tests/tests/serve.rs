@@ -143,6 +143,7 @@ async fn served_tables_pass_the_stac_api_checks(backend: Backend, py: Python) {
     }
     pystac_client_finds_what_search_finds(&served, &site, &py);
     bad_requests_get_400_with_an_error_body(&served).await;
+    fields_keep_the_api_links_only_when_asked(&served).await;
 
     // Paging: every item once, GET and POST, and the rest of a paged search keeps reading its
     // snapshot while a new one is committed.
@@ -278,6 +279,33 @@ async fn bad_requests_get_400_with_an_error_body(served: &Served) {
     let capped = served.get("/search?limit=100000").await.unwrap();
     assert_eq!(capped.status, 200, "a limit over 10,000 is cut, not refused");
     assert_eq!(item_ids(&capped.body).len(), 90);
+}
+
+/// `fields` selects among the members the API adds too: the item links come with `links` and
+/// go without it, whatever columns the search reads for the rest.
+async fn fields_keep_the_api_links_only_when_asked(served: &Served) {
+    let members =
+        |item: &Value| -> BTreeSet<String> { item.as_object().unwrap().keys().cloned().collect() };
+    let with_links = served.get("/search?limit=3&fields=links,properties.platform").await.unwrap();
+    let features = with_links.body["features"].as_array().unwrap();
+    assert_eq!(features.len(), 3);
+    for item in features {
+        let want = ["type", "stac_version", "id", "collection", "links", "properties"];
+        assert_eq!(members(item), want.iter().map(|m| m.to_string()).collect(), "{item}");
+        let rels: BTreeSet<&str> =
+            item["links"].as_array().unwrap().iter().filter_map(|l| l["rel"].as_str()).collect();
+        assert!(rels.contains("self") && rels.contains("collection"), "{item}");
+        assert!(item["properties"]["platform"].is_string(), "{item}");
+    }
+    let without = served.get("/search?limit=3&fields=id,-links").await.unwrap();
+    for item in without.body["features"].as_array().unwrap() {
+        let want = ["type", "stac_version", "id", "collection"];
+        assert_eq!(members(item), want.iter().map(|m| m.to_string()).collect(), "{item}");
+    }
+    let whole = served.get("/search?limit=1&fields=-assets").await.unwrap();
+    let item = &whole.body["features"][0];
+    assert!(item.get("assets").is_none() && item.get("geometry").is_some(), "{item}");
+    assert!(item["links"].as_array().unwrap().iter().any(|l| l["rel"] == "self"), "{item}");
 }
 
 on_both_backends!(served_tables_pass_the_stac_api_checks);

@@ -180,8 +180,10 @@ async fn page(
         }
         let mut request = params.request.clone();
         request.sortby = Some(total_order(request.sortby.take()));
-        // Applied here, after the API's links are added, so `fields` can select those too.
-        let fields = std::mem::take(&mut request.fields);
+        // The search applies `fields` too, so it reads only the columns they keep; applied
+        // again after the API's links are added, so `fields` can select those as well (the
+        // links need only `id` and `collection`, which every item keeps).
+        let fields = request.fields.clone();
         request.snapshot_id = Some(snapshot);
         request.max_items = Some(offset.saturating_add(params.limit));
         let result = search(&loaded.read.table, loaded.partitioner.as_ref(), &request).await?;
