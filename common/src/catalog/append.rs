@@ -8,18 +8,14 @@
 
 use std::collections::HashMap;
 
-use iceberg::spec::{
-    DataFile, FormatVersion, MAIN_BRANCH, ManifestFile, Operation, Snapshot, SnapshotReference,
-    SnapshotRetention, SnapshotSummaryCollector, Summary, TableMetadata, TableProperties,
-};
+use iceberg::spec::{DataFile, FormatVersion, ManifestFile, Operation, Summary, TableMetadata};
 use iceberg::table::Table;
 use uuid::Uuid;
 
 use super::Catalog;
-use super::commit::{Swap, commit_metadata};
 use super::replace::{
-    COMMIT_ATTEMPTS, NewEntry, ReplaceError, TARGET_MANIFEST_BYTES, iceberg, list_snapshot,
-    partition_order, snapshot_list_path, unique_snapshot_id, write_manifests,
+    NewEntry, ReplaceError, Staged, TARGET_MANIFEST_BYTES, iceberg, list_snapshot, partition_order,
+    snapshot_list_path, summary_collector, unique_snapshot_id, write_manifests,
 };
 
 /// Size assumed per added entry when sizing manifests (entries of the table's 35 columns'
@@ -44,58 +40,19 @@ impl Catalog {
         let mut added: Vec<NewEntry> =
             files.into_iter().map(|f| NewEntry::Added(Box::new(f))).collect();
         added.sort_by(|a, b| partition_order(a.file(), b.file()));
-        for attempt in 1..=COMMIT_ATTEMPTS {
-            let started = std::time::Instant::now();
-            let table = self.current_table().await?;
-            let staged = stage(&table, &added).await?;
-            let snapshot = staged.snapshot.clone();
-            let id = snapshot.snapshot_id();
-            let swap = commit_metadata(self.path(), &table, move |b| {
-                b.add_snapshot(snapshot)?.set_ref(
-                    MAIN_BRANCH,
-                    SnapshotReference::new(id, SnapshotRetention::branch(None, None, None)),
-                )
+        let no_properties = HashMap::new();
+        let (table, _, id) = self
+            .commit_staged(Operation::Append, &no_properties, async |table| {
+                stage(table, &added).await
             })
-            .await;
-            match swap {
-                Ok(Swap::Committed(_)) => {
-                    crate::prometheus::committed(Operation::Append.as_str(), started.elapsed());
-                    return Ok((self.current_table().await?, id));
-                }
-                Ok(Swap::Conflict) => {
-                    tracing::warn!(attempt, "the table changed during the append; trying again");
-                    staged.discard(&table).await;
-                }
-                Err(e) => {
-                    staged.discard(&table).await;
-                    return Err(e.into());
-                }
-            }
-        }
-        Err(ReplaceError::Busy { attempts: COMMIT_ATTEMPTS })
-    }
-}
-
-/// An append snapshot written (new manifests and the manifest list) but not committed.
-struct Staged {
-    snapshot: Snapshot,
-    files: Vec<String>,
-}
-
-impl Staged {
-    /// Deletes the files of a snapshot that was not committed.
-    async fn discard(&self, table: &Table) {
-        for f in &self.files {
-            if let Err(e) = table.file_io().delete(f).await {
-                tracing::warn!(file = %f, error = %e, "could not delete a file of an uncommitted snapshot");
-            }
-        }
+            .await?;
+        Ok((table, id))
     }
 }
 
 /// Writes the manifests of `added` (sorted by partition) and the list of a snapshot of
 /// `table` that holds them after the current snapshot's manifests.
-async fn stage(table: &Table, added: &[NewEntry]) -> Result<Staged, ReplaceError> {
+async fn stage(table: &Table, added: &[NewEntry]) -> Result<Staged<i64>, ReplaceError> {
     let metadata = table.metadata();
     if metadata.format_version() != FormatVersion::V2 {
         return Err(ReplaceError::UnsupportedFormat(metadata.format_version()));
@@ -123,7 +80,7 @@ async fn stage(table: &Table, added: &[NewEntry]) -> Result<Staged, ReplaceError
     let snapshot = list_snapshot(table, snapshot_id, commit, manifests, summary).await?;
     files.push(snapshot_list_path(metadata, snapshot_id, commit));
     tracing::debug!(files = added.len(), manifests = files.len() - 1, "append staged");
-    Ok(Staged { snapshot, files })
+    Ok(Staged { snapshot, files, outcome: snapshot_id })
 }
 
 /// The summary of an append: what it adds (with partition summaries) and the table's totals
@@ -135,13 +92,7 @@ fn summary<'a>(
 ) -> HashMap<String, String> {
     let schema = metadata.current_schema();
     let spec = metadata.default_partition_spec();
-    let mut collector = SnapshotSummaryCollector::default();
-    let limit = metadata
-        .properties()
-        .get(TableProperties::PROPERTY_WRITE_PARTITION_SUMMARY_LIMIT)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(TableProperties::PROPERTY_WRITE_PARTITION_SUMMARY_LIMIT_DEFAULT);
-    collector.set_partition_summary_limit(limit);
+    let mut collector = summary_collector(metadata);
     for file in added {
         collector.add_file(file, schema.clone(), spec.clone());
     }

@@ -174,12 +174,40 @@ impl Catalog {
             };
             return Ok((table, summary));
         }
+        let operation = replacement.kind.operation();
+        let (table, metadata, summary) = self
+            .commit_staged(operation.clone(), &replacement.set_properties, async |table| {
+                stage(table, replacement).await
+            })
+            .await?;
+        tracing::info!(
+            snapshot = ?summary.snapshot_id,
+            removed = summary.removed_files,
+            added = summary.added_files,
+            manifests = summary.manifests,
+            metadata,
+            "committed a {} snapshot",
+            operation.as_str()
+        );
+        Ok((table, summary))
+    }
+
+    /// Stages a snapshot on the current table with `stage` and makes it the main branch's head
+    /// (setting `properties` in the same commit), staging again from the new table when another
+    /// writer commits in between; a snapshot that was not committed has its files deleted.
+    /// Returns the table as committed, its new metadata file and what the stage gave.
+    pub(super) async fn commit_staged<T>(
+        &self,
+        operation: Operation,
+        properties: &HashMap<String, String>,
+        mut stage: impl AsyncFnMut(&Table) -> Result<Staged<T>, ReplaceError>,
+    ) -> Result<(Table, String, T), ReplaceError> {
         for attempt in 1..=COMMIT_ATTEMPTS {
             let started = std::time::Instant::now();
             let table = self.current_table().await?;
-            let staged = stage(&table, replacement).await?;
+            let staged = stage(&table).await?;
             let snapshot = staged.snapshot.clone();
-            let props = replacement.set_properties.clone();
+            let props = properties.clone();
             let swap = commit_metadata(self.path(), &table, move |b| {
                 let id = snapshot.snapshot_id();
                 let b = b.add_snapshot(snapshot)?.set_ref(
@@ -191,24 +219,15 @@ impl Catalog {
             .await;
             match swap {
                 Ok(Swap::Committed(metadata)) => {
-                    crate::prometheus::committed(
-                        replacement.kind.operation().as_str(),
-                        started.elapsed(),
-                    );
-                    let table = self.current_table().await?;
-                    tracing::info!(
-                        snapshot = ?staged.summary.snapshot_id,
-                        removed = staged.summary.removed_files,
-                        added = staged.summary.added_files,
-                        manifests = staged.summary.manifests,
-                        metadata,
-                        "committed a {} snapshot",
-                        replacement.kind.operation().as_str()
-                    );
-                    return Ok((table, staged.summary));
+                    crate::prometheus::committed(operation.as_str(), started.elapsed());
+                    return Ok((self.current_table().await?, metadata, staged.outcome));
                 }
                 Ok(Swap::Conflict) => {
-                    tracing::warn!(attempt, "the table changed during the replace; trying again");
+                    tracing::warn!(
+                        attempt,
+                        "the table changed during the {} commit; trying again",
+                        operation.as_str()
+                    );
                     staged.discard(&table).await;
                 }
                 Err(e) => {
@@ -230,14 +249,18 @@ impl Catalog {
     }
 }
 
-/// A snapshot written (manifests and manifest list) but not committed.
-struct Staged {
-    snapshot: Snapshot,
-    files: Vec<String>,
-    summary: ReplaceSummary,
+/// A snapshot written (its manifests and manifest list) but not committed, and what its stage
+/// gives the caller once it is.
+pub(super) struct Staged<T> {
+    /// The snapshot to add.
+    pub(super) snapshot: Snapshot,
+    /// Every file written for it (deleted if it is not committed).
+    pub(super) files: Vec<String>,
+    /// What the stage reports.
+    pub(super) outcome: T,
 }
 
-impl Staged {
+impl<T> Staged<T> {
     /// Deletes the files of a snapshot that was not committed.
     async fn discard(&self, table: &Table) {
         for f in &self.files {
@@ -327,7 +350,10 @@ impl NewEntry {
 }
 
 /// Writes the manifests and manifest list of the replace snapshot of `table`.
-async fn stage(table: &Table, replacement: &Replacement) -> Result<Staged, ReplaceError> {
+async fn stage(
+    table: &Table,
+    replacement: &Replacement,
+) -> Result<Staged<ReplaceSummary>, ReplaceError> {
     let metadata = table.metadata();
     if metadata.format_version() != FormatVersion::V2 {
         return Err(ReplaceError::UnsupportedFormat(metadata.format_version()));
@@ -392,7 +418,7 @@ async fn stage(table: &Table, replacement: &Replacement) -> Result<Staged, Repla
             NewEntry::Existing(_) => {}
         }
     }
-    Ok(Staged { snapshot, files, summary })
+    Ok(Staged { snapshot, files, outcome: summary })
 }
 
 /// Where the manifest list of snapshot `snapshot_id`, written by commit attempt `commit`, goes.
@@ -513,11 +539,8 @@ fn inherited(e: &ManifestEntryRef) -> (i64, i64, i64) {
     (e.snapshot_id().unwrap_or(0), seq, e.file_sequence_number.unwrap_or(seq))
 }
 
-/// The snapshot summary: what was added and removed (with partition summaries) and the totals
-/// after the commit, counted from the entries themselves.
-fn summary(metadata: &TableMetadata, entries: &[NewEntry]) -> HashMap<String, String> {
-    let schema = metadata.current_schema().clone();
-    let spec = metadata.default_partition_spec().clone();
+/// A summary collector with the table's partition-summary limit.
+pub(super) fn summary_collector(metadata: &TableMetadata) -> SnapshotSummaryCollector {
     let mut collector = SnapshotSummaryCollector::default();
     let limit = metadata
         .properties()
@@ -525,6 +548,15 @@ fn summary(metadata: &TableMetadata, entries: &[NewEntry]) -> HashMap<String, St
         .and_then(|v| v.parse().ok())
         .unwrap_or(TableProperties::PROPERTY_WRITE_PARTITION_SUMMARY_LIMIT_DEFAULT);
     collector.set_partition_summary_limit(limit);
+    collector
+}
+
+/// The snapshot summary: what was added and removed (with partition summaries) and the totals
+/// after the commit, counted from the entries themselves.
+fn summary(metadata: &TableMetadata, entries: &[NewEntry]) -> HashMap<String, String> {
+    let schema = metadata.current_schema().clone();
+    let spec = metadata.default_partition_spec().clone();
+    let mut collector = summary_collector(metadata);
     let (mut files, mut records, mut bytes) = (0u64, 0u64, 0u64);
     for entry in entries {
         match entry {
