@@ -9,6 +9,7 @@
 mod append;
 mod commit;
 mod datafile;
+mod manifest_encoding;
 mod migrate;
 mod prune_manifests;
 mod query;

@@ -13,19 +13,21 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::{
     DataFile, DataFileFormat, FormatVersion, MAIN_BRANCH, Manifest, ManifestContentType,
-    ManifestEntryRef, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation,
-    PrimitiveLiteral, Snapshot, SnapshotReference, SnapshotRetention, SnapshotSummaryCollector,
-    Summary, TableMetadata, TableProperties,
+    ManifestEntryRef, ManifestFile, ManifestListWriter, ManifestStatus, ManifestWriterBuilder,
+    Operation, PrimitiveLiteral, Snapshot, SnapshotReference, SnapshotRetention,
+    SnapshotSummaryCollector, Summary, TableMetadata, TableProperties,
 };
 use iceberg::table::Table;
 use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 use super::commit::{CommitError, Swap, commit_metadata};
+use super::manifest_encoding::{EntryToWrite, ManifestFormat};
 use super::{Catalog, CatalogError};
 
 /// Merged manifests aim at this size. Iceberg's default (`commit.manifest.target-size-bytes`,
@@ -482,10 +484,23 @@ pub(super) async fn write_manifests(
     let location = table.metadata().location().to_string();
     let paths: Vec<String> =
         (0..chunks.len()).map(|n| format!("{location}/metadata/{commit}-m{n}.avro")).collect();
+    let format = match chunks.is_empty() {
+        true => None,
+        false => ManifestFormat::of(table.metadata())
+            .await
+            .map_err(iceberg("read the manifest format"))?
+            .map(Arc::new),
+    };
     let writes = chunks.into_iter().zip(paths.clone()).map(|(entries, path)| {
         let table = table.clone();
+        let format = format.clone();
         AbortOnDropHandle::new(tokio::spawn(async move {
-            write_manifest(&table, snapshot_id, &path, &entries).await
+            match format {
+                Some(format) => {
+                    encode_manifest(&table, &format, snapshot_id, &path, &entries).await
+                }
+                None => write_manifest(&table, snapshot_id, &path, &entries).await,
+            }
         }))
     });
     let manifests = futures::stream::iter(writes)
@@ -500,6 +515,57 @@ pub(super) async fn write_manifests(
     Ok((paths, manifests))
 }
 
+/// Writes one manifest with this crate's encoder (see [`super::manifest_encoding`]): added
+/// files inherit the new snapshot's sequence number, existing ones keep theirs, deleted ones keep
+/// their sequence numbers and are marked deleted by the new snapshot, as iceberg's writer does.
+async fn encode_manifest(
+    table: &Table,
+    format: &ManifestFormat,
+    snapshot_id: i64,
+    path: &str,
+    entries: &[NewEntry],
+) -> Result<ManifestFile, ReplaceError> {
+    let to_write: Vec<EntryToWrite<'_>> = entries
+        .iter()
+        .map(|entry| match entry {
+            NewEntry::Added(f) => EntryToWrite {
+                status: ManifestStatus::Added,
+                snapshot_id,
+                sequence_number: None,
+                file_sequence_number: None,
+                file: f,
+            },
+            NewEntry::Existing(e) => {
+                let (snap, seq, file_seq) = inherited(e);
+                EntryToWrite {
+                    status: ManifestStatus::Existing,
+                    snapshot_id: snap,
+                    sequence_number: Some(seq),
+                    file_sequence_number: Some(file_seq),
+                    file: e.data_file(),
+                }
+            }
+            NewEntry::Deleted(e) => {
+                let (_, seq, file_seq) = inherited(e);
+                EntryToWrite {
+                    status: ManifestStatus::Deleted,
+                    snapshot_id,
+                    sequence_number: Some(seq),
+                    file_sequence_number: Some(file_seq),
+                    file: e.data_file(),
+                }
+            }
+        })
+        .collect();
+    let (bytes, manifest) =
+        format.encode(path, snapshot_id, &to_write).map_err(iceberg("encode a manifest"))?;
+    let output = table.file_io().new_output(path).map_err(iceberg("open a manifest"))?;
+    output.write(bytes).await.map_err(iceberg("write a manifest"))?;
+    Ok(manifest)
+}
+
+/// Writes one manifest with iceberg's writer (tables whose partition values the encoder does not
+/// write).
 async fn write_manifest(
     table: &Table,
     snapshot_id: i64,

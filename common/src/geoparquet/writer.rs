@@ -1,13 +1,18 @@
 //! Writing one (cell, year) group of rows as a GeoParquet 1.1 file to any object store.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::async_writer::{AsyncArrowWriter, ParquetObjectWriter};
+use parquet::arrow::{ARROW_SCHEMA_META_KEY, ArrowSchemaConverter, encode_arrow_schema};
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 
 use super::batch::record_batch;
 use super::footer::Footer;
@@ -101,8 +106,9 @@ impl WriterOptions {
         }
     }
 
-    /// The Parquet writer properties for a file of `rows` rows with the given `geo` metadata.
-    fn properties(&self, geo: &str, rows: usize) -> WriterProperties {
+    /// The Parquet writer properties for a file of `rows` rows with the given `geo` metadata and
+    /// encoded Arrow schema (written last, where Parquet's Arrow writer puts it).
+    fn properties(&self, geo: &str, encoded_arrow: &str, rows: usize) -> WriterProperties {
         let mut b = WriterProperties::builder()
             .set_compression(self.compression(rows))
             // Whole min/max values: a file's partition is read from its grid_partition statistics
@@ -113,6 +119,7 @@ impl WriterOptions {
             .set_key_value_metadata(Some(vec![
                 KeyValue::new(GEO_KEY.to_string(), geo.to_string()),
                 KeyValue::new(STAC_GEOPARQUET_KEY.to_string(), STAC_GEOPARQUET_VALUE.to_string()),
+                KeyValue::new(ARROW_SCHEMA_META_KEY.to_string(), encoded_arrow.to_string()),
             ]));
         if rows < self.small_file_rows {
             b = b
@@ -128,6 +135,45 @@ impl WriterOptions {
         }
         b.build()
     }
+}
+
+/// A file schema in the two forms every Parquet file of it needs: its Parquet schema and its
+/// Arrow schema encoded for the footer. Made once per schema: for a file of a few rows, making
+/// them took about a twentieth of the CPU of writing it.
+#[derive(Debug)]
+struct PreparedSchema {
+    arrow: SchemaRef,
+    parquet: SchemaDescriptor,
+    encoded_arrow: String,
+}
+
+/// Schemas prepared so far; a few at most (the table's, the staged one), bounded all the same.
+static PREPARED: Mutex<Vec<Arc<PreparedSchema>>> = Mutex::new(Vec::new());
+const PREPARED_KEPT: usize = 8;
+
+/// The prepared form of `schema`, made on first use. The conversion is the one Parquet's Arrow
+/// writer makes when not given one (no type coercion: the writer properties set none).
+fn prepared(schema: &SchemaRef) -> Result<Arc<PreparedSchema>, ParquetError> {
+    let found = |kept: &[Arc<PreparedSchema>]| {
+        kept.iter().find(|p| Arc::ptr_eq(&p.arrow, schema) || p.arrow == *schema).cloned()
+    };
+    if let Some(p) = found(&PREPARED.lock().unwrap_or_else(PoisonError::into_inner)) {
+        return Ok(p);
+    }
+    let made = Arc::new(PreparedSchema {
+        arrow: schema.clone(),
+        parquet: ArrowSchemaConverter::new().convert(schema)?,
+        encoded_arrow: encode_arrow_schema(schema),
+    });
+    let mut kept = PREPARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(p) = found(&kept) {
+        return Ok(p);
+    }
+    if kept.len() == PREPARED_KEPT {
+        kept.remove(0);
+    }
+    kept.push(made.clone());
+    Ok(made)
 }
 
 /// Names data files so that no two writers, attempts or runs ever pick the same name:
@@ -234,12 +280,15 @@ pub async fn write_batches(
     let started = std::time::Instant::now();
     let sink = ParquetObjectWriter::new(target.store, target.path);
     let schema = batches.first().map(RecordBatch::schema).unwrap_or_else(schema::arrow_schema);
-    let mut writer = AsyncArrowWriter::try_new(
-        sink,
-        schema,
-        Some(options.properties(geo, batches.iter().map(RecordBatch::num_rows).sum())),
-    )
-    .map_err(|source| WriteError::Parquet { location: shown(), source })?;
+    let prepared =
+        prepared(&schema).map_err(|source| WriteError::Parquet { location: shown(), source })?;
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    let writer_options = ArrowWriterOptions::new()
+        .with_properties(options.properties(geo, &prepared.encoded_arrow, rows))
+        .with_parquet_schema(prepared.parquet.clone())
+        .with_skip_arrow_metadata(true);
+    let mut writer = AsyncArrowWriter::try_new_with_options(sink, schema, writer_options)
+        .map_err(|source| WriteError::Parquet { location: shown(), source })?;
     // Slices of at most one row group bound the encoder's buffered memory to a row group.
     let step = options.row_group_rows.max(1);
     for batch in batches {
@@ -258,7 +307,6 @@ pub async fn write_batches(
         .await
         .map_err(|source| WriteError::Parquet { location: shown(), source })?;
     let bytes = writer.bytes_written() as u64;
-    let rows = batches.iter().map(RecordBatch::num_rows).sum();
     crate::prometheus::file_written(rows, bytes, started.elapsed());
     Ok((metadata, bytes))
 }
@@ -279,6 +327,83 @@ mod name_tests {
             "part-0.parquet",
         ] {
             assert!(!is_incremental_output(other), "{other}");
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod schema_tests {
+    use std::collections::HashMap;
+
+    use arrow_array::{ArrayRef, Int64Array};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+    use crate::fanout::fan_out;
+    use crate::sample::itslive_item;
+    use crate::stac::parse_item_value;
+    use crate::stores::S3Settings;
+
+    /// Writes `batch` with `write_batches` and reads the file back with Parquet's own reader.
+    async fn written_and_read(
+        stores: &Stores,
+        name: &str,
+        batch: RecordBatch,
+    ) -> ParquetRecordBatchReaderBuilder<bytes::Bytes> {
+        let at = Location::parse(&format!("memory://schemas/{name}.parquet")).unwrap();
+        write_batches(stores, &at, &[batch], "{}", &WriterOptions::default()).await.unwrap();
+        let bytes = stores.get(&at).await.unwrap().unwrap();
+        ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap()
+    }
+
+    fn rows() -> Vec<CellRow> {
+        (0..3)
+            .flat_map(|i| {
+                fan_out(
+                    parse_item_value(&itslive_item(i)).unwrap().row,
+                    &["8106fffffffffff".into()],
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn files_of_each_schema_carry_it_and_read_back_with_it() {
+        let stores = Stores::new(S3Settings::default());
+        let table = record_batch(&rows()).unwrap();
+        // A second schema (as staged files have: the table's and a column of their own), written
+        // between files of the first, so that each file must get its own schema, not the last one.
+        let mut fields: Vec<Field> =
+            table.schema().fields().iter().map(|f| (**f).clone()).collect();
+        fields.push(
+            Field::new("extra", DataType::Int64, false).with_metadata(HashMap::from([(
+                "PARQUET:field_id".to_string(),
+                "9999".to_string(),
+            )])),
+        );
+        let wider = Arc::new(Schema::new(fields));
+        let mut columns = table.columns().to_vec();
+        columns.push(Arc::new(Int64Array::from(vec![7; table.num_rows()])) as ArrayRef);
+        let staged = RecordBatch::try_new(wider.clone(), columns).unwrap();
+
+        for (name, batch) in [("a", &table), ("b", &staged), ("c", &table), ("d", &staged)] {
+            let read = written_and_read(&stores, name, batch.clone()).await;
+            assert_eq!(read.schema().fields(), batch.schema().fields(), "file {name}");
+            let encoded: Vec<_> = read
+                .metadata()
+                .file_metadata()
+                .key_value_metadata()
+                .unwrap()
+                .iter()
+                .filter(|kv| kv.key == ARROW_SCHEMA_META_KEY)
+                .map(|kv| kv.value.clone().unwrap())
+                .collect();
+            assert_eq!(encoded, vec![encode_arrow_schema(&batch.schema())], "file {name}");
+            let back: Vec<RecordBatch> = read.build().unwrap().map(Result::unwrap).collect();
+            assert_eq!(back.len(), 1, "file {name}");
+            assert_eq!(back[0].columns(), batch.columns(), "file {name}");
         }
     }
 }
