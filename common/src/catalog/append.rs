@@ -7,6 +7,7 @@
 //! naming one cell decodes all of them. Sorted and cut, a partition filter skips most.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use iceberg::spec::{DataFile, FormatVersion, ManifestFile, Operation, Summary, TableMetadata};
 use iceberg::table::Table;
@@ -38,7 +39,7 @@ impl Catalog {
     /// new snapshot's id.
     pub async fn append(&self, files: Vec<DataFile>) -> Result<(Table, i64), ReplaceError> {
         let mut added: Vec<NewEntry> =
-            files.into_iter().map(|f| NewEntry::Added(Box::new(f))).collect();
+            files.into_iter().map(|f| NewEntry::Added(Arc::new(f))).collect();
         added.sort_by(|a, b| partition_order(a.file(), b.file()));
         let no_properties = HashMap::new();
         let (table, _, id) = self

@@ -339,7 +339,7 @@ pub(super) fn partition_order(a: &DataFile, b: &DataFile) -> Ordering {
 pub(super) enum NewEntry {
     Existing(ManifestEntryRef),
     Deleted(ManifestEntryRef),
-    Added(Box<DataFile>),
+    Added(Arc<DataFile>),
 }
 
 impl NewEntry {
@@ -374,7 +374,7 @@ async fn stage(
             true => NewEntry::Deleted(e.clone()),
             false => NewEntry::Existing(e.clone()),
         })
-        .chain(replacement.add.iter().cloned().map(|f| NewEntry::Added(Box::new(f))))
+        .chain(replacement.add.iter().cloned().map(|f| NewEntry::Added(Arc::new(f))))
         .collect();
     entries.sort_by(|a, b| partition_order(a.file(), b.file()));
 
