@@ -17,7 +17,7 @@ use bytes::Bytes;
 use iceberg::io::FileIO;
 use iceberg::spec::{
     DataFile, Datum, FieldSummary, Literal, ManifestContentType, ManifestFile, ManifestStatus,
-    ManifestWriterBuilder, PrimitiveLiteral, PrimitiveType, TableMetadata, Type,
+    ManifestWriter, ManifestWriterBuilder, PrimitiveLiteral, PrimitiveType, TableMetadata, Type,
 };
 use iceberg::{Error, ErrorKind};
 use serde::Serialize;
@@ -39,6 +39,23 @@ pub(super) struct EntryToWrite<'a> {
     pub file_sequence_number: Option<i64>,
     /// The file.
     pub file: &'a DataFile,
+}
+
+impl EntryToWrite<'_> {
+    /// Adds this entry to iceberg's own manifest writer, with the same status, snapshot id and
+    /// sequence numbers the encoder writes (for tables the encoder leaves to iceberg).
+    pub(super) fn add_to(&self, writer: &mut ManifestWriter) -> Result<(), Error> {
+        let file = self.file.clone();
+        let seq = self.sequence_number.unwrap_or_default();
+        match self.status {
+            // -1: no data sequence number of its own; it inherits the snapshot's at commit.
+            ManifestStatus::Added => writer.add_file(file, -1),
+            ManifestStatus::Existing => {
+                writer.add_existing_file(file, self.snapshot_id, seq, self.file_sequence_number)
+            }
+            ManifestStatus::Deleted => writer.add_delete_file(file, seq, self.file_sequence_number),
+        }
+    }
 }
 
 /// How a table's data manifests are encoded: the Avro schema and header iceberg writes for its
@@ -525,21 +542,7 @@ mod tests {
         )
         .build_v2_data();
         for e in entries {
-            let f = e.file.clone();
-            match e.status {
-                ManifestStatus::Added => writer.add_file(f, -1).unwrap(),
-                ManifestStatus::Existing => writer
-                    .add_existing_file(
-                        f,
-                        e.snapshot_id,
-                        e.sequence_number.unwrap(),
-                        e.file_sequence_number,
-                    )
-                    .unwrap(),
-                ManifestStatus::Deleted => writer
-                    .add_delete_file(f, e.sequence_number.unwrap(), e.file_sequence_number)
-                    .unwrap(),
-            }
+            e.add_to(&mut writer).unwrap();
         }
         let theirs_list = writer.write_manifest_file().await.unwrap();
         let theirs_bytes = io.new_input(theirs_path).unwrap().read().await.unwrap();

@@ -515,9 +515,42 @@ pub(super) async fn write_manifests(
     Ok((paths, manifests))
 }
 
-/// Writes one manifest with this crate's encoder (see [`super::manifest_encoding`]): added
-/// files inherit the new snapshot's sequence number, existing ones keep theirs, deleted ones keep
-/// their sequence numbers and are marked deleted by the new snapshot, as iceberg's writer does.
+/// How each entry is written by the snapshot `snapshot_id`: added files inherit its sequence
+/// number, existing ones keep their snapshot and sequence numbers, deleted ones keep their
+/// sequence numbers and are marked deleted by it, as iceberg's writer does.
+fn to_write(entry: &NewEntry, snapshot_id: i64) -> EntryToWrite<'_> {
+    match entry {
+        NewEntry::Added(f) => EntryToWrite {
+            status: ManifestStatus::Added,
+            snapshot_id,
+            sequence_number: None,
+            file_sequence_number: None,
+            file: f,
+        },
+        NewEntry::Existing(e) => {
+            let (snap, seq, file_seq) = inherited(e);
+            EntryToWrite {
+                status: ManifestStatus::Existing,
+                snapshot_id: snap,
+                sequence_number: Some(seq),
+                file_sequence_number: Some(file_seq),
+                file: e.data_file(),
+            }
+        }
+        NewEntry::Deleted(e) => {
+            let (_, seq, file_seq) = inherited(e);
+            EntryToWrite {
+                status: ManifestStatus::Deleted,
+                snapshot_id,
+                sequence_number: Some(seq),
+                file_sequence_number: Some(file_seq),
+                file: e.data_file(),
+            }
+        }
+    }
+}
+
+/// Writes one manifest with this crate's encoder (see [`super::manifest_encoding`]).
 async fn encode_manifest(
     table: &Table,
     format: &ManifestFormat,
@@ -525,38 +558,8 @@ async fn encode_manifest(
     path: &str,
     entries: &[NewEntry],
 ) -> Result<ManifestFile, ReplaceError> {
-    let to_write: Vec<EntryToWrite<'_>> = entries
-        .iter()
-        .map(|entry| match entry {
-            NewEntry::Added(f) => EntryToWrite {
-                status: ManifestStatus::Added,
-                snapshot_id,
-                sequence_number: None,
-                file_sequence_number: None,
-                file: f,
-            },
-            NewEntry::Existing(e) => {
-                let (snap, seq, file_seq) = inherited(e);
-                EntryToWrite {
-                    status: ManifestStatus::Existing,
-                    snapshot_id: snap,
-                    sequence_number: Some(seq),
-                    file_sequence_number: Some(file_seq),
-                    file: e.data_file(),
-                }
-            }
-            NewEntry::Deleted(e) => {
-                let (_, seq, file_seq) = inherited(e);
-                EntryToWrite {
-                    status: ManifestStatus::Deleted,
-                    snapshot_id,
-                    sequence_number: Some(seq),
-                    file_sequence_number: Some(file_seq),
-                    file: e.data_file(),
-                }
-            }
-        })
-        .collect();
+    let to_write: Vec<EntryToWrite<'_>> =
+        entries.iter().map(|e| to_write(e, snapshot_id)).collect();
     let (bytes, manifest) =
         format.encode(path, snapshot_id, &to_write).map_err(iceberg("encode a manifest"))?;
     let output = table.file_io().new_output(path).map_err(iceberg("open a manifest"))?;
@@ -582,18 +585,9 @@ async fn write_manifest(
     )
     .build_v2_data();
     for entry in entries {
-        let added = match entry {
-            NewEntry::Added(f) => writer.add_file(f.as_ref().clone(), -1),
-            NewEntry::Existing(e) => {
-                let (snap, seq, file_seq) = inherited(e);
-                writer.add_existing_file(e.data_file().clone(), snap, seq, Some(file_seq))
-            }
-            NewEntry::Deleted(e) => {
-                let (_, seq, file_seq) = inherited(e);
-                writer.add_delete_file(e.data_file().clone(), seq, Some(file_seq))
-            }
-        };
-        added.map_err(iceberg("add a manifest entry"))?;
+        to_write(entry, snapshot_id)
+            .add_to(&mut writer)
+            .map_err(iceberg("add a manifest entry"))?;
     }
     writer.write_manifest_file().await.map_err(iceberg("write a manifest"))
 }
