@@ -70,7 +70,7 @@ pub(super) struct ManifestFormat {
 
 impl ManifestFormat {
     /// The format of `metadata`'s data manifests, or `None` when its partition type has a field
-    /// this encoder does not write (a nested or decimal partition value: left to iceberg).
+    /// this encoder does not write (nested, decimal, UUID or fixed values: left to iceberg).
     pub(super) async fn of(metadata: &TableMetadata) -> Result<Option<ManifestFormat>, Error> {
         let schema = metadata.current_schema();
         let spec = metadata.default_partition_spec();
