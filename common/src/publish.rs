@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use iceberg::spec::DataFile;
 use iceberg::table::Table;
 
 use crate::catalog::{
@@ -23,7 +24,7 @@ use crate::catalog::{
     Replacement,
 };
 use crate::catalog_sync::{CatalogCopy, CatalogSyncError};
-use crate::geoparquet::{WrittenFile, is_incremental_output};
+use crate::geoparquet::is_incremental_output;
 use crate::hash_index::{HashIndex, HashIndexError};
 use crate::location::Location;
 use crate::lock::{LockError, LockGuard};
@@ -80,10 +81,11 @@ pub enum PublishError {
 }
 
 /// What a run is adding to a commit.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub enum Files<'a> {
-    /// Files this process wrote (footers at hand).
-    Written(&'a [WrittenFile]),
+    /// Files this process wrote, described from the footers it kept
+    /// ([`Catalog::describe_written`]): their locations and data files, in the same order.
+    Described(&'a [Location], Vec<DataFile>),
     /// Files written elsewhere (footers read from the objects).
     At(&'a [Location]),
 }
@@ -215,7 +217,9 @@ impl CatalogWriter {
             guard.check()?;
         }
         let committed = match files {
-            Files::Written(f) => self.catalog.register_written(table, f).await?,
+            Files::Described(at, described) => {
+                self.catalog.register_described(table, at, described).await?
+            }
             Files::At(f) => self.catalog.register(table, f).await?,
         };
         if self.place.remote.is_none() {

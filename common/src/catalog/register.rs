@@ -198,15 +198,26 @@ impl Catalog {
         files: &[WrittenFile],
     ) -> Result<(Table, RegisterSummary), RegisterError> {
         let locations: Vec<Location> = files.iter().map(|f| f.location.clone()).collect();
-        let dups = duplicates_in_batch(&locations);
+        let described = self.describe_written(table, files).await?;
+        self.register_described(table, &locations, described).await
+    }
+
+    /// Commits files this process wrote, already described (see [`Catalog::describe_written`]),
+    /// as one append snapshot; `locations` are theirs, in the same order.
+    pub async fn register_described(
+        &self,
+        table: &Table,
+        locations: &[Location],
+        described: Vec<DataFile>,
+    ) -> Result<(Table, RegisterSummary), RegisterError> {
+        let dups = duplicates_in_batch(locations);
         if !dups.is_empty() {
             return Err(RegisterError::AlreadyRegistered { paths: dups });
         }
-        let described = self.describe_written(table, files).await?;
         // Names carry the run id and the writer, so they cannot be in the table already;
         // skipping iceberg's duplicate check avoids reading every manifest on every commit,
         // which made a long run's commits grow with the table.
-        self.commit_files(table, &locations, described, false).await
+        self.commit_files(table, locations, described, false).await
     }
 
     /// Commits described files as one append snapshot; with `check_duplicates`, first refuses

@@ -375,13 +375,18 @@ impl<'a> Run<'a> {
         if files.is_empty() {
             return Ok(table.clone());
         }
-        let (table, summary) = writer.commit(table, Files::Written(&files)).await?;
+        let described = writer.catalog().describe_written(table, &files).await?;
+        let mut locations = Vec::with_capacity(files.len());
         for f in &files {
             self.live.entry(f.partition.clone()).or_default().push(f.location.uri());
+            locations.push(f.location.clone());
         }
-        // Freeing thousands of footers took ~20 ms here, on the task the next chunk (and the
-        // run's end) waits for.
+        // The footers are not needed once described: freed on another thread while the
+        // manifests are written and committed. Freed after the commit, thousands of them held
+        // a run's end ~35 ms on one core (5 % of a 2,000-file run).
         tokio::task::spawn_blocking(move || drop(files));
+        let (table, summary) =
+            writer.commit(table, Files::Described(&locations, described)).await?;
         self.summary.files += summary.files as u64;
         self.summary.snapshots += u64::from(summary.snapshot_id.is_some());
         self.committed(writer).await?;
