@@ -519,3 +519,28 @@ async fn an_append_of_many_partitions_lists_them_in_sorted_manifests_a_cell_filt
     assert_eq!(snaps[1].operation, "append");
     assert_eq!(ids(&table, None).await.len(), 301);
 }
+
+#[tokio::test]
+async fn files_of_different_layouts_described_in_turn_each_get_their_own_columns() {
+    let f = fixture(None).await;
+    let full =
+        write_rows(&f.stores, &f.data, "full", &[row("f1", CELL_A, "2020-01-01T00:00:00Z")]).await;
+    // Two columns, in another order than the table's: its column 0 is grid_partition, not id.
+    let batch = RecordBatch::try_from_iter([
+        ("grid_partition", Arc::new(StringArray::from(vec![CELL_B])) as Arc<dyn Array>),
+        ("id", Arc::new(StringArray::from(vec!["p1"])) as Arc<dyn Array>),
+    ])
+    .unwrap();
+    let reordered = f.data.join("plain/r.parquet");
+    write_parquet(&f.stores, &reordered, &batch).await;
+    // Described one after the other on one thread, as a run describes its files.
+    for (file, id, cell, columns) in
+        [(&full, "f1", CELL_A, 34), (&reordered, "p1", CELL_B, 2), (&full, "f1", CELL_A, 34)]
+    {
+        let df = f.catalog.describe_file(&f.table, file).await.unwrap();
+        assert_eq!(df.lower_bounds().get(&1), Some(&Datum::string(id)), "{file}");
+        assert_eq!(df.upper_bounds().get(&1), Some(&Datum::string(id)), "{file}");
+        assert_eq!(df.partition().fields()[0], Some(iceberg::spec::Literal::string(cell)));
+        assert_eq!(df.value_counts().len(), columns, "{file}");
+    }
+}

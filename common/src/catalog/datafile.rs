@@ -6,8 +6,10 @@
 //! value of every partition field (one cell, one year), otherwise it is refused, and those
 //! statistics must be present and exact (a truncated bound names no partition).
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use iceberg::spec::{
     DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, Literal, NestedField,
@@ -17,7 +19,7 @@ use iceberg::transform::create_transform_function;
 use parquet::basic::{ConvertedType, LogicalType, TimeUnit, Type as PhysicalType};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
-use parquet::schema::types::ColumnDescriptor;
+use parquet::schema::types::{ColumnDescriptor, TypePtr};
 
 /// Length (in characters or bytes) of the string/binary bounds kept in manifests, as the
 /// Iceberg default metrics mode `truncate(16)`: full JSON columns would bloat every manifest.
@@ -337,12 +339,37 @@ fn primitive(field: &NestedField) -> Option<&PrimitiveType> {
     }
 }
 
-fn totals_by_field(
+/// How each column of a footer is read: the table field it fills (id and type) and its decoder.
+type ColumnDecoders = Vec<(i32, PrimitiveType, Decoder)>;
+
+/// The footer schema and table schema the decoders of this thread were last made for: a run
+/// describes thousands of files of one schema, and matching each file's columns to fields again
+/// (joining column paths, looking names up) took over a hundredth of a small-file run's CPU.
+struct LastDecoders {
+    footer: TypePtr,
+    table: Schema,
+    decoders: Arc<ColumnDecoders>,
+}
+
+thread_local! {
+    static LAST_DECODERS: RefCell<Option<LastDecoders>> = const { RefCell::new(None) };
+}
+
+/// The decoders of `meta`'s columns into `schema`'s fields, reused while both schemas repeat.
+fn column_decoders(
     file: &str,
     schema: &Schema,
     meta: &ParquetMetaData,
-) -> Result<HashMap<i32, ColumnTotals>, DataFileError> {
+) -> Result<Arc<ColumnDecoders>, DataFileError> {
     let descr = meta.file_metadata().schema_descr();
+    let cached = LAST_DECODERS.with_borrow(|last| {
+        last.as_ref()
+            .filter(|l| *l.footer == *descr.root_schema() && l.table == *schema)
+            .map(|l| l.decoders.clone())
+    });
+    if let Some(decoders) = cached {
+        return Ok(decoders);
+    }
     let mut decoders = Vec::with_capacity(descr.num_columns());
     for col in descr.columns() {
         let name = col.path().string();
@@ -361,15 +388,33 @@ fn totals_by_field(
         };
         let expected = primitive(field).ok_or_else(mismatch)?;
         let decoder = decoder(expected, col).ok_or_else(mismatch)?;
+        decoders.push((field.id, expected.clone(), decoder));
+    }
+    let decoders = Arc::new(decoders);
+    LAST_DECODERS.set(Some(LastDecoders {
+        footer: descr.root_schema_ptr(),
+        table: schema.clone(),
+        decoders: decoders.clone(),
+    }));
+    Ok(decoders)
+}
+
+fn totals_by_field(
+    file: &str,
+    schema: &Schema,
+    meta: &ParquetMetaData,
+) -> Result<HashMap<i32, ColumnTotals>, DataFileError> {
+    let decoders = column_decoders(file, schema, meta)?;
+    for (i, (_, _, decoder)) in decoders.iter().enumerate() {
         if matches!(decoder, Decoder::Timestamp(Unit::Millis)) {
             // PyIceberg reads these; iceberg-rust 0.10's scan refuses millisecond columns.
-            tracing::warn!(file, column = %name, "registering a millisecond timestamp column");
+            let column = meta.file_metadata().schema_descr().column(i).path().string();
+            tracing::warn!(file, column, "registering a millisecond timestamp column");
         }
-        decoders.push((field.id, expected.clone(), decoder));
     }
     let mut totals: HashMap<i32, ColumnTotals> = HashMap::new();
     for rg in meta.row_groups() {
-        for (chunk, (id, expected, decoder)) in rg.columns().iter().zip(&decoders) {
+        for (chunk, (id, expected, decoder)) in rg.columns().iter().zip(decoders.iter()) {
             let stats = chunk.statistics();
             let (lo, hi) = match stats {
                 Some(s) => (
