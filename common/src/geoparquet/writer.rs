@@ -412,10 +412,15 @@ mod schema_tests {
         let batch = record_batch(&rows()).unwrap();
         let folder = dir.path().join("grid_partition=8106fffffffffff/year=2019");
         let at = Location::parse(folder.join("a.parquet").to_str().unwrap()).unwrap();
-        let (meta, bytes) =
-            write_batches(&stores, &at, &[batch.clone()], "{}", &WriterOptions::default())
-                .await
-                .unwrap();
+        let (meta, bytes) = write_batches(
+            &stores,
+            &at,
+            std::slice::from_ref(&batch),
+            "{}",
+            &WriterOptions::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(meta.file_metadata().num_rows(), 3);
         // The file alone, of the size reported: no temporary file left beside it.
         let names: Vec<_> =
