@@ -139,15 +139,7 @@ impl ItemColumns {
     /// leaves the member out, for a caller that would drop it).
     pub fn item(&self, row: usize, geometry: Option<&Geometry<f64>>) -> Result<Json, RebuildError> {
         let id = self.id(row).ok_or(RebuildError::MissingId)?.to_string();
-        let extra_properties = self.json_object(&id, "extra_properties", row)?;
-        let extra_fields = self.json_object(&id, "extra_fields", row)?;
-        // Maps sized up front: growing them member by member was a twentieth of a search
-        // returning whole items.
-        let members =
-            |extra: &Option<Json>| extra.as_ref().and_then(Json::as_object).map_or(0, Map::len);
-        let mut item = Map::with_capacity(
-            top_level_columns().len() + top_level_json_columns().len() + 2 + members(&extra_fields),
-        );
+        let mut item = Map::new();
         for &(i, name, kind) in top_level_columns() {
             if let Some(v) = self.scalar(i, kind, row) {
                 item.insert(name.to_string(), v);
@@ -162,20 +154,19 @@ impl ItemColumns {
             item.insert("geometry".into(), super::geometry::to_json(geometry));
         }
 
-        let mut properties =
-            Map::with_capacity(property_columns().len() + members(&extra_properties));
+        let mut properties = Map::new();
         for &(i, name, kind) in property_columns() {
             if let Some(v) = self.scalar(i, kind, row) {
                 properties.insert(name.to_string(), v);
             }
         }
-        if let Some(Json::Object(extra)) = extra_properties {
+        if let Some(Json::Object(extra)) = self.json_object(&id, "extra_properties", row)? {
             properties.extend(extra);
         }
         // STAC requires the key: a null datetime (with start/end) is written as null.
         properties.entry("datetime").or_insert(Json::Null);
         item.insert("properties".into(), Json::Object(properties));
-        if let Some(Json::Object(extra)) = extra_fields {
+        if let Some(Json::Object(extra)) = self.json_object(&id, "extra_fields", row)? {
             item.extend(extra);
         }
         Ok(Json::Object(item))
