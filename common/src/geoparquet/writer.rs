@@ -276,10 +276,10 @@ pub async fn write_batches(
     geo: &str,
     options: &WriterOptions,
 ) -> Result<(ParquetMetaData, u64), WriteError> {
-    let parquet = |source| WriteError::Parquet { location: location.to_string(), source };
+    let failed = |source| WriteError::Parquet { location: location.to_string(), source };
     let started = std::time::Instant::now();
     let schema = batches.first().map(RecordBatch::schema).unwrap_or_else(schema::arrow_schema);
-    let prepared = prepared(&schema).map_err(parquet)?;
+    let prepared = prepared(&schema).map_err(failed)?;
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
     let writer_options = ArrowWriterOptions::new()
         .with_properties(options.properties(geo, &prepared.encoded_arrow, rows))
@@ -288,25 +288,25 @@ pub async fn write_batches(
     let written = match location.as_local_path() {
         Some(path) if rows < options.small_file_rows => {
             let mut writer = ArrowWriter::try_new_with_options(Vec::new(), schema, writer_options)
-                .map_err(parquet)?;
+                .map_err(failed)?;
             for batch in row_group_slices(batches, options) {
-                writer.write(&batch).map_err(parquet)?;
+                writer.write(&batch).map_err(failed)?;
             }
-            let metadata = writer.finish().map_err(parquet)?;
+            let metadata = writer.finish().map_err(failed)?;
             let bytes = std::mem::take(writer.inner_mut());
             write_local_file(path, &bytes)
-                .map_err(|e| parquet(ParquetError::External(Box::new(e))))?;
+                .map_err(|e| failed(ParquetError::External(Box::new(e))))?;
             (metadata, bytes.len() as u64)
         }
         _ => {
             let target = stores.resolve(location)?;
             let sink = ParquetObjectWriter::new(target.store, target.path);
             let mut writer = AsyncArrowWriter::try_new_with_options(sink, schema, writer_options)
-                .map_err(parquet)?;
+                .map_err(failed)?;
             for batch in row_group_slices(batches, options) {
-                writer.write(&batch).await.map_err(parquet)?;
+                writer.write(&batch).await.map_err(failed)?;
             }
-            let metadata = writer.finish().await.map_err(parquet)?;
+            let metadata = writer.finish().await.map_err(failed)?;
             (metadata, writer.bytes_written() as u64)
         }
     };
